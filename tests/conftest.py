@@ -1,0 +1,105 @@
+"""Fixtures: a real PostgreSQL (embedded unless DATABASE_URL is set), the app, tokens."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from typing import Any
+
+import jwt
+import psycopg2
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from psycopg2.extensions import connection
+
+from zdm_monitor import create_app
+from zdm_monitor.db import apply_schema, load_demo
+from zdm_monitor.embedded import EmbeddedPostgres
+
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+JOB_URL = "/api/backups/monitoring/job/"
+TABLES = "server, repository, backup, backup_info, backup_log"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL with the schema applied; DATABASE_URL must name a scratch database."""
+    url = os.environ.get("DATABASE_URL")
+    server = None
+    if not url:
+        server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "data")
+        url = server.start()
+    with closing(psycopg2.connect(url)) as conn:
+        apply_schema(conn)
+        reset_demo(conn)
+    yield url
+    if server is not None:
+        server.stop()
+
+
+def reset_demo(conn: connection) -> None:
+    """Put the demo data back exactly as shipped."""
+    with conn, conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY")
+    load_demo(conn)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[connection]:
+    """A writable connection for tests that add rows; the demo data is restored afterwards."""
+    with closing(psycopg2.connect(database_url)) as conn:
+        conn.autocommit = True
+        yield conn
+        reset_demo(conn)
+
+
+@pytest.fixture
+def make_app(database_url: str) -> Iterator[Callable[..., Flask]]:
+    """Build apps from environment overrides; their pools are closed afterwards."""
+    apps: list[Flask] = []
+
+    def build(**env: str) -> Flask:
+        settings = {"DATABASE_URL": database_url, "ZDM_JWT_SECRET": SECRET, **env}
+        app = create_app({k: v for k, v in settings.items() if v is not None})
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["zdm_db"].close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def make_token(key: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+    """Sign a token valid for an hour unless the claims say otherwise."""
+    now = int(time.time())
+    payload: dict[str, Any] = {"sub": "tester", "iat": now, "exp": now + 3600, **claims}
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm)
+
+
+def bearer(token: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token or make_token()}"}
+
+
+@pytest.fixture
+def get_job(client: FlaskClient) -> Callable[..., Any]:
+    """GET the monitoring endpoint with a valid token."""
+
+    def call(identifier: str, query: str = "", **headers: str) -> Any:
+        url = f"{JOB_URL}{identifier}" + (f"?{query}" if query else "")
+        return client.get(url, headers={**bearer(), **headers})
+
+    return call

@@ -1,0 +1,71 @@
+"""zdm-monitor: the monitoring API of ZDM backup jobs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from importlib.metadata import version
+
+import swagger_ui_bundle
+from flask import Flask, Response, send_from_directory
+from flask_smorest import Api
+
+from . import health, monitoring
+from .config import load_settings
+from .db import Database, close_db
+from .envelope import assign_request_id, echo_request_id
+from .errors import register_error_handlers
+from .schemas import ErrorResponseSchema
+
+DOCS_ASSETS = "/api/docs/assets/"
+
+
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from the environment (or the given mapping), failing fast on bad settings."""
+    app = Flask(__name__)
+    app.config["ZDM_SETTINGS"] = settings = load_settings(os.environ if env is None else env)
+    configure_json(app)
+    app.extensions["zdm_db"] = Database(settings)
+    register_blueprints(app)
+    register_error_handlers(app)
+    app.before_request(assign_request_id)
+    app.after_request(echo_request_id)
+    app.teardown_appcontext(close_db)
+    return app
+
+
+class MonitorApi(Api):  # type: ignore[misc]
+    ERROR_SCHEMA = ErrorResponseSchema
+
+    def _register_error_handlers(self) -> None:
+        """Leave error handling to errors.py: this API has its own envelope."""
+
+
+def configure_json(app: Flask) -> None:
+    # Keep the contract's key order and send Korean as UTF-8 rather than \u escapes.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+
+
+def register_blueprints(app: Flask) -> None:
+    app.config.update(
+        API_TITLE="ZDM Monitor",
+        API_VERSION=version("zdm-monitor"),
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL=DOCS_ASSETS,
+    )
+    api = MonitorApi(app)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    api.register_blueprint(monitoring.blp)
+    app.register_blueprint(health.bp)
+    app.add_url_rule(f"{DOCS_ASSETS}<path:filename>", "docs_assets", docs_asset)
+
+
+def docs_asset(filename: str) -> Response:
+    """Serve Swagger UI from the installed package, so the docs need no CDN."""
+    return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)

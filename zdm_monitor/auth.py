@@ -1,0 +1,83 @@
+"""Bearer token check: pyjwt with pinned algorithms, exp required, before any database work."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jwt
+from flask import current_app, g, request
+
+from .config import Settings
+from .errors import Unauthorized
+
+REALM = 'Bearer realm="zdm-monitor"'
+NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
+
+# pyjwt exception -> (message for the body, RFC 6750 error_description, which must be ASCII)
+REASONS: list[tuple[type[Exception], str, str]] = [
+    (jwt.ExpiredSignatureError, "토큰이 만료되었습니다.", "token expired"),
+    (jwt.ImmatureSignatureError, "토큰이 아직 유효하지 않습니다.", "token not yet valid"),
+    (jwt.InvalidAudienceError, "토큰의 대상(aud)이 올바르지 않습니다.", "wrong audience"),
+    (jwt.InvalidIssuerError, "토큰의 발급자(iss)가 올바르지 않습니다.", "wrong issuer"),
+    (jwt.MissingRequiredClaimError, "토큰에 필수 클레임이 없습니다.", "missing claim"),
+    (jwt.InvalidSignatureError, "토큰 서명이 올바르지 않습니다.", "bad signature"),
+    (jwt.InvalidAlgorithmError, "허용되지 않는 서명 알고리즘입니다.", "algorithm not allowed"),
+]
+
+
+def _rejected(message: str, description: str, error: str = "invalid_token") -> Unauthorized:
+    challenge = f'{REALM}, error="{error}", error_description="{description}"'
+    return Unauthorized(message, headers={"WWW-Authenticate": challenge})
+
+
+def require_token() -> None:
+    """Authenticate the request or raise 401; preflight requests carry no token."""
+    if request.method == "OPTIONS":
+        return
+    g.token_claims = verify(
+        request.headers.get("Authorization"), current_app.config["ZDM_SETTINGS"]
+    )
+
+
+def verify(header: str | None, settings: Settings) -> dict[str, Any]:
+    """Return the claims of a valid bearer token, or raise Unauthorized."""
+    if not header or not header.strip():
+        raise Unauthorized("인증 토큰이 필요합니다.", headers={"WWW-Authenticate": REALM})
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise _rejected(
+            "Authorization 헤더는 'Bearer <토큰>' 형식이어야 합니다.",
+            "use the Bearer scheme",
+            "invalid_request",
+        )
+    token = token.strip()
+    if not token:
+        raise _rejected("토큰이 비어 있습니다.", "empty token", "invalid_request")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.jwt_key,
+            algorithms=list(settings.jwt_algorithms),
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway,
+            options={"require": ["exp"], "verify_aud": settings.jwt_audience is not None},
+        )
+    except jwt.InvalidTokenError as exc:
+        for kind, message, description in REASONS:
+            if isinstance(exc, kind):
+                raise _rejected(message, description) from None
+        raise _rejected("토큰 형식이 올바르지 않습니다.", "malformed token") from None
+    except (ValueError, TypeError, OverflowError):
+        raise _rejected("토큰 형식이 올바르지 않습니다.", "malformed token") from None
+    for claim in NUMERIC_DATE_CLAIMS:
+        # RFC 7519 NumericDate is a JSON number; pyjwt alone would take "1700000000".
+        value = claims.get(claim)
+        if claim in claims and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise _rejected(f"토큰의 {claim} 클레임은 숫자여야 합니다.", f"{claim} is not a number")
+    return claims

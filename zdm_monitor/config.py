@@ -1,0 +1,150 @@
+"""Settings from the environment, checked once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jwt
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+PUBLIC_KEY_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+# RFC 7518 3.2: an HMAC key shorter than the hash output weakens the signature.
+MIN_SECRET_BYTES = 32
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """The environment does not describe a service that can start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    jwt_key: str
+    jwt_algorithms: tuple[str, ...]
+    jwt_audience: str | None
+    jwt_issuer: str | None
+    jwt_leeway: int
+    timezone: ZoneInfo
+    db_connect_timeout: int
+    db_statement_timeout_ms: int
+    db_pool_size: int
+
+
+def _int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError
+    return number
+
+
+def _zone(value: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError from exc
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Read and check every setting, reporting all problems at once."""
+    problems: list[str] = []
+
+    def get(name: str, default: str | None = None) -> str | None:
+        value = env.get(name, "").strip()
+        return value or default
+
+    def parse(name: str, default: str, convert: Callable[[str], T], expected: str) -> T | None:
+        raw = get(name, default) or default
+        try:
+            return convert(raw)
+        except ValueError:
+            problems.append(f"{name}={raw!r} is not {expected}.")
+            return None
+
+    database_url = get("DATABASE_URL")
+    if database_url is None:
+        problems.append("DATABASE_URL is not set: give the ZDM PostgreSQL URL (postgresql://...).")
+
+    key, algorithms = _jwt_key(get, problems)
+    leeway = parse("ZDM_JWT_LEEWAY", "30", _int, "a whole number of seconds")
+    timezone = parse("ZDM_TIMEZONE", "UTC", _zone, "an IANA time zone name such as Asia/Seoul")
+    connect_timeout = parse("ZDM_DB_CONNECT_TIMEOUT", "3", _int, "a whole number of seconds")
+    statement_timeout = parse(
+        "ZDM_DB_STATEMENT_TIMEOUT_MS", "5000", _int, "a whole number of milliseconds"
+    )
+    pool_size = parse("ZDM_DB_POOL_SIZE", "4", _int, "a whole number")
+    if pool_size == 0:
+        problems.append("ZDM_DB_POOL_SIZE must be at least 1.")
+
+    if problems:
+        raise ConfigError("Configuration is not valid:\n  - " + "\n  - ".join(problems))
+    assert database_url is not None and leeway is not None and timezone is not None
+    assert connect_timeout is not None and statement_timeout is not None and pool_size
+    return Settings(
+        database_url=database_url,
+        jwt_key=key,
+        jwt_algorithms=algorithms,
+        jwt_audience=get("ZDM_JWT_AUDIENCE"),
+        jwt_issuer=get("ZDM_JWT_ISSUER"),
+        jwt_leeway=leeway,
+        timezone=timezone,
+        db_connect_timeout=connect_timeout,
+        db_statement_timeout_ms=statement_timeout,
+        db_pool_size=pool_size,
+    )
+
+
+def _jwt_key(get: Callable[[str], str | None], problems: list[str]) -> tuple[str, tuple[str, ...]]:
+    """Pick the verification key and its algorithms; never mix HMAC and public keys."""
+    secret = get("ZDM_JWT_SECRET")
+    public_key = get("ZDM_JWT_PUBLIC_KEY")
+    names = get("ZDM_JWT_ALGORITHMS")
+    if secret and public_key:
+        problems.append("Set ZDM_JWT_SECRET or ZDM_JWT_PUBLIC_KEY, not both.")
+        return "", ()
+    if not secret and not public_key:
+        problems.append(
+            "No token key: set ZDM_JWT_SECRET (HS256, at least 32 bytes) or "
+            "ZDM_JWT_PUBLIC_KEY with ZDM_JWT_ALGORITHMS (RS256 or ES256)."
+        )
+        return "", ()
+    allowed, default = (HMAC_ALGORITHMS, "HS256") if secret else (PUBLIC_KEY_ALGORITHMS, "RS256")
+    algorithms = tuple(a.strip() for a in (names or default).split(",") if a.strip())
+    wrong = [a for a in algorithms if a not in allowed]
+    if wrong or not algorithms:
+        kind = "ZDM_JWT_SECRET" if secret else "ZDM_JWT_PUBLIC_KEY"
+        problems.append(
+            f"ZDM_JWT_ALGORITHMS={names!r} does not fit {kind}: "
+            f"choose from {', '.join(sorted(allowed))}."
+        )
+        return "", ()
+    if secret:
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"ZDM_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long.")
+        return secret, algorithms
+    assert public_key is not None
+    pem = _read_pem(public_key, problems)
+    for name in algorithms:
+        try:
+            jwt.get_algorithm_by_name(name).prepare_key(pem)
+        except (jwt.InvalidKeyError, ValueError, TypeError):
+            problems.append(f"ZDM_JWT_PUBLIC_KEY is not a public key usable with {name}.")
+    return pem, algorithms
+
+
+def _read_pem(value: str, problems: list[str]) -> str:
+    """Accept the PEM text itself or the path of a file holding it."""
+    if value.startswith("-----BEGIN"):
+        return value
+    try:
+        return Path(value).read_text()
+    except OSError:
+        problems.append(f"ZDM_JWT_PUBLIC_KEY={value!r} is neither PEM text nor a readable file.")
+        return ""

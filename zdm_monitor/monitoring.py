@@ -1,0 +1,124 @@
+"""The monitoring endpoint: validated query -> one SQL statement -> payload -> envelope."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response, current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from . import repository, serializers
+from .auth import require_token
+from .db import get_db
+from .envelope import success
+from .errors import JobIncomplete, JobNotFound, invalid_parameters
+from .repository import JobSnapshot
+from .schemas import (
+    MAX_NAME_LENGTH,
+    ErrorResponseSchema,
+    MonitoringQuery,
+    MonitoringQuerySchema,
+    MonitoringResponseSchema,
+    check_text,
+)
+
+blp = Blueprint(
+    "monitoring",
+    __name__,
+    url_prefix="/api/backups/monitoring",
+    description="Monitoring of one backup job: server, partition or drive, progress and log.",
+)
+blp.before_request(require_token)
+
+PAGINATION_HEADER = {
+    "X-Pagination": {
+        "description": "The log's pages: total, total_pages, first_page, last_page, page, "
+        "previous_page, next_page (keys that do not apply are left out).",
+        "schema": {"type": "string"},
+    }
+}
+ERRORS = {
+    400: "Invalid parameter (REQUEST-ERROR-01) or incomplete job data (JOB-ERROR-20).",
+    401: "Missing or invalid bearer token (AUTH-ERROR-01).",
+    404: "No such job, or a filter excludes it (JOB-ERROR-01).",
+    405: "Wrong method (HTTP-405).",
+    503: "The database cannot be reached or timed out (SERVICE-UNAVAILABLE).",
+    500: "Anything unexpected (INTERNAL-ERROR).",
+}
+
+
+def parse_identifier(identifier: str) -> tuple[int | None, str | None]:
+    """All ASCII digits -> job ID; anything else -> job name."""
+    if identifier.isascii() and identifier.isdigit():
+        return int(identifier), None
+    try:
+        return None, check_text(identifier, MAX_NAME_LENGTH)
+    except ValidationError as exc:
+        raise invalid_parameters({"identifier": [str(exc)]}) from None
+
+
+def check_answer(job: JobSnapshot | None, identifier: str, by_id: bool) -> JobSnapshot:
+    """Apply the contract's order: not found, then incomplete, then filter mismatch."""
+    subject = f"ID가 '{identifier}'인" if by_id else f"Name이 '{identifier}'인"
+    if job is None:
+        raise JobNotFound(f"{subject} 조건에 맞는 Backup 작업을 찾을 수 없습니다.")
+    if not job.has_definition:
+        raise JobIncomplete("작업 데이터가 불완전합니다. backup 정보가 누락되었습니다.")
+    if not job.has_runtime:
+        raise JobIncomplete("작업 데이터가 불완전합니다. backupInfo 정보가 누락되었습니다.")
+    if not job.matches:
+        raise JobNotFound(
+            f"{subject} Backup 작업은 존재하지만, 지정된 필터 조건과 일치하는 결과가 없습니다."
+        )
+    return job
+
+
+@blp.route("/job/<path:identifier>")
+class JobMonitoring(MethodView):
+    @blp.doc(
+        security=[{"bearerAuth": []}],
+        parameters=[
+            {
+                "in": "path",
+                "name": "identifier",
+                "required": True,
+                "description": "All ASCII digits: the job's ID; anything else: the job's name "
+                f"(at most {MAX_NAME_LENGTH} characters).",
+                "schema": {"type": "string"},
+            }
+        ],
+    )
+    @blp.arguments(MonitoringQuerySchema, location="query", error_status_code=400)
+    @blp.alt_response(
+        200,
+        schema=MonitoringResponseSchema,
+        headers=PAGINATION_HEADER,
+        description="The job's server, partition or drive, progress and one page of its log.",
+        success=True,
+    )
+    @blp.alt_response(400, schema=ErrorResponseSchema, description=ERRORS[400])
+    @blp.alt_response(401, schema=ErrorResponseSchema, description=ERRORS[401])
+    @blp.alt_response(404, schema=ErrorResponseSchema, description=ERRORS[404])
+    @blp.alt_response(405, schema=ErrorResponseSchema, description=ERRORS[405])
+    @blp.alt_response(503, schema=ErrorResponseSchema, description=ERRORS[503])
+    @blp.alt_response(500, schema=ErrorResponseSchema, description=ERRORS[500])
+    def get(self, query: MonitoringQuery, identifier: str) -> Response:
+        """Monitoring info of one backup job, by ID or by name."""
+        job_id, name = parse_identifier(identifier)
+        job = repository.get_job_snapshot(
+            get_db(),
+            job_id=job_id,
+            name=name,
+            filters=query.filters,
+            page=query.page,
+            limit=query.limit,
+        )
+        job = check_answer(job, identifier, by_id=job_id is not None)
+        zone = current_app.config["ZDM_SETTINGS"].timezone
+        meta = serializers.pagination(query.page, query.limit, job.log_total)
+        return success(
+            serializers.monitoring_payload(job, zone),
+            headers={"X-Pagination": json.dumps(meta)},
+        )
