@@ -133,6 +133,8 @@ def run_gunicorn(env: dict[str, str], port: int, workers: int) -> int:
         str(workers),
         "--access-logfile",
         "-",
+        # gunicorn's control socket lives at one path per user: instances would share it.
+        "--no-control-socket",
         "zdm_monitor:create_app()",
     ]
     # gunicorn gets its own session so that Ctrl-C reaches it only through this process, as

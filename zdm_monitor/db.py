@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import threading
 from importlib.resources import files
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
-import psycopg2.pool
 from flask import current_app, g
 from psycopg2.extensions import connection
 
@@ -17,7 +17,7 @@ from .config import Settings
 IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 
-def connect_kwargs(settings: Settings) -> dict[str, object]:
+def connect_kwargs(settings: Settings) -> dict[str, Any]:
     """Connection options: bounded connect and statement time, read-only transactions."""
     options = (
         f"-c statement_timeout={settings.db_statement_timeout_ms} "
@@ -30,47 +30,68 @@ def connect_kwargs(settings: Settings) -> dict[str, object]:
     }
 
 
+class PoolExhausted(Exception):
+    """Every connection of this process's pool is in use."""
+
+
 class Database:
-    """A connection pool created lazily in the process that uses it, never across fork."""
+    """A small connection pool, opened lazily in the process that uses it, never across fork.
+
+    Idle connections are kept (psycopg2's own pools close any above their minimum, which
+    would mean a new connection per request); at most pool_size are open at once.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
-        self._pid = 0
+        self._idle: list[connection] = []
+        self._in_use = 0
+        self._pid = os.getpid()
         self._lock = threading.Lock()
 
-    def _current_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
-        with self._lock:
-            if self._pool is None or self._pid != os.getpid():
-                self._pool = psycopg2.pool.ThreadedConnectionPool(
-                    0,
-                    self.settings.db_pool_size,
-                    self.settings.database_url,
-                    **connect_kwargs(self.settings),
-                )
-                self._pid = os.getpid()
-            return self._pool
+    def _forget_parent(self) -> None:
+        """After fork, drop the parent's connections without closing its sockets."""
+        if self._pid != os.getpid():
+            self._idle, self._in_use, self._pid = [], 0, os.getpid()
 
     def getconn(self) -> connection:
-        conn: connection = self._current_pool().getconn()
+        with self._lock:
+            self._forget_parent()
+            if self._idle:
+                self._in_use += 1
+                return self._idle.pop()
+            if self._in_use >= self.settings.db_pool_size:
+                raise PoolExhausted
+            self._in_use += 1
+        try:
+            conn: connection = psycopg2.connect(
+                self.settings.database_url, **connect_kwargs(self.settings)
+            )
+        except BaseException:
+            with self._lock:
+                self._in_use -= 1
+            raise
         # One statement per request needs no transaction block around it.
         conn.autocommit = True
         return conn
 
     def putconn(self, conn: connection) -> None:
         """Return a connection; one that broke or was left mid-transaction is closed instead."""
-        broken = bool(conn.closed) or conn.info.transaction_status != IDLE
-        pool = self._pool
-        if pool is None or self._pid != os.getpid():
-            conn.close()
-            return
-        pool.putconn(conn, close=broken)
+        with self._lock:
+            if self._pid != os.getpid():
+                return
+            self._in_use -= 1
+            if not conn.closed and conn.info.transaction_status == IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     def close(self) -> None:
+        """Close the idle connections of this process."""
         with self._lock:
-            if self._pool is not None and self._pid == os.getpid():
-                self._pool.closeall()
-            self._pool = None
+            self._forget_parent()
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
 def get_db() -> connection:

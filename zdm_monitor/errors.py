@@ -6,10 +6,10 @@ import logging
 from typing import Any
 
 import psycopg2
-import psycopg2.pool
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
+from .db import PoolExhausted
 from .envelope import failure
 
 log = logging.getLogger(__name__)
@@ -121,5 +121,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(psycopg2.OperationalError, handle_database_error)
-    app.register_error_handler(psycopg2.pool.PoolError, handle_database_error)
+    app.register_error_handler(PoolExhausted, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl, quote
 
-from flask import Response, current_app
+from flask import Request, Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import MultiDict
 
 from . import repository, serializers
 from .auth import require_token
 from .db import get_db
 from .envelope import success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
-from .repository import JobSnapshot
+from .repository import MAX_BIGINT, JobSnapshot
 from .schemas import (
     MAX_NAME_LENGTH,
     ErrorResponseSchema,
@@ -24,7 +27,24 @@ from .schemas import (
     check_text,
 )
 
-blp = Blueprint(
+
+class QueryParser(FlaskParser):
+    """Decode the query string strictly as UTF-8, marking undecodable bytes.
+
+    Werkzeug keeps an undecodable escape such as %FF as the literal text "%FF"; decoding with
+    errors="replace" turns it into U+FFFD, which the schema refuses by parameter name.
+    """
+
+    def load_querystring(self, req: Request, schema: Schema) -> MultiDict[str, str]:
+        raw = quote(req.query_string, safe="&=%+")
+        return MultiDict(parse_qsl(raw, keep_blank_values=True, errors="replace"))
+
+
+class MonitoringBlueprint(Blueprint):  # type: ignore[misc]
+    ARGUMENTS_PARSER = QueryParser()
+
+
+blp = MonitoringBlueprint(
     "monitoring",
     __name__,
     url_prefix="/api/backups/monitoring",
@@ -32,6 +52,7 @@ blp = Blueprint(
 )
 blp.before_request(require_token)
 
+MAX_ID_DIGITS = len(str(MAX_BIGINT))
 PAGINATION_HEADER = {
     "X-Pagination": {
         "description": "The log's pages: total, total_pages, first_page, last_page, page, "
@@ -52,7 +73,9 @@ ERRORS = {
 def parse_identifier(identifier: str) -> tuple[int | None, str | None]:
     """All ASCII digits -> job ID; anything else -> job name."""
     if identifier.isascii() and identifier.isdigit():
-        return int(identifier), None
+        digits = identifier.lstrip("0") or "0"
+        # Longer than any bigint: no such job, and int() never sees a huge digit string.
+        return (int(digits) if len(digits) <= MAX_ID_DIGITS else MAX_BIGINT + 1), None
     try:
         return None, check_text(identifier, MAX_NAME_LENGTH)
     except ValidationError as exc:
@@ -75,21 +98,19 @@ def check_answer(job: JobSnapshot | None, identifier: str, by_id: bool) -> JobSn
     return job
 
 
-@blp.route("/job/<path:identifier>")
+@blp.route(
+    "/job/<path:identifier>",
+    parameters=[
+        {
+            "in": "path",
+            "name": "identifier",
+            "description": "All ASCII digits: the job's ID; anything else: the job's name "
+            f"(at most {MAX_NAME_LENGTH} characters).",
+        }
+    ],
+)
 class JobMonitoring(MethodView):
-    @blp.doc(
-        security=[{"bearerAuth": []}],
-        parameters=[
-            {
-                "in": "path",
-                "name": "identifier",
-                "required": True,
-                "description": "All ASCII digits: the job's ID; anything else: the job's name "
-                f"(at most {MAX_NAME_LENGTH} characters).",
-                "schema": {"type": "string"},
-            }
-        ],
-    )
+    @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(MonitoringQuerySchema, location="query", error_status_code=400)
     @blp.alt_response(
         200,

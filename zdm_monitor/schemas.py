@@ -48,6 +48,7 @@ class Text(fields.String):
     """A string with a length bound and no NUL or undecodable bytes."""
 
     def __init__(self, max_length: int = MAX_NAME_LENGTH, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {})["maxLength"] = max_length
         super().__init__(**kwargs)
         self.max_length = max_length
 

@@ -1,0 +1,61 @@
+"""The zdm-monitor command: schema, demo data and tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jwt
+import pytest
+from click.testing import CliRunner
+from psycopg2.extensions import connection
+
+from zdm_monitor.cli import main
+
+
+def test_init_db_and_load_demo_on_a_loaded_database(database_url: str, db: connection) -> None:
+    runner = CliRunner(env={"DATABASE_URL": database_url})
+    result = runner.invoke(main, ["init-db"])
+    assert result.exit_code == 0, result.output
+    assert "Schema applied." in result.output
+    result = runner.invoke(main, ["load-demo"])
+    assert result.exit_code == 0, result.output
+    assert "demo data not loaded" in result.output
+
+
+def test_load_demo_into_an_empty_database(database_url: str, db: connection) -> None:
+    with db.cursor() as cur:
+        cur.execute("TRUNCATE server, repository, backup, backup_info, backup_log")
+    result = CliRunner(env={"DATABASE_URL": database_url}).invoke(main, ["load-demo"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "Demo data loaded."
+    with db.cursor() as cur:
+        cur.execute("SELECT name FROM backup ORDER BY id")
+        assert [r[0] for r in cur.fetchall()][:2] == ["daily-backup", "daily-backup-win"]
+
+
+def test_commands_need_database_url() -> None:
+    result = CliRunner(env={"DATABASE_URL": ""}).invoke(main, ["init-db"])
+    assert result.exit_code == 2
+    assert "DATABASE_URL is not set" in result.output
+
+
+def test_token_uses_the_configured_secret() -> None:
+    secret = "s" * 40
+    result = CliRunner(env={"ZDM_JWT_SECRET": secret}).invoke(main, ["token", "--subject", "ops"])
+    assert result.exit_code == 0, result.output
+    claims = jwt.decode(result.output.strip(), secret, algorithms=["HS256"])
+    assert claims["sub"] == "ops"
+    assert claims["exp"] - claims["iat"] == 7 * 24 * 3600
+
+
+def test_token_uses_one_development_secret_per_data_folder(tmp_path: Path) -> None:
+    env = {"ZDM_JWT_SECRET": "", "ZDM_DATA_DIR": str(tmp_path)}
+    first = CliRunner(env=env).invoke(main, ["token"]).output.strip()
+    second = CliRunner(env=env).invoke(main, ["token", "--ttl", "60"]).output.strip()
+    secret = (tmp_path / "dev-jwt-secret").read_text()
+    assert len(secret) == 64
+    assert oct((tmp_path / "dev-jwt-secret").stat().st_mode & 0o777) == "0o600"
+    for token in (first, second):
+        assert jwt.decode(token, secret, algorithms=["HS256"])["sub"] == "dashboard"
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(first, "x" * 64, algorithms=["HS256"])

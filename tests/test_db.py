@@ -1,0 +1,64 @@
+"""The connection pool and the schema/demo helpers, on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg2
+import pytest
+from flask import Flask
+from psycopg2.extensions import connection
+
+from zdm_monitor.db import PoolExhausted, apply_schema, get_db, load_demo
+
+
+def test_connection_is_returned_and_reused(app: Flask) -> None:
+    with app.app_context():
+        first = get_db()
+        assert get_db() is first
+    with app.app_context():
+        assert get_db() is first
+
+
+def test_broken_connection_is_discarded(app: Flask) -> None:
+    with app.app_context():
+        first = get_db()
+        first.close()
+    with app.app_context():
+        second = get_db()
+        assert second is not first
+        assert not second.closed
+
+
+def test_requests_cannot_write(app: Flask) -> None:
+    with app.app_context():
+        cur = get_db().cursor()
+        with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
+            cur.execute("DELETE FROM backup_log")
+
+
+def test_statement_timeout_applies(make_app: Callable[..., Flask]) -> None:
+    app = make_app(ZDM_DB_STATEMENT_TIMEOUT_MS="50")
+    with app.app_context():
+        cur = get_db().cursor()
+        with pytest.raises(psycopg2.errors.QueryCanceled):
+            cur.execute("SELECT pg_sleep(1)")
+
+
+def test_schema_is_idempotent_and_demo_loads_once(db: connection) -> None:
+    apply_schema(db)
+    assert load_demo(db) is False
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM backup")
+        assert cur.fetchone() == (6,)
+        cur.execute("SELECT count(*), max(line) FROM backup_log WHERE backup_id = 4")
+        assert cur.fetchone() == (250, 250)
+
+
+def test_pool_is_bounded_and_keeps_idle_connections(make_app: Callable[..., Flask]) -> None:
+    pool = make_app(ZDM_DB_POOL_SIZE="1").extensions["zdm_db"]
+    conn = pool.getconn()
+    with pytest.raises(PoolExhausted):
+        pool.getconn()
+    pool.putconn(conn)
+    assert pool.getconn() is conn

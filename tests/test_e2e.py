@@ -1,0 +1,306 @@
+"""End to end, as a user runs it: the zdm-monitor launcher and a bare gunicorn, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from zdm_monitor.embedded import EmbeddedPostgres
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN_DIR = Path(sys.executable).parent
+LAUNCHER = BIN_DIR / "zdm-monitor"
+JOB_URL = "/api/backups/monitoring/job/"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+
+LINUX_DATA = {
+    "system": {"name": "linux-server-01"},
+    "job": {
+        "info": {"name": "daily-backup", "partition": "/"},
+        "progressInfo": {
+            "status": "complete",
+            "percent": "100%",
+            "message": "Backup completed successfully",
+            "start": "2025-01-15 02:00:00",
+            "elapsed": "00:30:00",
+            "end": "2025-01-15 02:30:00",
+        },
+        "log": ["Starting backup...", "Processing files...", "Backup completed"],
+    },
+}
+WINDOWS_DATA = {
+    "system": {"name": "windows-server-01"},
+    "job": {
+        "info": {"name": "daily-backup-win", "drive": "C:"},
+        "progressInfo": {
+            "status": "processing",
+            "percent": "60%",
+            "message": "Processing files...",
+            "start": "2025-01-15 02:00:00",
+            "elapsed": "00:20:00",
+            "end": "-",
+        },
+        "log": ["Starting backup...", "Processing files..."],
+    },
+}
+SEED_EXAMPLES = {"1": LINUX_DATA, "daily-backup": LINUX_DATA, "daily-backup-win": WINDOWS_DATA}
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without any zdm-monitor setting, plus the given ones."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ZDM_") and k not in ("DATABASE_URL", "PORT")
+    }
+    env.update(extra)
+    return env
+
+
+def alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting for a parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def descendants(pid: int) -> list[int]:
+    """All processes below pid, found through /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def http_get(url: str, token: str | None = None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+@dataclass
+class Launcher:
+    """One `zdm-monitor serve` process and what it printed."""
+
+    data_dir: Path
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    gunicorn_pids: list[int] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"zdm-monitor serve exited early:\n{self.output()}")
+            try:
+                status, body = http_get(f"{self.base}/healthz")
+                if status == 200 and body["success"] is True:
+                    self.gunicorn_pids = descendants(self.process.pid)
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"/healthz did not answer within {START_TIMEOUT} s:\n{self.output()}")
+
+    def interrupt(self) -> int:
+        """Ctrl-C: SIGINT to the launcher; return its exit status."""
+        self.gunicorn_pids = descendants(self.process.pid)
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"zdm-monitor serve still running {STOP_TIMEOUT} s after SIGINT")
+
+    def kill_leftovers(self) -> None:
+        """Clean up after a failure: only the processes this launcher started."""
+        pids = {*descendants(self.process.pid), *self.gunicorn_pids}
+        for pid in [*pids, self.process.pid]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
+        EmbeddedPostgres(self.data_dir / "postgres").stop()
+
+
+@pytest.fixture
+def start_launcher(tmp_path: Path) -> Iterator[Any]:
+    """Start `zdm-monitor serve` on a data folder; whatever is left running is stopped after."""
+    started: list[Launcher] = []
+
+    def start(data_dir: Path) -> Launcher:
+        port = free_port()
+        log_path = tmp_path / f"serve-{len(started) + 1}.log"
+        env = clean_env(ZDM_DATA_DIR=str(data_dir), PORT=str(port))
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(LAUNCHER), "serve"],
+                env=env,
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        launcher = Launcher(data_dir, port, log_path, process)
+        started.append(launcher)
+        launcher.wait_healthy()
+        return launcher
+
+    yield start
+    for launcher in started:
+        if launcher.process.poll() is None:
+            launcher.kill_leftovers()
+
+
+def cli_token(data_dir: Path) -> str:
+    result = subprocess.run(
+        [str(LAUNCHER), "token"],
+        env=clean_env(ZDM_DATA_DIR=str(data_dir)),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def assert_seed_examples(base: str, token: str) -> None:
+    for identifier, data in SEED_EXAMPLES.items():
+        status, body = http_get(f"{base}{JOB_URL}{identifier}", token)
+        assert status == 200, (identifier, body)
+        assert REQUEST_ID.fullmatch(body.pop("requestID"))
+        assert TIMESTAMP.fullmatch(body.pop("timestamp"))
+        assert body == {"success": True, "data": data, "message": "Backup monitoring info"}
+
+
+def assert_stopped(launcher: Launcher) -> None:
+    """Gunicorn is gone, nothing answers on the port, the embedded PostgreSQL is stopped."""
+    assert launcher.gunicorn_pids, "no gunicorn process was seen under the launcher"
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in launcher.gunicorn_pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in launcher.gunicorn_pids if alive(pid)]
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", launcher.port), timeout=1).close()
+    pgdata = launcher.data_dir / "postgres"
+    assert (pgdata / "PG_VERSION").exists()
+    assert not (pgdata / "postmaster.pid").exists()
+    assert not EmbeddedPostgres(pgdata).running()
+
+
+def count_rows(data_dir: Path) -> tuple[int, int]:
+    """Jobs and log lines in the running embedded PostgreSQL."""
+    url = EmbeddedPostgres(data_dir / "postgres").url()
+    with closing(psycopg2.connect(url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT (SELECT count(*) FROM backup), (SELECT count(*) FROM backup_log)")
+        row = cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_serve_answers_the_seed_examples_and_stops_cleanly(
+    tmp_path: Path, start_launcher: Any
+) -> None:
+    data_dir = tmp_path / "data"
+    first: Launcher = start_launcher(data_dir)
+    token = cli_token(data_dir)
+    assert_seed_examples(first.base, token)
+    assert http_get(f"{first.base}{JOB_URL}1")[0] == 401
+    jobs_and_lines = count_rows(data_dir)
+    assert jobs_and_lines == (6, 259)
+
+    banner = first.output()
+    assert "PostgreSQL: embedded" in banner
+    assert banner.count("Demo data loaded.") == 1
+    match = re.search(r"Bearer token[^\n]*:\n\s+(\S+)\n", banner)
+    assert match, banner
+    banner_token = match.group(1)
+    curl = f'curl -X GET "{first.base}{JOB_URL}1"'
+    assert curl in banner
+    assert f'-H "Authorization: Bearer {banner_token}"' in banner
+    assert_seed_examples(first.base, banner_token)
+
+    assert first.interrupt() == 0, first.output()
+    assert_stopped(first)
+    assert "PostgreSQL stopped." in first.output()
+
+    # A second start reuses the data folder: same data, same secret, no second demo load.
+    secret = (data_dir / "dev-jwt-secret").read_text()
+    second: Launcher = start_launcher(data_dir)
+    assert "Demo data loaded." not in second.output()
+    assert count_rows(data_dir) == jobs_and_lines
+    assert (data_dir / "dev-jwt-secret").read_text() == secret
+    assert_seed_examples(second.base, token)
+    assert_seed_examples(second.base, banner_token)
+    assert second.interrupt() == 0, second.output()
+    assert_stopped(second)
+
+
+def test_production_start_refuses_without_a_token_key() -> None:
+    env = clean_env(DATABASE_URL="postgresql://zdm@127.0.0.1:1/zdm")
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{free_port()}", "wsgi:app"]
+    result = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT,
+    )
+    assert result.returncode != 0
+    assert "ZDM_JWT_SECRET" in result.stdout + result.stderr
