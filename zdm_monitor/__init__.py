@@ -9,12 +9,14 @@ from importlib.metadata import version
 import swagger_ui_bundle
 from flask import Flask, Response, send_from_directory
 from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import health, monitoring
+from . import health, metrics, monitoring
 from .config import load_settings
 from .db import Database, close_db
 from .envelope import assign_request_id, echo_request_id
 from .errors import register_error_handlers
+from .logs import configure_logging, log_request, start_timer
 from .schemas import ErrorResponseSchema
 
 DOCS_ASSETS = "/api/docs/assets/"
@@ -25,13 +27,25 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["ZDM_SETTINGS"] = settings = load_settings(os.environ if env is None else env)
     configure_json(app)
-    app.extensions["zdm_db"] = Database(settings)
+    configure_logging()
+    app.extensions["zdm_db"] = Database(settings, on_change=metrics.record_pool)
     register_blueprints(app)
     register_error_handlers(app)
+    register_request_hooks(app)
+    if settings.proxy_count:
+        # Trust exactly as many X-Forwarded-* hops as there are proxies in front (nginx: 1).
+        n = settings.proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    return app
+
+
+def register_request_hooks(app: Flask) -> None:
     app.before_request(assign_request_id)
+    app.before_request(start_timer)
+    app.after_request(log_request)
+    app.after_request(metrics.observe)
     app.after_request(echo_request_id)
     app.teardown_appcontext(close_db)
-    return app
 
 
 class MonitorApi(Api):  # type: ignore[misc]
@@ -63,6 +77,7 @@ def register_blueprints(app: Flask) -> None:
     )
     api.register_blueprint(monitoring.blp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.add_url_rule(f"{DOCS_ASSETS}<path:filename>", "docs_assets", docs_asset)
 
 

@@ -1,25 +1,20 @@
-"""The zdm-monitor command: schema, demo data, tokens and the development server."""
+"""The zdm-monitor command: schema, demo data, tokens and the local stack."""
 
 from __future__ import annotations
 
 import os
-import secrets
-import signal
-import subprocess
 import sys
 import time
 from contextlib import closing
 from pathlib import Path
-from types import FrameType
 
 import click
 import jwt
 import psycopg2
 
-from .db import apply_schema, load_demo
-from .embedded import EmbeddedPostgres
+from .db import apply_schema
+from .stack import Stack, dev_secret, prepare_database, render_site
 
-DEV_SECRET_FILE = "dev-jwt-secret"
 DEV_TOKEN_TTL = 7 * 24 * 3600
 
 
@@ -34,16 +29,6 @@ def database_url() -> str:
     return url
 
 
-def dev_secret(folder: Path) -> str:
-    """Return this data folder's development secret, creating it the first time."""
-    path = folder / DEV_SECRET_FILE
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
-    return path.read_text().strip()
-
-
 def make_token(secret: str, subject: str, ttl: int) -> str:
     now = int(time.time())
     claims = {"sub": subject, "iat": now, "exp": now + ttl}
@@ -51,13 +36,6 @@ def make_token(secret: str, subject: str, ttl: int) -> str:
         if os.environ.get(name):
             claims[claim] = os.environ[name]
     return jwt.encode(claims, secret, algorithm="HS256")
-
-
-def prepare_database(url: str) -> bool:
-    """Apply the schema and load the demo data into an empty database."""
-    with closing(psycopg2.connect(url)) as conn:
-        apply_schema(conn)
-        return load_demo(conn)
 
 
 @click.group()
@@ -88,62 +66,53 @@ def token(subject: str, ttl: int) -> None:
     click.echo(make_token(os.environ.get("ZDM_JWT_SECRET") or dev_secret(data_dir()), subject, ttl))
 
 
+@main.command("nginx-config")
+@click.option("--listen", default="80", show_default=True, help="nginx's listen address.")
+@click.option("--upstream", default="127.0.0.1:8000", show_default=True, help="gunicorn.")
+@click.option("--server-name", default="localhost", show_default=True)
+@click.option("--log-dir", default="/var/log/nginx", show_default=True)
+def nginx_config(listen: str, upstream: str, server_name: str, log_dir: str) -> None:
+    """Print config/nginx/zdm-monitor.conf filled in for these values."""
+    click.echo(render_site(listen, upstream, Path(log_dir), server_name))
+
+
 @main.command()
 @click.option("--port", envvar="PORT", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
-def serve(port: int, workers: int) -> None:
+@click.option(
+    "--workers", type=int, help="gunicorn workers [default: 2, or 2 x cores + 1 with nginx]"
+)
+@click.option("--nginx", is_flag=True, help="Put nginx on PORT in front of gunicorn on PORT+1.")
+def serve(port: int, workers: int | None, nginx: bool) -> None:
     """Serve on 127.0.0.1 through gunicorn, on an embedded PostgreSQL unless DATABASE_URL is set."""
-    folder = data_dir()
-    env = dict(os.environ)
-    postgres = None if env.get("DATABASE_URL") else EmbeddedPostgres(folder / "postgres")
+    stack = Stack(data_dir(), port, nginx=nginx, workers=workers or (None if nginx else 2))
     try:
-        if postgres is not None:
-            env["DATABASE_URL"] = postgres.start()
-            click.echo(f"PostgreSQL: embedded, data in {postgres.pgdata}")
-        if prepare_database(env["DATABASE_URL"]):
+        stack.start()
+        if stack.postgres is not None:
+            click.echo(f"PostgreSQL: embedded, data in {stack.postgres.pgdata}")
+        if stack.demo_loaded:
             click.echo("Demo data loaded.")
-        if not env.get("ZDM_JWT_SECRET") and not env.get("ZDM_JWT_PUBLIC_KEY"):
-            env["ZDM_JWT_SECRET"] = dev_secret(folder)
-        sys.exit(run_gunicorn(env, port, workers))
+        banner(stack)
+        status = stack.wait()
     finally:
-        if postgres is not None:
-            postgres.stop()
-            click.echo("PostgreSQL stopped.")
+        stack.stop()
+        click.echo("Stopped" + (", PostgreSQL stopped." if stack.postgres else "."))
+    sys.exit(status)
 
 
-def run_gunicorn(env: dict[str, str], port: int, workers: int) -> int:
-    """Run gunicorn in the foreground; Ctrl-C or SIGTERM stop it gracefully."""
-    base = f"http://127.0.0.1:{port}"
-    if "ZDM_JWT_PUBLIC_KEY" not in env:
-        bearer = make_token(env["ZDM_JWT_SECRET"], "dashboard", DEV_TOKEN_TTL)
-        click.echo(
-            f"\nServing on {base}  (API docs: {base}/api/docs)\n"
-            f"Bearer token (valid 7 days):\n  {bearer}\n"
-            "Try:\n"
-            f'  curl -X GET "{base}/api/backups/monitoring/job/1" \\\n'
-            f'    -H "Authorization: Bearer {bearer}"\n'
-        )
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--access-logfile",
-        "-",
-        # gunicorn's control socket lives at one path per user: instances would share it.
-        "--no-control-socket",
-        "zdm_monitor:create_app()",
-    ]
-    # gunicorn gets its own session so that Ctrl-C reaches it only through this process, as
-    # SIGTERM: a graceful stop that lets in-flight requests finish.
-    child = subprocess.Popen(command, env=env, start_new_session=True)
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    return child.wait()
+def banner(stack: Stack) -> None:
+    base = f"http://127.0.0.1:{stack.port}"
+    where = (
+        f"nginx on {base} -> gunicorn on 127.0.0.1:{stack.gunicorn_port}"
+        if stack.with_nginx
+        else base
+    )
+    click.echo(f"\nServing: {where}  (API docs: {base}/api/docs)")
+    if stack.env.get("ZDM_JWT_PUBLIC_KEY"):
+        return
+    bearer = make_token(stack.env["ZDM_JWT_SECRET"], "dashboard", DEV_TOKEN_TTL)
+    click.echo(
+        f"Bearer token (valid 7 days):\n  {bearer}\n"
+        "Try:\n"
+        f'  curl -X GET "{base}/api/backups/monitoring/job/1" \\\n'
+        f'    -H "Authorization: Bearer {bearer}"\n'
+    )

@@ -36,6 +36,7 @@ class Settings:
     db_connect_timeout: int
     db_statement_timeout_ms: int
     db_pool_size: int
+    proxy_count: int
 
 
 def _int(value: str) -> int:
@@ -80,6 +81,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         "ZDM_DB_STATEMENT_TIMEOUT_MS", "5000", _int, "a whole number of milliseconds"
     )
     pool_size = parse("ZDM_DB_POOL_SIZE", "4", _int, "a whole number")
+    proxy_count = parse("ZDM_PROXY_COUNT", "1", _int, "a whole number of proxies")
     if pool_size == 0:
         problems.append("ZDM_DB_POOL_SIZE must be at least 1.")
 
@@ -87,6 +89,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError("Configuration is not valid:\n  - " + "\n  - ".join(problems))
     assert database_url is not None and leeway is not None and timezone is not None
     assert connect_timeout is not None and statement_timeout is not None and pool_size
+    assert proxy_count is not None
     return Settings(
         database_url=database_url,
         jwt_key=key,
@@ -98,6 +101,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         db_connect_timeout=connect_timeout,
         db_statement_timeout_ms=statement_timeout,
         db_pool_size=pool_size,
+        proxy_count=proxy_count,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -41,8 +42,11 @@ class Database:
     would mean a new connection per request); at most pool_size are open at once.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, on_change: Callable[[int, int], None] | None = None
+    ) -> None:
         self.settings = settings
+        self._on_change = on_change
         self._idle: list[connection] = []
         self._in_use = 0
         self._pid = os.getpid()
@@ -53,15 +57,23 @@ class Database:
         if self._pid != os.getpid():
             self._idle, self._in_use, self._pid = [], 0, os.getpid()
 
+    def _report(self) -> None:
+        """Tell the listener (the metrics) how many connections are idle and in use."""
+        if self._on_change is not None:
+            self._on_change(len(self._idle), self._in_use)
+
     def getconn(self) -> connection:
         with self._lock:
             self._forget_parent()
             if self._idle:
                 self._in_use += 1
-                return self._idle.pop()
+                idle = self._idle.pop()
+                self._report()
+                return idle
             if self._in_use >= self.settings.db_pool_size:
                 raise PoolExhausted
             self._in_use += 1
+            self._report()
         try:
             conn: connection = psycopg2.connect(
                 self.settings.database_url, **connect_kwargs(self.settings)
@@ -69,6 +81,7 @@ class Database:
         except BaseException:
             with self._lock:
                 self._in_use -= 1
+                self._report()
             raise
         # One statement per request needs no transaction block around it.
         conn.autocommit = True
@@ -80,16 +93,19 @@ class Database:
             if self._pid != os.getpid():
                 return
             self._in_use -= 1
-            if not conn.closed and conn.info.transaction_status == IDLE:
+            keep = not conn.closed and conn.info.transaction_status == IDLE
+            if keep:
                 self._idle.append(conn)
-                return
-        conn.close()
+            self._report()
+        if not keep:
+            conn.close()
 
     def close(self) -> None:
         """Close the idle connections of this process."""
         with self._lock:
             self._forget_parent()
             idle, self._idle = self._idle, []
+            self._report()
         for conn in idle:
             conn.close()
 

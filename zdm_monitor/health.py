@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 
 from . import repository
 from .db import get_db
 from .envelope import success
+from .errors import ServiceUnavailable
+
+READY_TIMEOUT_MS = 1000
 
 bp = Blueprint("health", __name__)
 
@@ -19,6 +22,8 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Answer 200 when the database answers; the error handlers make it a 503 otherwise."""
-    repository.ping(get_db())
+    """Answer 200 when the database answers within a second and no shutdown has begun."""
+    if current_app.config.get("ZDM_DRAINING"):
+        raise ServiceUnavailable("종료 중입니다. 새 요청은 다른 인스턴스로 보내세요.")
+    repository.ping(get_db(), timeout_ms=READY_TIMEOUT_MS)
     return success({"status": "ready"}, message="Database is reachable")

@@ -112,8 +112,10 @@ def get_job_snapshot(
     return None if row is None else JobSnapshot(*row)
 
 
-def ping(conn: connection) -> None:
-    """Raise unless the database answers."""
+def ping(conn: connection, *, timeout_ms: int) -> None:
+    """Raise unless the database answers within the timeout."""
     with conn.cursor() as cur:
-        cur.execute("SELECT 1")
+        # One round trip: the two statements run as one implicit transaction, so SET LOCAL
+        # bounds the SELECT only and nothing outlives it on a pooled connection.
+        cur.execute("SET LOCAL statement_timeout = %s; SELECT 1", (timeout_ms,))
         cur.fetchone()

@@ -1,0 +1,124 @@
+"""gunicorn settings for zdm-monitor; every value can be overridden from the environment.
+
+Run: gunicorn -c config/gunicorn.conf.py wsgi:app
+
+Timeout ladder (each layer gives up after the one below it, so the innermost error is the one
+the client sees): PostgreSQL statement_timeout (ZDM_DB_STATEMENT_TIMEOUT_MS, 5 s)
+< gunicorn timeout (10 s) < nginx proxy_read_timeout (15 s).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+# nginx talks to gunicorn over loopback; never expose gunicorn itself.
+bind = env("GUNICORN_BIND", f"127.0.0.1:{env('PORT', '8000')}")
+
+# The usual 2 x cores + 1: a request spends part of its time waiting on PostgreSQL, so a few
+# more processes than cores keep the CPUs busy.
+workers = int(env("GUNICORN_WORKERS", str(2 * multiprocessing.cpu_count() + 1)))
+
+# gthread rather than sync: sync workers close the connection after every response, so
+# nginx's upstream keepalive would be wasted and each request would pay a TCP handshake; a
+# second thread also serves while the first waits on the database. Requests are short and
+# CPU-light, so a couple of threads suffice; more would only contend for the GIL.
+worker_class = "gthread"
+threads = int(env("GUNICORN_THREADS", "2"))
+
+# A worker silent for this long is killed: above the statement timeout, below nginx's.
+timeout = int(env("GUNICORN_TIMEOUT", "10"))
+# SIGTERM lets in-flight requests finish for this long (longer than any request can take).
+graceful_timeout = int(env("GUNICORN_GRACEFUL_TIMEOUT", "15"))
+# Longer than nginx's upstream keepalive_timeout (60 s), so nginx always closes first and
+# never sends a request on a connection gunicorn is closing.
+keepalive = int(env("GUNICORN_KEEPALIVE", "75"))
+
+# Recycle workers now and then so slow leaks cannot grow; jitter keeps them from restarting
+# together.
+max_requests = int(env("GUNICORN_MAX_REQUESTS", "10000"))
+max_requests_jitter = int(env("GUNICORN_MAX_REQUESTS_JITTER", "1000"))
+
+# Only nginx on this host may set X-Forwarded-Proto; the app's ProxyFix trusts one hop.
+forwarded_allow_ips = env("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# Request line and headers: nginx refuses larger ones first; these bound direct callers.
+limit_request_line = 8190
+limit_request_fields = 100
+
+# JSON access log on stdout, with the request ID the app answered with.
+accesslog = env("GUNICORN_ACCESS_LOG", "-")
+errorlog = env("GUNICORN_ERROR_LOG", "-")
+loglevel = env("GUNICORN_LOG_LEVEL", "info")
+logger_class = "zdm_monitor.logs.GunicornLogger"
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "zdm_monitor.logs.JsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        },
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
+}
+
+# gunicorn 27 opens a control socket at one path per user; instances would share it.
+control_socket_disable = True
+
+# prometheus_client reads this before the app is imported in each worker.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="zdm-metrics-"))
+
+
+def on_starting(server: Any) -> None:
+    """Start metrics from zero: files left by an earlier run would be summed in."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Make /readyz answer 503 from the moment a worker is told to stop."""
+    graceful_exit = signal.getsignal(signal.SIGTERM)
+
+    def draining(signum: int, frame: Any) -> None:
+        worker.wsgi.config["ZDM_DRAINING"] = True
+        if callable(graceful_exit):
+            graceful_exit(signum, frame)
+
+    signal.signal(signal.SIGTERM, draining)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Close the worker's database connections once its last request is done."""
+    database = getattr(worker.wsgi, "extensions", {}).get("zdm_db")
+    if database is not None:
+        database.close()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges (pool connections) from the metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,98 @@
+"""JSON logs: one line per request and every error's traceback, all under the request ID."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Response, g, has_request_context, request
+from gunicorn.glogging import Logger as GunicornBaseLogger
+
+request_log = logging.getLogger("zdm_monitor.request")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a record's `fields` extra becomes top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if has_request_context() and "request_id" in g:
+            entry["request_id"] = g.request_id
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging() -> None:
+    """Send the app's logs to stderr as JSON, once per process."""
+    logger = logging.getLogger("zdm_monitor")
+    if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def route_template() -> str:
+    """The matched route's template (bounded cardinality), not the raw path."""
+    return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+
+
+def start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def elapsed_seconds() -> float:
+    started: float = g.get("started", time.perf_counter())
+    return time.perf_counter() - started
+
+
+def log_request(response: Response) -> Response:
+    """Write the request's line: who asked what, the answer, how long it took."""
+    claims = g.get("token_claims") or {}
+    request_log.info(
+        "request",
+        extra={
+            "fields": {
+                "method": request.method,
+                "route": route_template(),
+                "status": response.status_code,
+                "duration_ms": round(elapsed_seconds() * 1000, 2),
+                "client_ip": request.remote_addr,
+                "subject": claims.get("sub"),
+            }
+        },
+    )
+    return response
+
+
+class GunicornLogger(GunicornBaseLogger):  # type: ignore[misc]
+    """gunicorn's access log as JSON, carrying the request ID the app answered with."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.cfg.accesslog:
+            return
+        headers = {name.lower(): value for name, value in resp.headers}
+        fields = {
+            "request_id": headers.get("x-request-id"),
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),
+            "status": resp.status_code,
+            "bytes": getattr(resp, "sent", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 2),
+        }
+        self.access_log.info("access", extra={"fields": fields})

@@ -1,0 +1,60 @@
+"""Prometheus metrics, summed across gunicorn workers (multiprocess mode)."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from .logs import elapsed_seconds, route_template
+
+REQUESTS = Counter(
+    "zdm_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "zdm_http_request_duration_seconds",
+    "Time from the request reaching the app to its answer.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+POOL = Gauge(
+    "zdm_db_pool_connections",
+    "Database connections held by the workers' pools.",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+
+bp = Blueprint("metrics", __name__)
+
+
+def observe(response: Response) -> Response:
+    """Count the request and its latency by route template and status."""
+    labels = (request.method, route_template(), str(response.status_code))
+    REQUESTS.labels(*labels).inc()
+    LATENCY.labels(*labels).observe(elapsed_seconds())
+    return response
+
+
+def record_pool(idle: int, in_use: int) -> None:
+    POOL.labels("idle").set(idle)
+    POOL.labels("in_use").set(in_use)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Expose the metrics in Prometheus text format."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

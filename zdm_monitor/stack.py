@@ -1,0 +1,220 @@
+"""The local stack: PostgreSQL (embedded unless DATABASE_URL), gunicorn and, optionally, nginx."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+from string import Template
+from typing import IO
+
+import psycopg2
+
+from .db import apply_schema, load_demo
+from .embedded import EmbeddedPostgres
+
+CONFIG_DIR = Path(
+    os.environ.get("ZDM_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "config"
+)
+DEV_SECRET_FILE = "dev-jwt-secret"
+NGINX_MAIN = """\
+worker_processes 1;
+pid $prefix/nginx.pid;
+error_log $prefix/error.log notice;
+events { worker_connections 1024; }
+http {
+    client_body_temp_path $prefix/tmp/body;
+    proxy_temp_path $prefix/tmp/proxy;
+    fastcgi_temp_path $prefix/tmp/fastcgi;
+    uwsgi_temp_path $prefix/tmp/uwsgi;
+    scgi_temp_path $prefix/tmp/scgi;
+    include $prefix/zdm-monitor.conf;
+}
+"""
+
+
+class StackError(RuntimeError):
+    """A part of the stack could not start."""
+
+
+def dev_secret(folder: Path) -> str:
+    """Return this data folder's development secret, creating it the first time."""
+    path = folder / DEV_SECRET_FILE
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def prepare_database(url: str) -> bool:
+    """Apply the schema and load the demo data into an empty database."""
+    with closing(psycopg2.connect(url)) as conn:
+        apply_schema(conn)
+        return load_demo(conn)
+
+
+def render_site(listen: str, upstream: str, log_dir: Path, server_name: str) -> str:
+    """Fill the placeholders of config/nginx/zdm-monitor.conf."""
+    template = Template((CONFIG_DIR / "nginx" / "zdm-monitor.conf").read_text())
+    return template.safe_substitute(
+        ZDM_LISTEN=listen,
+        ZDM_UPSTREAM=upstream,
+        ZDM_LOG_DIR=str(log_dir),
+        ZDM_SERVER_NAME=server_name,
+    )
+
+
+def wait_until_up(name: str, url: str, seconds: float, process: subprocess.Popen[bytes]) -> None:
+    """Poll the URL until it answers, failing early if the process dies."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StackError(f"{name} exited with status {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise StackError(f"{url} did not answer within {seconds:.0f} s")
+
+
+class Stack:
+    """Start and stop the service's processes; Ctrl-C or SIGTERM stops them gracefully."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        *,
+        nginx: bool = False,
+        workers: int | None = None,
+        env: dict[str, str] | None = None,
+        output: IO[bytes] | None = None,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.with_nginx = nginx
+        self.workers = workers
+        self.env = dict(os.environ if env is None else env)
+        self.output = output
+        self.postgres: EmbeddedPostgres | None = None
+        self.gunicorn: subprocess.Popen[bytes] | None = None
+        self.nginx: subprocess.Popen[bytes] | None = None
+        self.demo_loaded = False
+
+    @property
+    def gunicorn_port(self) -> int:
+        return self.port + 1 if self.with_nginx else self.port
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.data_dir / "nginx"
+
+    def start(self) -> None:
+        try:
+            self._start_database()
+            self._start_gunicorn()
+            if self.with_nginx:
+                self._start_nginx()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_database(self) -> None:
+        if not self.env.get("DATABASE_URL"):
+            self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
+            self.env["DATABASE_URL"] = self.postgres.start()
+        self.demo_loaded = prepare_database(self.env["DATABASE_URL"])
+        if not self.env.get("ZDM_JWT_SECRET") and not self.env.get("ZDM_JWT_PUBLIC_KEY"):
+            self.env["ZDM_JWT_SECRET"] = dev_secret(self.data_dir)
+
+    def _start_gunicorn(self) -> None:
+        env = {
+            **self.env,
+            "GUNICORN_BIND": f"127.0.0.1:{self.gunicorn_port}",
+            # Behind nginx one proxy hop is trusted; served directly, none is.
+            "ZDM_PROXY_COUNT": self.env.get("ZDM_PROXY_COUNT", "1" if self.with_nginx else "0"),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.data_dir / "metrics"),
+        }
+        if self.workers:
+            env["GUNICORN_WORKERS"] = str(self.workers)
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            str(CONFIG_DIR / "gunicorn.conf.py"),
+            "--pid",
+            str(self.data_dir / "gunicorn.pid"),
+            "zdm_monitor:create_app()",
+        ]
+        # Its own session: Ctrl-C reaches it only through stop(), as a graceful SIGTERM.
+        self.gunicorn = subprocess.Popen(
+            command, env=env, start_new_session=True, stdout=self.output, stderr=self.output
+        )
+        wait_until_up(
+            "gunicorn", f"http://127.0.0.1:{self.gunicorn_port}/healthz", 30, self.gunicorn
+        )
+
+    def _start_nginx(self) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists():
+            raise StackError("nginx is not installed: apt-get install nginx")
+        prefix = self.nginx_dir
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+        # nginx's workers run as an unprivileged user when started by root.
+        for folder in (prefix / "tmp", *(prefix / "tmp").iterdir()):
+            folder.chmod(0o1777)
+        (prefix / "zdm-monitor.conf").write_text(
+            render_site(
+                f"127.0.0.1:{self.port}",
+                f"127.0.0.1:{self.gunicorn_port}",
+                prefix,
+                "localhost 127.0.0.1",
+            )
+        )
+        (prefix / "nginx.conf").write_text(Template(NGINX_MAIN).substitute(prefix=prefix))
+        self.nginx = subprocess.Popen(
+            [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+            start_new_session=True,
+            stdout=self.output,
+            stderr=self.output,
+        )
+        wait_until_up("nginx", f"http://127.0.0.1:{self.port}/healthz", 10, self.nginx)
+
+    def wait(self) -> int:
+        """Block until a signal asks to stop or a process dies; return an exit status."""
+        stopping = False
+
+        def request_stop(_signum: int, _frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        children = [p for p in (self.gunicorn, self.nginx) if p is not None]
+        while not stopping:
+            if any(p.poll() is not None for p in children):
+                return 1
+            time.sleep(0.2)
+        return 0
+
+    def stop(self) -> None:
+        """Stop nginx (finishing open requests), then gunicorn (draining), then PostgreSQL."""
+        if self.nginx is not None and self.nginx.poll() is None:
+            self.nginx.send_signal(signal.SIGQUIT)
+            self.nginx.wait(timeout=30)
+        if self.gunicorn is not None and self.gunicorn.poll() is None:
+            self.gunicorn.send_signal(signal.SIGTERM)
+            self.gunicorn.wait(timeout=60)
+        if self.postgres is not None:
+            self.postgres.stop()
