@@ -85,6 +85,7 @@ def nginx_config(listen: str, upstream: str, server_name: str, log_dir: str) -> 
 def serve(port: int, workers: int | None, nginx: bool) -> None:
     """Serve on 127.0.0.1 through gunicorn, on an embedded PostgreSQL unless DATABASE_URL is set."""
     stack = Stack(data_dir(), port, nginx=nginx, workers=workers or (None if nginx else 2))
+    stack.catch_signals()
     try:
         stack.start()
         if stack.postgres is not None:

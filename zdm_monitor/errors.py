@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from .db import PoolExhausted
 from .envelope import failure
+from .logs import in_request
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +98,12 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 
 def handle_database_error(error: Exception) -> Response:
-    log.warning("database unavailable: %s", type(error).__name__)
+    log.warning("database unavailable: %s", type(error).__name__, extra=in_request())
     return handle_api_error(ServiceUnavailable())
 
 
 def handle_unexpected(error: BaseException) -> Response:
-    log.error("unexpected error", exc_info=error)
+    log.error("unexpected error", exc_info=error, extra=in_request())
     return failure(500, "INTERNAL-ERROR", "서버 내부 오류가 발생했습니다.")
 
 

@@ -9,8 +9,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, g, has_request_context, request
+from flask import Response, g, request
 from gunicorn.glogging import Logger as GunicornBaseLogger
+
+from .envelope import request_id
 
 request_log = logging.getLogger("zdm_monitor.request")
 
@@ -25,8 +27,6 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if has_request_context() and "request_id" in g:
-            entry["request_id"] = g.request_id
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
@@ -43,6 +43,11 @@ def configure_logging() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def in_request(**fields: Any) -> dict[str, Any]:
+    """The `extra` of a record written while serving a request: it carries the request ID."""
+    return {"fields": {"request_id": request_id(), **fields}}
 
 
 def route_template() -> str:
@@ -64,16 +69,14 @@ def log_request(response: Response) -> Response:
     claims = g.get("token_claims") or {}
     request_log.info(
         "request",
-        extra={
-            "fields": {
-                "method": request.method,
-                "route": route_template(),
-                "status": response.status_code,
-                "duration_ms": round(elapsed_seconds() * 1000, 2),
-                "client_ip": request.remote_addr,
-                "subject": claims.get("sub"),
-            }
-        },
+        extra=in_request(
+            method=request.method,
+            route=route_template(),
+            status=response.status_code,
+            duration_ms=round(elapsed_seconds() * 1000, 2),
+            client_ip=request.remote_addr,
+            subject=claims.get("sub"),
+        ),
     )
     return response
 

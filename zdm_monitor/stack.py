@@ -109,6 +109,7 @@ class Stack:
         self.gunicorn: subprocess.Popen[bytes] | None = None
         self.nginx: subprocess.Popen[bytes] | None = None
         self.demo_loaded = False
+        self.stopping = False
 
     @property
     def gunicorn_port(self) -> int:
@@ -191,18 +192,19 @@ class Stack:
         )
         wait_until_up("nginx", f"http://127.0.0.1:{self.port}/healthz", 10, self.nginx)
 
-    def wait(self) -> int:
-        """Block until a signal asks to stop or a process dies; return an exit status."""
-        stopping = False
+    def catch_signals(self) -> None:
+        """From now on Ctrl-C and SIGTERM ask wait() to return, even while starting."""
 
         def request_stop(_signum: int, _frame: object) -> None:
-            nonlocal stopping
-            stopping = True
+            self.stopping = True
 
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
+
+    def wait(self) -> int:
+        """Block until a signal asks to stop or a process dies; return an exit status."""
         children = [p for p in (self.gunicorn, self.nginx) if p is not None]
-        while not stopping:
+        while not self.stopping:
             if any(p.poll() is not None for p in children):
                 return 1
             time.sleep(0.2)
