@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format clean
+.PHONY: run serve-nginx test lint format clean nginx
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,16 @@ $(STAMP): setup.cfg pyproject.toml
 run: $(STAMP)
 	$(BIN)/zdm-monitor serve
 
-test: $(STAMP)
+# The production shape on loopback: nginx on PORT (8000) -> gunicorn on PORT+1 -> PostgreSQL.
+serve-nginx: $(STAMP) nginx
+	$(BIN)/zdm-monitor serve --nginx
+
+# Debian's nginx, for serve-nginx and the end-to-end tests.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx)
+
+test: $(STAMP) nginx
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -59,3 +59,28 @@ def test_token_uses_one_development_secret_per_data_folder(tmp_path: Path) -> No
         assert jwt.decode(token, secret, algorithms=["HS256"])["sub"] == "dashboard"
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(first, "x" * 64, algorithms=["HS256"])
+
+
+def test_nginx_config_fills_every_placeholder() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "nginx-config",
+            "--listen",
+            "8080",
+            "--upstream",
+            "unix:/run/zdm/g.sock",
+            "--server-name",
+            "monitor.example",
+            "--log-dir",
+            "/var/log/zdm",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "${ZDM_" not in result.output
+    assert "server unix:/run/zdm/g.sock max_fails=3" in result.output
+    assert "listen 8080 default_server;" in result.output
+    assert "server_name monitor.example;" in result.output
+    assert "access_log /var/log/zdm/access.log zdm_json;" in result.output
+    # nginx's own variables are left alone.
+    assert "$proxy_add_x_forwarded_for" in result.output
