@@ -90,7 +90,8 @@ class GunicornLogger(GunicornBaseLogger):  # type: ignore[misc]
         headers = {name.lower(): value for name, value in resp.headers}
         fields = {
             "request_id": headers.get("x-request-id"),
-            "remote_addr": environ.get("REMOTE_ADDR"),
+            # The connecting peer (nginx), from before ProxyFix rewrote it for the app.
+            "remote_addr": environ.get("werkzeug.proxy_fix.orig", environ).get("REMOTE_ADDR"),
             "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
