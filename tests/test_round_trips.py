@@ -1,0 +1,74 @@
+"""One database round trip per request, counted on the wire between the app and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from conftest import JOB_URL, bearer
+from flask import Flask
+from flask.testing import FlaskClient
+from pgwire import CountingProxy
+
+
+@pytest.fixture
+def proxy(database_url: str) -> Iterator[CountingProxy]:
+    counting = CountingProxy(database_url)
+    yield counting
+    counting.close()
+
+
+@pytest.fixture
+def wired(make_app: Callable[..., Flask], proxy: CountingProxy) -> FlaskClient:
+    client = make_app(DATABASE_URL=proxy.url).test_client()
+    # Open the pooled connection first: connecting is not part of a request's cost.
+    assert client.get("/readyz").status_code == 200
+    proxy.take()
+    return client
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("1", 200),
+        ("daily-backup", 200),
+        ("daily-backup-win?page=2&limit=1", 200),
+        ("bulk-data?page=9&limit=25", 200),
+        ("1?mode=smart&status=run", 404),  # exists, filters exclude it
+        ("no-such-job", 404),
+        ("99999", 404),
+        ("6", 400),  # definition only
+        ("7?mode=full", 400),  # runtime only, whatever the filters
+    ],
+)
+def test_each_answer_costs_one_statement(
+    wired: FlaskClient, proxy: CountingProxy, path: str, status: int
+) -> None:
+    response = wired.get(JOB_URL + path, headers=bearer())
+    assert response.status_code == status, response.get_json()
+    queries = proxy.take()
+    assert len(queries) == 1, queries
+    assert "FROM job" in queries[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("1", {}, 401),
+        ("1", {"Authorization": "Bearer not-a-token"}, 401),
+        ("1?mode=bogus", bearer(), 400),
+        ("x" * 300, bearer(), 400),
+    ],
+)
+def test_rejected_requests_never_reach_the_database(
+    wired: FlaskClient, proxy: CountingProxy, path: str, headers: dict[str, str], status: int
+) -> None:
+    assert wired.get(JOB_URL + path, headers=headers).status_code == status
+    assert proxy.take() == []
+
+
+def test_connection_is_reused_across_requests(wired: FlaskClient, proxy: CountingProxy) -> None:
+    for _ in range(5):
+        assert wired.get(JOB_URL + "1", headers=bearer()).status_code == 200
+    assert len(proxy.take()) == 5
+    assert wired.application.extensions["zdm_db"]._in_use == 0
