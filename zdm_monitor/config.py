@@ -137,8 +137,11 @@ def _jwt_key(get: Callable[[str], str | None], problems: list[str]) -> tuple[str
     pem = _read_pem(public_key, problems)
     for name in algorithms:
         try:
-            jwt.get_algorithm_by_name(name).prepare_key(pem)
+            key = jwt.get_algorithm_by_name(name).prepare_key(pem)
         except (jwt.InvalidKeyError, ValueError, TypeError):
+            key = None
+        # A private key would load too, then fail every verification: refuse it here.
+        if not hasattr(key, "verify"):
             problems.append(f"ZDM_JWT_PUBLIC_KEY is not a public key usable with {name}.")
     return pem, algorithms
 

@@ -111,7 +111,7 @@ def check_answer(job: JobSnapshot | None, identifier: str, by_id: bool) -> JobSn
 )
 class JobMonitoring(MethodView):
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(MonitoringQuerySchema, location="query", error_status_code=400)
+    @blp.arguments(MonitoringQuerySchema(), location="query", error_status_code=400)
     @blp.alt_response(
         200,
         schema=MonitoringResponseSchema,

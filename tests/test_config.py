@@ -1,0 +1,284 @@
+"""load_settings: defaults, every bad value named, all problems at once; create_app fails fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import SECRET
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from zdm_monitor import create_app
+from zdm_monitor.config import ConfigError, Settings, load_settings
+
+DB = "postgresql://zdm@127.0.0.1:5432/zdm"
+BASE = {"DATABASE_URL": DB, "ZDM_JWT_SECRET": SECRET}
+
+
+def public_pem(kind: str = "rsa") -> str:
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if kind == "rsa"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+@pytest.fixture(scope="module")
+def rsa_pem() -> str:
+    return public_pem("rsa")
+
+
+@pytest.fixture(scope="module")
+def ec_pem() -> str:
+    return public_pem("ec")
+
+
+def public(pem: str, **env: str) -> dict[str, str]:
+    return {"DATABASE_URL": DB, "ZDM_JWT_PUBLIC_KEY": pem, **env}
+
+
+def config_error(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    return str(info.value)
+
+
+# --- Defaults -----------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    settings = load_settings(BASE)
+    assert isinstance(settings, Settings)
+    assert settings.database_url == DB
+    assert settings.jwt_key == SECRET
+    assert settings.jwt_algorithms == ("HS256",)
+    assert settings.jwt_audience is None
+    assert settings.jwt_issuer is None
+    assert settings.jwt_leeway == 30
+    assert settings.timezone == ZoneInfo("UTC")
+    assert settings.db_connect_timeout > 0
+    assert settings.db_statement_timeout_ms > 0
+    assert settings.db_pool_size >= 1
+    assert settings.proxy_count == 1
+
+
+def test_empty_values_mean_defaults() -> None:
+    env = {**BASE, "ZDM_JWT_LEEWAY": "", "ZDM_TIMEZONE": "  ", "ZDM_JWT_AUDIENCE": ""}
+    settings = load_settings(env)
+    assert settings.jwt_leeway == 30
+    assert settings.timezone == ZoneInfo("UTC")
+    assert settings.jwt_audience is None
+
+
+def test_explicit_values() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "ZDM_JWT_ALGORITHMS": "HS256, HS512",
+            "ZDM_JWT_AUDIENCE": "zdm-monitor",
+            "ZDM_JWT_ISSUER": "zdm-api",
+            "ZDM_JWT_LEEWAY": "0",
+            "ZDM_TIMEZONE": "Asia/Seoul",
+            "ZDM_PROXY_COUNT": "0",
+        }
+    )
+    assert settings.jwt_algorithms == ("HS256", "HS512")
+    assert settings.jwt_audience == "zdm-monitor"
+    assert settings.jwt_issuer == "zdm-api"
+    assert settings.jwt_leeway == 0
+    assert settings.timezone == ZoneInfo("Asia/Seoul")
+    assert settings.proxy_count == 0
+
+
+def test_load_settings_does_not_read_the_process_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ZDM_TIMEZONE", "Asia/Seoul")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://elsewhere/db")
+    settings = load_settings(BASE)
+    assert settings.timezone == ZoneInfo("UTC")
+    assert settings.database_url == DB
+
+
+def test_rs256_is_the_public_key_default(rsa_pem: str) -> None:
+    settings = load_settings(public(rsa_pem))
+    assert settings.jwt_algorithms == ("RS256",)
+    assert settings.jwt_key.strip() == rsa_pem.strip()
+
+
+def test_es256_public_key(ec_pem: str) -> None:
+    settings = load_settings(public(ec_pem, ZDM_JWT_ALGORITHMS="ES256"))
+    assert settings.jwt_algorithms == ("ES256",)
+
+
+def test_public_key_from_file(rsa_pem: str, tmp_path: Path) -> None:
+    path = tmp_path / "key.pem"
+    path.write_text(rsa_pem)
+    settings = load_settings(public(str(path), ZDM_JWT_ALGORITHMS="RS256"))
+    assert settings.jwt_key.strip() == rsa_pem.strip()
+
+
+def test_secret_of_exactly_32_bytes_is_enough() -> None:
+    settings = load_settings({"DATABASE_URL": DB, "ZDM_JWT_SECRET": "s" * 32})
+    assert settings.jwt_key == "s" * 32
+
+
+# --- Each bad value names its variable ----------------------------------------------------------
+
+
+SHORT_SECRET = "s" * 31
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"ZDM_JWT_SECRET": SECRET}, "DATABASE_URL"),
+        ({"DATABASE_URL": "  ", "ZDM_JWT_SECRET": SECRET}, "DATABASE_URL"),
+        ({"DATABASE_URL": DB}, "ZDM_JWT_SECRET"),
+        ({"DATABASE_URL": DB, "ZDM_JWT_SECRET": ""}, "ZDM_JWT_SECRET"),
+        ({**BASE, "ZDM_JWT_SECRET": SHORT_SECRET}, "ZDM_JWT_SECRET"),
+        ({**BASE, "ZDM_JWT_SECRET": "é" * 15}, "ZDM_JWT_SECRET"),  # 30 bytes, 15 characters
+        ({**BASE, "ZDM_JWT_ALGORITHMS": "RS256"}, "ZDM_JWT_ALGORITHMS"),
+        ({**BASE, "ZDM_JWT_ALGORITHMS": "HS256,RS256"}, "ZDM_JWT_ALGORITHMS"),
+        ({**BASE, "ZDM_JWT_ALGORITHMS": "none"}, "ZDM_JWT_ALGORITHMS"),
+        ({**BASE, "ZDM_JWT_ALGORITHMS": " , "}, "ZDM_JWT_ALGORITHMS"),
+        ({**BASE, "ZDM_TIMEZONE": "Mars/Olympus"}, "ZDM_TIMEZONE"),
+        ({**BASE, "ZDM_TIMEZONE": "../../etc/passwd"}, "ZDM_TIMEZONE"),
+        ({**BASE, "ZDM_JWT_LEEWAY": "soon"}, "ZDM_JWT_LEEWAY"),
+        ({**BASE, "ZDM_JWT_LEEWAY": "-5"}, "ZDM_JWT_LEEWAY"),
+        ({**BASE, "ZDM_JWT_LEEWAY": "1.5"}, "ZDM_JWT_LEEWAY"),
+        ({**BASE, "ZDM_DB_POOL_SIZE": "0"}, "ZDM_DB_POOL_SIZE"),
+        ({**BASE, "ZDM_DB_CONNECT_TIMEOUT": "x"}, "ZDM_DB_CONNECT_TIMEOUT"),
+        ({**BASE, "ZDM_PROXY_COUNT": "-1"}, "ZDM_PROXY_COUNT"),
+    ],
+    ids=[
+        "database url missing",
+        "database url blank",
+        "no key",
+        "empty secret",
+        "secret 31 bytes",
+        "secret 30 utf-8 bytes",
+        "rs256 with secret",
+        "mixed algorithms with secret",
+        "alg none with secret",
+        "no algorithm named",
+        "unknown timezone",
+        "timezone path",
+        "leeway not a number",
+        "negative leeway",
+        "fractional leeway",
+        "pool size zero",
+        "connect timeout not a number",
+        "negative proxy count",
+    ],
+)
+def test_bad_value_names_variable(env: dict[str, str], variable: str) -> None:
+    assert variable in config_error(env)
+
+
+def test_both_secret_and_public_key(rsa_pem: str) -> None:
+    message = config_error({**public(rsa_pem), "ZDM_JWT_SECRET": SECRET})
+    assert "ZDM_JWT_SECRET" in message
+    assert "ZDM_JWT_PUBLIC_KEY" in message
+
+
+@pytest.mark.parametrize("algorithms", ["HS256", "RS256,HS256", "none"])
+def test_hmac_algorithm_with_public_key(rsa_pem: str, algorithms: str) -> None:
+    assert "ZDM_JWT_ALGORITHMS" in config_error(public(rsa_pem, ZDM_JWT_ALGORITHMS=algorithms))
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n",
+        "/nonexistent/zdm/key.pem",
+        "not a key at all",
+    ],
+    ids=["garbage pem", "missing file", "plain text"],
+)
+def test_bad_public_key(key: str) -> None:
+    assert "ZDM_JWT_PUBLIC_KEY" in config_error(public(key, ZDM_JWT_ALGORITHMS="RS256"))
+
+
+def test_public_key_file_without_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pem"
+    path.write_text("hello\n")
+    assert "ZDM_JWT_PUBLIC_KEY" in config_error(public(str(path), ZDM_JWT_ALGORITHMS="RS256"))
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_private_key_is_not_a_public_key(kind: str) -> None:
+    """A private key in ZDM_JWT_PUBLIC_KEY cannot verify anything: refuse it at start-up."""
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if kind == "rsa"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    algorithm = "RS256" if kind == "rsa" else "ES256"
+    assert "ZDM_JWT_PUBLIC_KEY" in config_error(public(pem, ZDM_JWT_ALGORITHMS=algorithm))
+
+
+def test_rsa_key_with_es256(rsa_pem: str) -> None:
+    assert "ZDM_JWT_PUBLIC_KEY" in config_error(public(rsa_pem, ZDM_JWT_ALGORITHMS="ES256"))
+
+
+def test_ec_key_with_rs256(ec_pem: str) -> None:
+    assert "ZDM_JWT_PUBLIC_KEY" in config_error(public(ec_pem, ZDM_JWT_ALGORITHMS="RS256"))
+
+
+def test_all_problems_reported_at_once() -> None:
+    message = config_error(
+        {
+            "ZDM_JWT_SECRET": SHORT_SECRET,
+            "ZDM_TIMEZONE": "Nowhere/Special",
+            "ZDM_JWT_LEEWAY": "later",
+            "ZDM_DB_POOL_SIZE": "0",
+        }
+    )
+    for variable in ("DATABASE_URL", "ZDM_JWT_SECRET", "ZDM_TIMEZONE", "ZDM_JWT_LEEWAY"):
+        assert variable in message
+    assert "ZDM_DB_POOL_SIZE" in message
+
+
+def test_all_problems_with_no_key_at_all() -> None:
+    message = config_error({"ZDM_TIMEZONE": "Nowhere/Special"})
+    for variable in ("DATABASE_URL", "ZDM_JWT_SECRET", "ZDM_JWT_PUBLIC_KEY", "ZDM_TIMEZONE"):
+        assert variable in message
+
+
+def test_config_error_never_echoes_the_secret() -> None:
+    message = config_error({"DATABASE_URL": DB, "ZDM_JWT_SECRET": "short-but-secret"})
+    assert "short-but-secret" not in message
+
+
+# --- create_app ---------------------------------------------------------------------------------
+
+
+def test_create_app_without_key_raises() -> None:
+    with pytest.raises(ConfigError) as info:
+        create_app({"DATABASE_URL": DB})
+    assert "ZDM_JWT_SECRET" in str(info.value)
+
+
+def test_create_app_without_database_url_raises() -> None:
+    with pytest.raises(ConfigError) as info:
+        create_app({"ZDM_JWT_SECRET": SECRET})
+    assert "DATABASE_URL" in str(info.value)
+
+
+def test_create_app_with_good_settings_does_not_connect() -> None:
+    """Settings are checked at start-up; the database is only reached by a request."""
+    app = create_app({"DATABASE_URL": "postgresql://u@127.0.0.1:1/x", "ZDM_JWT_SECRET": SECRET})
+    assert app.config["ZDM_SETTINGS"].database_url == "postgresql://u@127.0.0.1:1/x"

@@ -1,0 +1,88 @@
+"""Probes, and the 503 the service answers when its database cannot be reached."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from conftest import JOB_URL, bearer
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+MakeApp = Callable[..., Flask]
+
+CLOSED_PORT_URL = "postgresql://u@127.0.0.1:1/x"
+ENVELOPE_KEYS = {"requestID", "success", "error", "timestamp", "code"}
+INTERNALS = ("psycopg2", "OperationalError", "127.0.0.1", "Traceback", "connection refused")
+
+
+@pytest.fixture
+def no_db_client(make_app: MakeApp) -> FlaskClient:
+    return make_app(DATABASE_URL=CLOSED_PORT_URL, ZDM_DB_CONNECT_TIMEOUT="1").test_client()
+
+
+def assert_unavailable(response: TestResponse) -> None:
+    assert response.status_code == 503, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == ENVELOPE_KEYS
+    assert body["success"] is False
+    assert body["code"] == "SERVICE-UNAVAILABLE"
+    assert body["requestID"] == response.headers["X-Request-ID"]
+    retry = response.headers.get("Retry-After", "")
+    assert retry.isdigit() and int(retry) > 0, retry
+    text = response.get_data(as_text=True)
+    for word in INTERNALS:
+        assert word.lower() not in text.lower(), word
+
+
+def test_healthz(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["success"] is True
+    assert body["data"] == {"status": "ok"}
+
+
+def test_readyz(client: FlaskClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["success"] is True
+    assert body["data"] == {"status": "ready"}
+
+
+def test_healthz_without_database(no_db_client: FlaskClient) -> None:
+    """The process answers even when the database does not."""
+    assert no_db_client.get("/healthz").status_code == 200
+
+
+def test_readyz_without_database(no_db_client: FlaskClient) -> None:
+    assert_unavailable(no_db_client.get("/readyz"))
+
+
+@pytest.mark.parametrize("path", ["1", "daily-backup", "2?status=run&page=1"])
+def test_monitoring_without_database(no_db_client: FlaskClient, path: str) -> None:
+    assert_unavailable(no_db_client.get(f"{JOB_URL}{path}", headers=bearer()))
+
+
+def test_request_id_echoed_on_503(no_db_client: FlaskClient) -> None:
+    response = no_db_client.get(f"{JOB_URL}1", headers={**bearer(), "X-Request-ID": "abc123def456"})
+    assert_unavailable(response)
+    assert response.get_json()["requestID"] == "abc123def456"
+    assert response.headers["X-Request-ID"] == "abc123def456"
+
+
+def test_invalid_parameters_still_400_without_database(no_db_client: FlaskClient) -> None:
+    """Validation happens before the database too: a bad query is the caller's mistake."""
+    response = no_db_client.get(f"{JOB_URL}1?limit=0", headers=bearer())
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "REQUEST-ERROR-01"
+
+
+def test_recovers_when_database_is_back(make_app: MakeApp, database_url: str) -> None:
+    """One failed connection does not poison the pool: a good app keeps answering."""
+    app = make_app()
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    assert client.get(f"{JOB_URL}1", headers=bearer()).status_code == 200

@@ -1,0 +1,232 @@
+"""The published OpenAPI document and the self-hosted interactive docs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+PATH = "/api/backups/monitoring/job/{identifier}"
+QUERY_PARAMETERS = [
+    "mode",
+    "partition",
+    "drive",
+    "server",
+    "repositoryType",
+    "repositoryPath",
+    "status",
+    "jobName",
+    "page",
+    "limit",
+]
+ENUMS = {
+    "mode": {"full", "increment", "smart"},
+    "status": {
+        "preparing",
+        "processing",
+        "complete",
+        "scheduled",
+        "registered",
+        "canceling",
+        "canceled",
+        "error",
+    },
+    "repositoryType": {"smb", "nfs"},
+}
+BOUNDS = {"page": (1, 100_000, 1), "limit": (1, 1000, 20)}
+ERROR_STATUSES = ["400", "401", "404", "503", "500"]
+ENVELOPE_FIELDS = {"requestID", "success", "error", "timestamp", "code"}
+
+
+@pytest.fixture
+def spec(client: FlaskClient) -> dict[str, Any]:
+    response = client.get("/api/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+@pytest.fixture
+def operation(spec: dict[str, Any]) -> dict[str, Any]:
+    assert PATH in spec["paths"]
+    op: dict[str, Any] = spec["paths"][PATH]["get"]
+    return op
+
+
+def resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local $ref ('#/components/...') until a real object."""
+    while "$ref" in node:
+        target: Any = spec
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def query_parameters(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+
+
+def test_openapi_version_and_info(spec: dict[str, Any]) -> None:
+    assert spec["openapi"].startswith("3.")
+    assert spec["info"]["title"]
+    assert spec["info"]["version"]
+
+
+def test_only_get_is_documented(spec: dict[str, Any]) -> None:
+    methods = set(spec["paths"][PATH]) - {"parameters", "summary", "description"}
+    assert methods == {"get"}
+
+
+def test_every_query_parameter_documented(operation: dict[str, Any]) -> None:
+    params = query_parameters(operation)
+    assert set(params) == set(QUERY_PARAMETERS)
+    for name, param in params.items():
+        assert param.get("required", False) is False, name
+        assert param.get("description"), name
+        assert "schema" in param, name
+
+
+@pytest.mark.parametrize("name", list(ENUMS))
+def test_enums(operation: dict[str, Any], name: str) -> None:
+    schema = query_parameters(operation)[name]["schema"]
+    assert schema["type"] == "string"
+    assert set(schema["enum"]) == ENUMS[name]
+
+
+@pytest.mark.parametrize("name", list(BOUNDS))
+def test_integer_bounds(operation: dict[str, Any], name: str) -> None:
+    minimum, maximum, default = BOUNDS[name]
+    schema = query_parameters(operation)[name]["schema"]
+    assert schema["type"] == "integer"
+    assert schema["minimum"] == minimum
+    assert schema["maximum"] == maximum
+    assert schema["default"] == default
+
+
+def test_identifier_path_parameter(spec: dict[str, Any], operation: dict[str, Any]) -> None:
+    params = spec["paths"][PATH].get("parameters", []) + operation["parameters"]
+    identifiers = [p for p in params if p["in"] == "path"]
+    assert [p["name"] for p in identifiers] == ["identifier"]
+    identifier = identifiers[0]
+    assert identifier["required"] is True
+    assert identifier["schema"]["type"] == "string"
+    assert identifier.get("description")
+
+
+def test_success_response(spec: dict[str, Any], operation: dict[str, Any]) -> None:
+    ok = resolve(spec, operation["responses"]["200"])
+    assert "X-Pagination" in ok["headers"]
+    schema = resolve(spec, ok["content"]["application/json"]["schema"])
+    assert set(schema["properties"]) == {"success", "requestID", "data", "message", "timestamp"}
+    data = resolve(spec, schema["properties"]["data"])
+    assert set(data["properties"]) == {"system", "job"}
+    job = resolve(spec, data["properties"]["job"])
+    assert set(job["properties"]) == {"info", "progressInfo", "log"}
+    info = resolve(spec, job["properties"]["info"])
+    assert {"name", "partition", "drive"} <= set(info["properties"])
+    progress = resolve(spec, job["properties"]["progressInfo"])
+    assert set(progress["properties"]) == {
+        "status",
+        "percent",
+        "message",
+        "start",
+        "elapsed",
+        "end",
+    }
+
+
+@pytest.mark.parametrize("status", ERROR_STATUSES)
+def test_error_responses_use_the_envelope(
+    spec: dict[str, Any], operation: dict[str, Any], status: str
+) -> None:
+    response = resolve(spec, operation["responses"][status])
+    assert response.get("description")
+    schema = resolve(spec, response["content"]["application/json"]["schema"])
+    assert set(schema["properties"]) >= ENVELOPE_FIELDS
+    assert set(schema.get("required", [])) >= ENVELOPE_FIELDS
+    assert schema["properties"]["success"]["type"] == "boolean"
+
+
+def test_error_responses_share_one_schema(spec: dict[str, Any], operation: dict[str, Any]) -> None:
+    refs = {
+        operation["responses"][status]["content"]["application/json"]["schema"].get("$ref")
+        for status in ERROR_STATUSES
+    }
+    assert len(refs) == 1
+    assert None not in refs
+
+
+def test_bearer_security(spec: dict[str, Any], operation: dict[str, Any]) -> None:
+    schemes = spec["components"]["securitySchemes"]
+    assert operation["security"]
+    for requirement in operation["security"]:
+        for name in requirement:
+            assert schemes[name]["type"] == "http"
+            assert schemes[name]["scheme"].lower() == "bearer"
+    assert any(s.get("bearerFormat") == "JWT" for s in schemes.values())
+
+
+def test_openapi_needs_no_token_and_is_stable(client: FlaskClient) -> None:
+    first = client.get("/api/openapi.json").get_json()
+    second = client.get("/api/openapi.json").get_json()
+    assert first == second
+
+
+# --- Interactive docs, served without a CDN -----------------------------------------------------
+
+
+@pytest.fixture
+def docs_html(client: FlaskClient) -> str:
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    return response.get_data(as_text=True)
+
+
+def asset_urls(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)["\']', html)
+
+
+def test_docs_reference_no_remote_urls(docs_html: str) -> None:
+    assert not re.search(r"https?://", docs_html, re.IGNORECASE)
+    assert "//cdn" not in docs_html.lower()
+    for url in asset_urls(docs_html):
+        assert not url.startswith("//"), url
+        assert url.startswith("/"), url
+
+
+def test_docs_point_at_the_local_spec(docs_html: str) -> None:
+    assert "/api/openapi.json" in docs_html
+
+
+def test_docs_assets_are_served(client: FlaskClient, docs_html: str) -> None:
+    urls = asset_urls(docs_html)
+    assert any(url.endswith("swagger-ui-bundle.js") for url in urls)
+    assert any(url.endswith(".css") for url in urls)
+    for url in urls:
+        with client.get(url) as response:
+            assert response.status_code == 200, url
+            assert len(response.get_data()) > 1000, url
+
+
+@pytest.mark.parametrize(
+    "name", ["swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"]
+)
+def test_swagger_ui_files(client: FlaskClient, name: str) -> None:
+    expected = "text/css" if name.endswith(".css") else "javascript"
+    with client.get(f"/api/docs/assets/{name}") as response:
+        assert response.status_code == 200
+        assert expected in (response.mimetype or "")
+
+
+@pytest.mark.parametrize("name", ["../__init__.py", "..%2F__init__.py", "missing.js"])
+def test_docs_assets_do_not_escape_their_folder(client: FlaskClient, name: str) -> None:
+    response = client.get(f"/api/docs/assets/{name}")
+    assert response.status_code == 404
+    body = response.get_json()
+    assert body["success"] is False
+    assert body["code"] == "HTTP-404"

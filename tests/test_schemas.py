@@ -1,0 +1,284 @@
+"""MonitoringQuerySchema on its own: normalisation of every parameter and every refusal."""
+
+from __future__ import annotations
+
+import pytest
+from marshmallow import ValidationError
+from werkzeug.datastructures import MultiDict
+
+from zdm_monitor.repository import JobFilters
+from zdm_monitor.schemas import MonitoringQuery, MonitoringQuerySchema
+
+PARAMETERS = [
+    "mode",
+    "partition",
+    "drive",
+    "server",
+    "repositoryType",
+    "repositoryPath",
+    "status",
+    "jobName",
+    "page",
+    "limit",
+]
+FULLWIDTH_TWELVE = "\uff11\uff12"
+FULLWIDTH_C = "\uff23"
+FULLWIDTH_TWO = "\uff12"
+
+
+def load(*pairs: tuple[str, str]) -> MonitoringQuery:
+    query = MonitoringQuerySchema().load(MultiDict(list(pairs)))
+    assert isinstance(query, MonitoringQuery)
+    return query
+
+
+def errors(*pairs: tuple[str, str]) -> dict[str, list[str]]:
+    with pytest.raises(ValidationError) as info:
+        MonitoringQuerySchema().load(MultiDict(list(pairs)))
+    messages = info.value.messages
+    assert isinstance(messages, dict)
+    return messages
+
+
+def test_nothing_given() -> None:
+    query = load()
+    assert query.filters == JobFilters()
+    assert query.page == 1
+    assert query.limit == 20
+
+
+def test_unknown_parameters_ignored() -> None:
+    query = load(("_", "1736900000000"), ("foo", "bar"), ("_", "again"))
+    assert query.filters == JobFilters()
+    assert (query.page, query.limit) == (1, 20)
+
+
+@pytest.mark.parametrize(
+    "name",
+    PARAMETERS,
+)
+def test_empty_value_counts_as_not_given(name: str) -> None:
+    query = load((name, ""))
+    assert query.filters == JobFilters()
+    assert (query.page, query.limit) == (1, 20)
+
+
+def test_empty_value_next_to_a_real_one_is_not_a_duplicate() -> None:
+    assert load(("mode", ""), ("mode", "full")).filters.mode == "full"
+
+
+# --- Normalisations -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "mode"),
+    [("full", "full"), ("FULL", "full"), ("Increment", "increment"), ("sMaRt", "smart")],
+)
+def test_mode(raw: str, mode: str) -> None:
+    assert load(("mode", raw)).filters.mode == mode
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        ("preparing", "preparing"),
+        ("processing", "processing"),
+        ("complete", "complete"),
+        ("scheduled", "scheduled"),
+        ("registered", "registered"),
+        ("canceling", "canceling"),
+        ("canceled", "canceled"),
+        ("error", "error"),
+        ("COMPLETE", "complete"),
+        ("run", "processing"),
+        ("RUN", "processing"),
+        ("running", "processing"),
+        ("Running", "processing"),
+    ],
+)
+def test_status(raw: str, status: str) -> None:
+    assert load(("status", raw)).filters.status == status
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        ("smb", "smb"),
+        ("SMB", "smb"),
+        ("nfs", "nfs"),
+        ("NFS", "nfs"),
+        ("cifs", "smb"),
+        ("CIFS", "smb"),
+    ],
+)
+def test_repository_type(raw: str, kind: str) -> None:
+    assert load(("repositoryType", raw)).filters.repository_type == kind
+
+
+@pytest.mark.parametrize(("raw", "drive"), [("C", "C:"), ("c", "C:"), ("C:", "C:"), ("c:", "C:")])
+def test_drive(raw: str, drive: str) -> None:
+    assert load(("drive", raw)).filters.drive == drive
+
+
+def test_other_drive_letter() -> None:
+    assert load(("drive", "d")).filters.drive == "D:"
+
+
+@pytest.mark.parametrize(
+    ("raw", "partition"),
+    [("/", "/"), ("/var/log", "/var/log"), ("/var/log/", "/var/log"), ("/data", "/data")],
+)
+def test_partition(raw: str, partition: str) -> None:
+    assert load(("partition", raw)).filters.partition == partition
+
+
+@pytest.mark.parametrize(("raw", "server_id"), [("1", 1), ("42", 42), ("007", 7)])
+def test_server_digits_mean_id(raw: str, server_id: int) -> None:
+    filters = load(("server", raw)).filters
+    assert filters.server_id == server_id
+    assert filters.server_name is None
+
+
+@pytest.mark.parametrize("raw", ["linux-server-01", "server 1", FULLWIDTH_TWELVE, "1a", "-1"])
+def test_server_otherwise_means_name(raw: str) -> None:
+    filters = load(("server", raw)).filters
+    assert filters.server_name == raw
+    assert filters.server_id is None
+
+
+def test_exact_text_filters_kept_as_given() -> None:
+    filters = load(
+        ("repositoryPath", "\\\\backup-server\\backups"),
+        ("jobName", "일일-백업"),
+    ).filters
+    assert filters.repository_path == "\\\\backup-server\\backups"
+    assert filters.job_name == "일일-백업"
+
+
+def test_all_parameters_together() -> None:
+    query = load(
+        ("mode", "Full"),
+        ("partition", "/var/log/"),
+        ("server", "1"),
+        ("repositoryType", "cifs"),
+        ("repositoryPath", "/backup/linux-server-01"),
+        ("status", "run"),
+        ("jobName", "daily-backup"),
+        ("page", "3"),
+        ("limit", "50"),
+        ("_", "123"),
+    )
+    assert query.filters == JobFilters(
+        mode="full",
+        partition="/var/log",
+        server_id=1,
+        repository_type="smb",
+        repository_path="/backup/linux-server-01",
+        status="processing",
+        job_name="daily-backup",
+    )
+    assert (query.page, query.limit) == (3, 50)
+
+
+@pytest.mark.parametrize(("raw", "page"), [("1", 1), ("2", 2), ("100000", 100_000), ("007", 7)])
+def test_page(raw: str, page: int) -> None:
+    assert load(("page", raw)).page == page
+
+
+@pytest.mark.parametrize(("raw", "limit"), [("1", 1), ("20", 20), ("1000", 1000)])
+def test_limit(raw: str, limit: int) -> None:
+    assert load(("limit", raw)).limit == limit
+
+
+def test_name_of_255_characters_accepted() -> None:
+    assert load(("jobName", "n" * 255)).filters.job_name == "n" * 255
+
+
+# --- Refusals -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    PARAMETERS,
+)
+def test_given_twice(name: str) -> None:
+    value = {
+        "mode": "full",
+        "partition": "/",
+        "drive": "C",
+        "server": "1",
+        "repositoryType": "nfs",
+        "repositoryPath": "/backup",
+        "status": "complete",
+        "jobName": "daily-backup",
+        "page": "1",
+        "limit": "20",
+    }[name]
+    messages = errors((name, value), (name, value))
+    assert set(messages) == {name}
+    assert messages[name]
+
+
+def test_several_given_twice_all_named() -> None:
+    messages = errors(("mode", "full"), ("mode", "smart"), ("page", "1"), ("page", "2"))
+    assert set(messages) == {"mode", "page"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("mode", "weekly"),
+        ("mode", "ful"),
+        ("mode", " "),
+        ("status", "done"),
+        ("status", "runs"),
+        ("repositoryType", "ftp"),
+        ("drive", "CD"),
+        ("drive", "1"),
+        ("drive", "C:/"),
+        ("drive", FULLWIDTH_C),
+        ("partition", "var/log"),
+        ("partition", "C:"),
+        ("page", "0"),
+        ("page", "-1"),
+        ("page", "100001"),
+        ("page", "1.5"),
+        ("page", "abc"),
+        ("page", "1e3"),
+        ("page", FULLWIDTH_TWO),
+        ("page", " 2"),
+        ("page", "9" * 5000),
+        ("limit", "0"),
+        ("limit", "1001"),
+        ("limit", "-20"),
+        ("limit", "ten"),
+        ("jobName", "n" * 256),
+        ("jobName", "a\x00b"),
+        ("server", "s" * 256),
+        ("server", "\x00"),
+        ("repositoryPath", "bad\ufffdbytes"),
+        ("repositoryPath", "/" + "p" * 4096),
+    ],
+)
+def test_invalid_value_named(name: str, value: str) -> None:
+    messages = errors((name, value))
+    assert set(messages) == {name}
+    assert all(isinstance(why, str) and why for why in messages[name])
+
+
+def test_every_bad_parameter_named_at_once() -> None:
+    messages = errors(("mode", "x"), ("status", "y"), ("limit", "0"), ("drive", "??"))
+    assert set(messages) == {"mode", "status", "limit", "drive"}
+
+
+def test_reason_says_what_is_accepted() -> None:
+    assert "full" in " ".join(errors(("mode", "weekly"))["mode"])
+    assert "1000" in " ".join(errors(("limit", "5000"))["limit"])
+    assert "100000" in " ".join(errors(("page", "0"))["page"])
+
+
+def test_schema_accepts_a_plain_mapping() -> None:
+    query = MonitoringQuerySchema().load({"mode": "SMART", "limit": "5"})
+    assert isinstance(query, MonitoringQuery)
+    assert query.filters.mode == "smart"
+    assert query.limit == 5

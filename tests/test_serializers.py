@@ -1,0 +1,358 @@
+"""Pure serializers: times, elapsed, the Linux/Windows payload and the pagination header."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from zdm_monitor.repository import JobSnapshot
+from zdm_monitor.serializers import format_elapsed, format_time, monitoring_payload, pagination
+
+UTC_ZONE = ZoneInfo("UTC")
+SEOUL = ZoneInfo("Asia/Seoul")
+START = datetime(2025, 1, 15, 2, 0, 0, tzinfo=UTC)
+TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
+def at(**delta: float) -> datetime:
+    return START + timedelta(**delta)
+
+
+# --- format_time --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "expected"),
+    [
+        ("UTC", "2025-01-15 02:00:00"),
+        ("Asia/Seoul", "2025-01-15 11:00:00"),
+        ("America/New_York", "2025-01-14 21:00:00"),
+        ("Asia/Kolkata", "2025-01-15 07:30:00"),
+        ("Pacific/Kiritimati", "2025-01-15 16:00:00"),
+    ],
+)
+def test_format_time_zones(zone: str, expected: str) -> None:
+    assert format_time(START, ZoneInfo(zone)) == expected
+
+
+def test_format_time_none_is_dash() -> None:
+    assert format_time(None, SEOUL) == "-"
+
+
+def test_format_time_from_another_offset() -> None:
+    """The instant counts, not the offset it was read with."""
+    moment = datetime(2025, 1, 15, 11, 0, 0, tzinfo=timezone(timedelta(hours=9)))
+    assert format_time(moment, UTC_ZONE) == "2025-01-15 02:00:00"
+
+
+def test_format_time_drops_microseconds() -> None:
+    result = format_time(START.replace(microsecond=999_999), UTC_ZONE)
+    assert result == "2025-01-15 02:00:00"
+    assert TIME_PATTERN.fullmatch(result)
+
+
+def test_format_time_daylight_saving() -> None:
+    summer = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)
+    winter = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    berlin = ZoneInfo("Europe/Berlin")
+    assert format_time(summer, berlin) == "2025-07-01 14:00:00"
+    assert format_time(winter, berlin) == "2025-01-01 13:00:00"
+
+
+# --- format_elapsed -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "last_report", "expected"),
+    [
+        (START, at(minutes=30), None, "00:30:00"),
+        (START, at(minutes=30), at(minutes=20), "00:30:00"),
+        (START, None, at(minutes=20), "00:20:00"),
+        (START, None, None, "00:00:00"),
+        (None, None, None, "-"),
+        (None, at(minutes=30), at(minutes=20), "-"),
+        (START, at(hours=27, minutes=3, seconds=15), None, "27:03:15"),
+        (START, None, at(hours=100, seconds=1), "100:00:01"),
+        (START, at(seconds=59, microseconds=999_999), None, "00:00:59"),
+        (START, at(minutes=-5), None, "00:00:00"),
+        (START, None, at(minutes=-5), "00:00:00"),
+        (START, at(hours=24), None, "24:00:00"),
+    ],
+    ids=[
+        "finished",
+        "finished ignores last report",
+        "running with report",
+        "running before first report",
+        "not started",
+        "not started with other times",
+        "more than 24 hours",
+        "more than 99 hours",
+        "fractions truncated",
+        "end before start clamps",
+        "report before start clamps",
+        "exactly a day",
+    ],
+)
+def test_format_elapsed(
+    start: datetime | None, end: datetime | None, last_report: datetime | None, expected: str
+) -> None:
+    assert format_elapsed(start, end, last_report) == expected
+
+
+# --- monitoring_payload -------------------------------------------------------------------------
+
+
+def snapshot(**changes: Any) -> JobSnapshot:
+    base = JobSnapshot(
+        has_definition=True,
+        has_runtime=True,
+        matches=True,
+        name="daily-backup",
+        server_name="linux-server-01",
+        os="linux",
+        partition="/",
+        drive=None,
+        status="complete",
+        percent=100,
+        message="Backup completed successfully",
+        started_at=START,
+        ended_at=at(minutes=30),
+        last_report_at=at(minutes=30),
+        log_total=3,
+        log_lines=["Starting backup...", "Processing files...", "Backup completed"],
+    )
+    return replace(base, **changes)
+
+
+def test_linux_payload_matches_the_contract_example() -> None:
+    assert monitoring_payload(snapshot(), UTC_ZONE) == {
+        "system": {"name": "linux-server-01"},
+        "job": {
+            "info": {"name": "daily-backup", "partition": "/"},
+            "progressInfo": {
+                "status": "complete",
+                "percent": "100%",
+                "message": "Backup completed successfully",
+                "start": "2025-01-15 02:00:00",
+                "elapsed": "00:30:00",
+                "end": "2025-01-15 02:30:00",
+            },
+            "log": ["Starting backup...", "Processing files...", "Backup completed"],
+        },
+    }
+
+
+def test_windows_payload_has_drive_only() -> None:
+    job = snapshot(
+        name="daily-backup-win",
+        server_name="windows-server-01",
+        os="windows",
+        partition=None,
+        drive="C:",
+        status="processing",
+        percent=60,
+        message="Processing files...",
+        ended_at=None,
+        last_report_at=at(minutes=20),
+        log_lines=["Starting backup...", "Processing files..."],
+    )
+    payload = monitoring_payload(job, UTC_ZONE)
+    assert payload["system"] == {"name": "windows-server-01"}
+    assert payload["job"]["info"] == {"name": "daily-backup-win", "drive": "C:"}
+    assert payload["job"]["progressInfo"] == {
+        "status": "processing",
+        "percent": "60%",
+        "message": "Processing files...",
+        "start": "2025-01-15 02:00:00",
+        "elapsed": "00:20:00",
+        "end": "-",
+    }
+
+
+@pytest.mark.parametrize(
+    ("os", "partition", "drive", "key"),
+    [
+        ("linux", "/var/log", "C:", "partition"),
+        ("windows", "/var/log", "D:", "drive"),
+        ("linux", "/", None, "partition"),
+        ("windows", None, "E:", "drive"),
+    ],
+)
+def test_never_both_partition_and_drive(
+    os: str, partition: str | None, drive: str | None, key: str
+) -> None:
+    info = monitoring_payload(snapshot(os=os, partition=partition, drive=drive), UTC_ZONE)["job"][
+        "info"
+    ]
+    assert set(info) == {"name", key}
+    assert info[key] == (partition if key == "partition" else drive)
+
+
+@pytest.mark.parametrize("message", [None, ""])
+def test_no_message_is_dash(message: str | None) -> None:
+    progress = monitoring_payload(snapshot(message=message), UTC_ZONE)["job"]["progressInfo"]
+    assert progress["message"] == "-"
+
+
+def test_not_started_job() -> None:
+    job = snapshot(
+        status="scheduled",
+        percent=0,
+        message=None,
+        started_at=None,
+        ended_at=None,
+        last_report_at=None,
+        log_total=0,
+        log_lines=[],
+    )
+    progress = monitoring_payload(job, UTC_ZONE)["job"]
+    assert progress["progressInfo"] == {
+        "status": "scheduled",
+        "percent": "0%",
+        "message": "-",
+        "start": "-",
+        "elapsed": "-",
+        "end": "-",
+    }
+    assert progress["log"] == []
+
+
+def test_payload_times_follow_the_zone() -> None:
+    progress = monitoring_payload(snapshot(), SEOUL)["job"]["progressInfo"]
+    assert progress["start"] == "2025-01-15 11:00:00"
+    assert progress["end"] == "2025-01-15 11:30:00"
+    assert progress["elapsed"] == "00:30:00"
+
+
+def test_payload_key_order() -> None:
+    payload = monitoring_payload(snapshot(), UTC_ZONE)
+    assert list(payload) == ["system", "job"]
+    assert list(payload["job"]) == ["info", "progressInfo", "log"]
+    assert list(payload["job"]["progressInfo"]) == [
+        "status",
+        "percent",
+        "message",
+        "start",
+        "elapsed",
+        "end",
+    ]
+
+
+def test_log_lines_passed_through_in_order() -> None:
+    lines = [f"line {n}" for n in range(231, 251)]
+    assert monitoring_payload(snapshot(log_lines=lines), UTC_ZONE)["job"]["log"] == lines
+
+
+# --- pagination ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("page", "limit", "total", "expected"),
+    [
+        (1, 20, 0, {"total": 0, "total_pages": 0}),
+        (3, 20, 0, {"total": 0, "total_pages": 0}),
+        (
+            1,
+            20,
+            3,
+            {"total": 3, "total_pages": 1, "first_page": 1, "last_page": 1, "page": 1},
+        ),
+        (
+            1,
+            20,
+            20,
+            {"total": 20, "total_pages": 1, "first_page": 1, "last_page": 1, "page": 1},
+        ),
+        (
+            1,
+            20,
+            250,
+            {
+                "total": 250,
+                "total_pages": 13,
+                "first_page": 1,
+                "last_page": 13,
+                "page": 1,
+                "next_page": 2,
+            },
+        ),
+        (
+            5,
+            20,
+            250,
+            {
+                "total": 250,
+                "total_pages": 13,
+                "first_page": 1,
+                "last_page": 13,
+                "page": 5,
+                "previous_page": 4,
+                "next_page": 6,
+            },
+        ),
+        (
+            13,
+            20,
+            250,
+            {
+                "total": 250,
+                "total_pages": 13,
+                "first_page": 1,
+                "last_page": 13,
+                "page": 13,
+                "previous_page": 12,
+            },
+        ),
+        (
+            14,
+            20,
+            250,
+            {"total": 250, "total_pages": 13, "first_page": 1, "last_page": 13},
+        ),
+        (
+            2,
+            1,
+            2,
+            {
+                "total": 2,
+                "total_pages": 2,
+                "first_page": 1,
+                "last_page": 2,
+                "page": 2,
+                "previous_page": 1,
+            },
+        ),
+        (
+            1,
+            1000,
+            1001,
+            {
+                "total": 1001,
+                "total_pages": 2,
+                "first_page": 1,
+                "last_page": 2,
+                "page": 1,
+                "next_page": 2,
+            },
+        ),
+    ],
+    ids=[
+        "empty log",
+        "empty log past the end",
+        "one page",
+        "one full page",
+        "first of many",
+        "middle page",
+        "last page",
+        "past the end",
+        "limit 1 last page",
+        "one line over",
+    ],
+)
+def test_pagination(page: int, limit: int, total: int, expected: dict[str, int]) -> None:
+    assert pagination(page, limit, total) == expected
