@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run serve-nginx test lint format clean nginx
+.PHONY: run serve-nginx test bench lint format clean nginx wrk
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ serve-nginx: $(STAMP) nginx
 nginx:
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx)
+
+# Debian's wrk drives the benchmark's load.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+
+# Not part of the tests: generates 1M jobs on first use (kept in var/bench), prints the table
+# and writes bench/RESULTS.md.
+bench: $(STAMP) wrk
+	$(BIN)/python bench/run.py
 
 test: $(STAMP) nginx
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

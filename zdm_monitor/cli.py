@@ -13,6 +13,7 @@ import jwt
 import psycopg2
 
 from .db import apply_schema
+from .generate import generate
 from .stack import Stack, dev_secret, prepare_database, render_site
 
 DEV_TOKEN_TTL = 7 * 24 * 3600
@@ -56,6 +57,28 @@ def load_demo_command() -> None:
     """Load the demo data set into DATABASE_URL if it holds no jobs yet."""
     loaded = prepare_database(database_url())
     click.echo("Demo data loaded." if loaded else "Jobs already present; demo data not loaded.")
+
+
+@main.command("generate")
+@click.option("--jobs", required=True, type=click.IntRange(min=0), help="Jobs 1..N.")
+@click.option("--servers", required=True, type=click.IntRange(min=1), help="Servers.")
+@click.option("--lines", required=True, type=click.IntRange(min=0), help="Log lines per job.")
+@click.option("--deep-lines", default=20_000, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", default=1, show_default=True, type=int)
+def generate_command(jobs: int, servers: int, lines: int, deep_lines: int, seed: int) -> None:
+    """Replace the data in DATABASE_URL with a generated set (job 1 gets --deep-lines lines)."""
+    with closing(psycopg2.connect(database_url())) as conn:
+        apply_schema(conn)
+        loaded = generate(
+            conn, jobs=jobs, servers=servers, lines=lines, deep_lines=deep_lines, seed=seed
+        )
+    seconds = loaded["seconds"]
+    click.echo(
+        f"Loaded {loaded['servers']:,} servers, {loaded['repositories']} repositories, "
+        f"{loaded['jobs']:,} jobs with runtime halves, {loaded['log_lines']:,} log lines "
+        f"in {seconds:.1f} s ({loaded['rows'] / max(seconds, 1e-9):,.0f} rows/s)."
+    )
+    click.echo("  " + ", ".join(f"{k} {v:.1f} s" for k, v in loaded["timings"].items()))
 
 
 @main.command()

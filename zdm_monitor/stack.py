@@ -86,6 +86,36 @@ def wait_until_up(name: str, url: str, seconds: float, process: subprocess.Popen
     raise StackError(f"{url} did not answer within {seconds:.0f} s")
 
 
+def spawn_gunicorn(
+    env: dict[str, str], port: int, run_dir: Path, output: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start gunicorn with config/gunicorn.conf.py on 127.0.0.1:port and wait until it answers.
+
+    Its pid file and metrics folder go in run_dir. It gets its own session, so Ctrl-C reaches
+    it only through whoever started it, as a graceful SIGTERM.
+    """
+    env = {
+        **env,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "metrics"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        str(CONFIG_DIR / "gunicorn.conf.py"),
+        "--pid",
+        str(run_dir / "gunicorn.pid"),
+        "zdm_monitor:create_app()",
+    ]
+    process = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=output, stderr=output
+    )
+    wait_until_up("gunicorn", f"http://127.0.0.1:{port}/healthz", 30, process)
+    return process
+
+
 class Stack:
     """Start and stop the service's processes; Ctrl-C or SIGTERM stops them gracefully."""
 
@@ -140,30 +170,12 @@ class Stack:
     def _start_gunicorn(self) -> None:
         env = {
             **self.env,
-            "GUNICORN_BIND": f"127.0.0.1:{self.gunicorn_port}",
             # Behind nginx one proxy hop is trusted; served directly, none is.
             "ZDM_PROXY_COUNT": self.env.get("ZDM_PROXY_COUNT", "1" if self.with_nginx else "0"),
-            "PROMETHEUS_MULTIPROC_DIR": str(self.data_dir / "metrics"),
         }
         if self.workers:
             env["GUNICORN_WORKERS"] = str(self.workers)
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            str(CONFIG_DIR / "gunicorn.conf.py"),
-            "--pid",
-            str(self.data_dir / "gunicorn.pid"),
-            "zdm_monitor:create_app()",
-        ]
-        # Its own session: Ctrl-C reaches it only through stop(), as a graceful SIGTERM.
-        self.gunicorn = subprocess.Popen(
-            command, env=env, start_new_session=True, stdout=self.output, stderr=self.output
-        )
-        wait_until_up(
-            "gunicorn", f"http://127.0.0.1:{self.gunicorn_port}/healthz", 30, self.gunicorn
-        )
+        self.gunicorn = spawn_gunicorn(env, self.gunicorn_port, self.data_dir, self.output)
 
     def _start_nginx(self) -> None:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
