@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -22,6 +23,59 @@ from zdm_monitor.embedded import EmbeddedPostgres
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JOB_URL = "/api/backups/monitoring/job/"
 TABLES = "server, repository, backup, backup_info, backup_log"
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+# The contract's two example bodies, as the demo data serves them (jobs 1 and 2).
+LINUX_EXAMPLE: dict[str, Any] = {
+    "system": {"name": "linux-server-01"},
+    "job": {
+        "info": {"name": "daily-backup", "partition": "/"},
+        "progressInfo": {
+            "status": "complete",
+            "percent": "100%",
+            "message": "Backup completed successfully",
+            "start": "2025-01-15 02:00:00",
+            "elapsed": "00:30:00",
+            "end": "2025-01-15 02:30:00",
+        },
+        "log": ["Starting backup...", "Processing files...", "Backup completed"],
+    },
+}
+WINDOWS_EXAMPLE: dict[str, Any] = {
+    "system": {"name": "windows-server-01"},
+    "job": {
+        "info": {"name": "daily-backup-win", "drive": "C:"},
+        "progressInfo": {
+            "status": "processing",
+            "percent": "60%",
+            "message": "Processing files...",
+            "start": "2025-01-15 02:00:00",
+            "elapsed": "00:20:00",
+            "end": "-",
+        },
+        "log": ["Starting backup...", "Processing files..."],
+    },
+}
+
+# The keys of progressInfo and the monitoring endpoint's query parameters, in the contract's order.
+PROGRESS_KEYS = ["status", "percent", "message", "start", "elapsed", "end"]
+QUERY_PARAMETERS = [
+    "mode",
+    "partition",
+    "drive",
+    "server",
+    "repositoryType",
+    "repositoryPath",
+    "status",
+    "jobName",
+    "page",
+    "limit",
+]
+
+
+def success_body(data: dict[str, Any]) -> dict[str, Any]:
+    """The success envelope around data, without its requestID and timestamp."""
+    return {"success": True, "data": data, "message": "Backup monitoring info"}
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -20,109 +15,23 @@ from typing import Any
 
 import psycopg2
 import pytest
+from conftest import JOB_URL, LINUX_EXAMPLE, TIMESTAMP, WINDOWS_EXAMPLE, success_body
+from processes import alive, clean_env, descendants, free_port, http_get, kill_leftovers, wait_until
 
 from zdm_monitor.embedded import EmbeddedPostgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
 LAUNCHER = BIN_DIR / "zdm-monitor"
-JOB_URL = "/api/backups/monitoring/job/"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 
-LINUX_DATA = {
-    "system": {"name": "linux-server-01"},
-    "job": {
-        "info": {"name": "daily-backup", "partition": "/"},
-        "progressInfo": {
-            "status": "complete",
-            "percent": "100%",
-            "message": "Backup completed successfully",
-            "start": "2025-01-15 02:00:00",
-            "elapsed": "00:30:00",
-            "end": "2025-01-15 02:30:00",
-        },
-        "log": ["Starting backup...", "Processing files...", "Backup completed"],
-    },
+SEED_EXAMPLES = {
+    "1": LINUX_EXAMPLE,
+    "daily-backup": LINUX_EXAMPLE,
+    "daily-backup-win": WINDOWS_EXAMPLE,
 }
-WINDOWS_DATA = {
-    "system": {"name": "windows-server-01"},
-    "job": {
-        "info": {"name": "daily-backup-win", "drive": "C:"},
-        "progressInfo": {
-            "status": "processing",
-            "percent": "60%",
-            "message": "Processing files...",
-            "start": "2025-01-15 02:00:00",
-            "elapsed": "00:20:00",
-            "end": "-",
-        },
-        "log": ["Starting backup...", "Processing files..."],
-    },
-}
-SEED_EXAMPLES = {"1": LINUX_DATA, "daily-backup": LINUX_DATA, "daily-backup-win": WINDOWS_DATA}
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without any zdm-monitor setting, plus the given ones."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ZDM_") and k not in ("DATABASE_URL", "PORT")
-    }
-    env.update(extra)
-    return env
-
-
-def alive(pid: int) -> bool:
-    """Whether the process exists and is not a zombie waiting for a parent to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def descendants(pid: int) -> list[int]:
-    """All processes below pid, found through /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: list[int] = []
-    queue = [pid]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
-    return found
-
-
-def http_get(url: str, token: str | None = None) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url)
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read())
 
 
 @dataclass
@@ -143,19 +52,18 @@ class Launcher:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_healthy(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             if self.process.poll() is not None:
                 pytest.fail(f"zdm-monitor serve exited early:\n{self.output()}")
             try:
                 status, body = http_get(f"{self.base}/healthz")
-                if status == 200 and body["success"] is True:
-                    self.gunicorn_pids = descendants(self.process.pid)
-                    return
             except (OSError, ValueError):
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"/healthz did not answer within {START_TIMEOUT} s:\n{self.output()}")
+                return False
+            return status == 200 and body["success"] is True
+
+        if not wait_until(healthy, START_TIMEOUT, 0.2):
+            pytest.fail(f"/healthz did not answer within {START_TIMEOUT} s:\n{self.output()}")
+        self.gunicorn_pids = descendants(self.process.pid)
 
     def interrupt(self) -> int:
         """Ctrl-C: SIGINT to the launcher; return its exit status."""
@@ -166,13 +74,9 @@ class Launcher:
         except subprocess.TimeoutExpired:
             pytest.fail(f"zdm-monitor serve still running {STOP_TIMEOUT} s after SIGINT")
 
-    def kill_leftovers(self) -> None:
+    def clean_up(self) -> None:
         """Clean up after a failure: only the processes this launcher started."""
-        pids = {*descendants(self.process.pid), *self.gunicorn_pids}
-        for pid in [*pids, self.process.pid]:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        self.process.wait()
+        kill_leftovers([self.process], {*descendants(self.process.pid), *self.gunicorn_pids})
         EmbeddedPostgres(self.data_dir / "postgres").stop()
 
 
@@ -203,7 +107,7 @@ def start_launcher(tmp_path: Path) -> Iterator[Any]:
     yield start
     for launcher in started:
         if launcher.process.poll() is None:
-            launcher.kill_leftovers()
+            launcher.clean_up()
 
 
 def cli_token(data_dir: Path) -> str:
@@ -224,16 +128,14 @@ def assert_seed_examples(base: str, token: str) -> None:
         assert status == 200, (identifier, body)
         assert REQUEST_ID.fullmatch(body.pop("requestID"))
         assert TIMESTAMP.fullmatch(body.pop("timestamp"))
-        assert body == {"success": True, "data": data, "message": "Backup monitoring info"}
+        assert body == success_body(data)
 
 
 def assert_stopped(launcher: Launcher) -> None:
     """Gunicorn is gone, nothing answers on the port, the embedded PostgreSQL is stopped."""
     assert launcher.gunicorn_pids, "no gunicorn process was seen under the launcher"
-    deadline = time.monotonic() + 5
-    while any(alive(pid) for pid in launcher.gunicorn_pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in launcher.gunicorn_pids if alive(pid)]
+    gone = wait_until(lambda: not any(alive(pid) for pid in launcher.gunicorn_pids), 5)
+    assert gone, [pid for pid in launcher.gunicorn_pids if alive(pid)]
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", launcher.port), timeout=1).close()
     pgdata = launcher.data_dir / "postgres"

@@ -36,20 +36,13 @@ def assert_unavailable(response: TestResponse) -> None:
         assert word.lower() not in text.lower(), word
 
 
-def test_healthz(client: FlaskClient) -> None:
-    response = client.get("/healthz")
+@pytest.mark.parametrize(("path", "status"), [("/healthz", "ok"), ("/readyz", "ready")])
+def test_probe_answers(client: FlaskClient, path: str, status: str) -> None:
+    response = client.get(path)
     assert response.status_code == 200
     body = response.get_json()
     assert body["success"] is True
-    assert body["data"] == {"status": "ok"}
-
-
-def test_readyz(client: FlaskClient) -> None:
-    response = client.get("/readyz")
-    assert response.status_code == 200
-    body = response.get_json()
-    assert body["success"] is True
-    assert body["data"] == {"status": "ready"}
+    assert body["data"] == {"status": status}
 
 
 def test_healthz_without_database(no_db_client: FlaskClient) -> None:

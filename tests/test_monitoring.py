@@ -11,43 +11,13 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import JOB_URL, bearer
+from conftest import JOB_URL, LINUX_EXAMPLE, PROGRESS_KEYS, TIMESTAMP, WINDOWS_EXAMPLE, bearer
 from flask import Flask
 from psycopg2.extensions import connection
 
 GetJob = Callable[..., Any]
 MakeApp = Callable[..., Flask]
 
-LINUX_EXAMPLE = {
-    "system": {"name": "linux-server-01"},
-    "job": {
-        "info": {"name": "daily-backup", "partition": "/"},
-        "progressInfo": {
-            "status": "complete",
-            "percent": "100%",
-            "message": "Backup completed successfully",
-            "start": "2025-01-15 02:00:00",
-            "elapsed": "00:30:00",
-            "end": "2025-01-15 02:30:00",
-        },
-        "log": ["Starting backup...", "Processing files...", "Backup completed"],
-    },
-}
-WINDOWS_EXAMPLE = {
-    "system": {"name": "windows-server-01"},
-    "job": {
-        "info": {"name": "daily-backup-win", "drive": "C:"},
-        "progressInfo": {
-            "status": "processing",
-            "percent": "60%",
-            "message": "Processing files...",
-            "start": "2025-01-15 02:00:00",
-            "elapsed": "00:20:00",
-            "end": "-",
-        },
-        "log": ["Starting backup...", "Processing files..."],
-    },
-}
 SCHEDULED_EXAMPLE = {
     "system": {"name": "linux-server-01"},
     "job": {
@@ -104,7 +74,6 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 
 SUCCESS_KEYS = ["success", "requestID", "data", "message", "timestamp"]
 ERROR_KEYS = ["requestID", "success", "error", "timestamp", "code"]
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 GENERATED_ID = re.compile(r"req-[0-9a-f]+")
 SMB_PATH = quote("\\\\backup-server\\backups", safe="")
 NFS_PATH = quote("/backup/linux-server-01", safe="")
@@ -420,12 +389,6 @@ REPEATED = [
 ]
 
 
-@pytest.mark.parametrize(("param", "query"), REPEATED)
-def test_parameter_given_twice_is_400(get_job: GetJob, param: str, query: str) -> None:
-    body = assert_invalid(get_job("1", query), param)
-    assert list(body["details"]) == [param]
-
-
 def test_every_repeated_parameter_is_named(get_job: GetJob) -> None:
     body = assert_invalid(get_job("1", "mode=full&mode=full&page=1&page=1"), "mode", "page")
     assert set(body["details"]) == {"mode", "page"}
@@ -475,8 +438,10 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("param", "query"), INVALID, ids=lambda v: str(v)[:40])
-def test_invalid_value_is_400_naming_the_parameter(get_job: GetJob, param: str, query: str) -> None:
+@pytest.mark.parametrize(("param", "query"), REPEATED + INVALID, ids=lambda v: str(v)[:40])
+def test_repeated_or_invalid_parameter_is_400_naming_it(
+    get_job: GetJob, param: str, query: str
+) -> None:
     body = assert_invalid(get_job("1", query), param)
     assert list(body["details"]) == [param]
 
@@ -503,107 +468,47 @@ def bulk_page(get_job: GetJob, query: str) -> tuple[list[str], dict[str, int]]:
     return data["job"]["log"], pagination(response)
 
 
-def test_default_page_and_limit(get_job: GetJob) -> None:
-    log, meta = bulk_page(get_job, "")
-    assert log == lines(range(231, 251))
-    assert meta == {
-        "total": 250,
-        "total_pages": 13,
-        "first_page": 1,
-        "last_page": 13,
-        "page": 1,
-        "next_page": 2,
-    }
+def page_meta(total_pages: int, page: int | None = None) -> dict[str, int]:
+    """The X-Pagination header of the bulk job's 250 lines: previous and next where they exist."""
+    meta = {"total": 250, "total_pages": total_pages, "first_page": 1, "last_page": total_pages}
+    if page is not None:
+        meta["page"] = page
+        if page > 1:
+            meta["previous_page"] = page - 1
+        if page < total_pages:
+            meta["next_page"] = page + 1
+    return meta
 
 
-def test_page_1_is_the_newest_lines_oldest_first(get_job: GetJob) -> None:
-    log, meta = bulk_page(get_job, "page=1&limit=10")
-    assert log == lines(range(241, 251))
-    assert meta == {
-        "total": 250,
-        "total_pages": 25,
-        "first_page": 1,
-        "last_page": 25,
-        "page": 1,
-        "next_page": 2,
-    }
-
-
-def test_page_2_is_the_lines_before(get_job: GetJob) -> None:
-    log, meta = bulk_page(get_job, "page=2&limit=10")
-    assert log == lines(range(231, 241))
-    assert meta == {
-        "total": 250,
-        "total_pages": 25,
-        "first_page": 1,
-        "last_page": 25,
-        "page": 2,
-        "previous_page": 1,
-        "next_page": 3,
-    }
-
-
-def test_partial_last_page(get_job: GetJob) -> None:
-    log, meta = bulk_page(get_job, "page=3&limit=100")
-    assert log == lines(range(1, 51))
-    assert meta == {
-        "total": 250,
-        "total_pages": 3,
-        "first_page": 1,
-        "last_page": 3,
-        "page": 3,
-        "previous_page": 2,
-    }
-
-
-def test_one_line_last_page(get_job: GetJob) -> None:
-    log, meta = bulk_page(get_job, "page=2&limit=249")
-    assert log == ["line 1"]
-    assert meta == {
-        "total": 250,
-        "total_pages": 2,
-        "first_page": 1,
-        "last_page": 2,
-        "page": 2,
-        "previous_page": 1,
-    }
-
-
-def test_page_past_the_end_is_empty(get_job: GetJob) -> None:
-    log, meta = bulk_page(get_job, "page=4&limit=100")
-    assert log == []
-    assert meta == {"total": 250, "total_pages": 3, "first_page": 1, "last_page": 3}
-
-
-def test_maximum_page_is_accepted(get_job: GetJob) -> None:
-    log, meta = bulk_page(get_job, "page=100000")
-    assert log == []
-    assert meta == {"total": 250, "total_pages": 13, "first_page": 1, "last_page": 13}
-
-
-def test_maximum_limit_returns_the_whole_log(get_job: GetJob) -> None:
-    log, meta = bulk_page(get_job, "limit=1000")
-    assert log == lines(range(1, 251))
-    assert meta == {"total": 250, "total_pages": 1, "first_page": 1, "last_page": 1, "page": 1}
-
-
-def test_limit_equal_to_total(get_job: GetJob) -> None:
-    log, meta = bulk_page(get_job, "limit=250&page=1")
-    assert log == lines(range(1, 251))
-    assert meta == {"total": 250, "total_pages": 1, "first_page": 1, "last_page": 1, "page": 1}
-
-
-def test_limit_one(get_job: GetJob) -> None:
-    log, meta = bulk_page(get_job, "limit=1&page=250")
-    assert log == ["line 1"]
-    assert meta == {
-        "total": 250,
-        "total_pages": 250,
-        "first_page": 1,
-        "last_page": 250,
-        "page": 250,
-        "previous_page": 249,
-    }
+@pytest.mark.parametrize(
+    ("query", "log", "meta"),
+    [
+        ("", lines(range(231, 251)), page_meta(13, 1)),
+        ("page=1&limit=10", lines(range(241, 251)), page_meta(25, 1)),
+        ("page=2&limit=10", lines(range(231, 241)), page_meta(25, 2)),
+        ("page=3&limit=100", lines(range(1, 51)), page_meta(3, 3)),
+        ("page=2&limit=249", ["line 1"], page_meta(2, 2)),
+        ("page=4&limit=100", [], page_meta(3)),
+        ("page=100000", [], page_meta(13)),
+        ("limit=1000", lines(range(1, 251)), page_meta(1, 1)),
+        ("limit=250&page=1", lines(range(1, 251)), page_meta(1, 1)),
+        ("limit=1&page=250", ["line 1"], page_meta(250, 250)),
+    ],
+    ids=[
+        "default page and limit",
+        "page 1 is the newest lines oldest first",
+        "page 2 is the lines before",
+        "partial last page",
+        "one line last page",
+        "page past the end is empty",
+        "maximum page is accepted",
+        "maximum limit returns the whole log",
+        "limit equal to total",
+        "limit one",
+    ],
+)
+def test_log_page(get_job: GetJob, query: str, log: list[str], meta: dict[str, int]) -> None:
+    assert bulk_page(get_job, query) == (log, meta)
 
 
 def test_leading_zeros_in_page_and_limit(get_job: GetJob) -> None:
@@ -689,16 +594,17 @@ def test_id_too_large_is_not_found(get_job: GetJob, identifier: str) -> None:
     assert_error(get_job(identifier), 404, "JOB-ERROR-01", not_found(identifier))
 
 
-def test_runtime_only_job_is_incomplete(get_job: GetJob) -> None:
-    assert_error(get_job("7"), 400, "JOB-ERROR-20", INCOMPLETE_NO_DEFINITION)
-
-
-def test_definition_only_job_is_incomplete_by_id(get_job: GetJob) -> None:
-    assert_error(get_job("6"), 400, "JOB-ERROR-20", INCOMPLETE_NO_RUNTIME)
-
-
-def test_definition_only_job_is_incomplete_by_name(get_job: GetJob) -> None:
-    assert_error(get_job("orphan-definition"), 400, "JOB-ERROR-20", INCOMPLETE_NO_RUNTIME)
+@pytest.mark.parametrize(
+    ("identifier", "message"),
+    [
+        ("7", INCOMPLETE_NO_DEFINITION),
+        ("6", INCOMPLETE_NO_RUNTIME),
+        ("orphan-definition", INCOMPLETE_NO_RUNTIME),
+    ],
+    ids=["runtime only", "definition only by id", "definition only by name"],
+)
+def test_incomplete_job(get_job: GetJob, identifier: str, message: str) -> None:
+    assert_error(get_job(identifier), 400, "JOB-ERROR-20", message)
 
 
 @pytest.mark.parametrize(
@@ -791,14 +697,6 @@ def test_korean_text_is_utf8_not_escaped(get_job: GetJob) -> None:
     assert KOREAN_NAME.encode() in raw
 
 
-def test_name_of_255_characters(get_job: GetJob, db: connection) -> None:
-    name = "n" * 255
-    assert_error(get_job(name), 404, "JOB-ERROR-01", not_found(name))
-    add_job(db, 100, name, status="complete", percent=100)
-    data = assert_success(get_job(name))
-    assert data["job"]["info"] == {"name": name, "partition": "/srv"}
-
-
 def test_name_of_255_korean_characters_is_not_too_long(get_job: GetJob) -> None:
     name = "가" * 255
     assert_error(get_job(quote(name)), 404, "JOB-ERROR-01", not_found(name))
@@ -832,11 +730,18 @@ def test_sql_like_filter_values_do_not_match(get_job: GetJob, value: str) -> Non
     assert_error(get_job("1", query), 404, "JOB-ERROR-01", mismatch("1"))
 
 
-def test_name_with_encoded_slash(get_job: GetJob, db: connection) -> None:
-    assert_error(get_job("nightly%2Fdb"), 404, "JOB-ERROR-01", not_found("nightly/db"))
-    add_job(db, 100, "nightly/db", status="complete", percent=100)
-    data = assert_success(get_job("nightly%2Fdb"))
-    assert data["job"]["info"] == {"name": "nightly/db", "partition": "/srv"}
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [("n" * 255, "n" * 255), ("nightly/db", "nightly%2Fdb")],
+    ids=["255 characters", "encoded slash"],
+)
+def test_name_not_found_until_inserted(
+    get_job: GetJob, db: connection, name: str, path: str
+) -> None:
+    assert_error(get_job(path), 404, "JOB-ERROR-01", not_found(name))
+    add_job(db, 100, name, status="complete", percent=100)
+    data = assert_success(get_job(path))
+    assert data["job"]["info"] == {"name": name, "partition": "/srv"}
 
 
 def test_name_with_spaces_and_symbols(get_job: GetJob, db: connection) -> None:
@@ -893,78 +798,92 @@ def test_running_job_elapsed_is_last_report_minus_start(get_job: GetJob) -> None
     assert assert_success(get_job("4"))["job"]["progressInfo"]["elapsed"] == "00:41:40"
 
 
-def test_running_job_before_first_report(get_job: GetJob, db: connection) -> None:
-    add_job(db, 100, "just-started", status="preparing", started="2025-01-15 05:00:00+00")
-    progress = assert_success(get_job("just-started"))["job"]["progressInfo"]
-    assert progress == {
-        "status": "preparing",
-        "percent": "0%",
-        "message": "-",
-        "start": "2025-01-15 05:00:00",
-        "elapsed": "00:00:00",
-        "end": "-",
-    }
-
-
-def test_elapsed_hours_pass_24_while_running(get_job: GetJob, db: connection) -> None:
-    add_job(
-        db,
-        100,
-        "long-running",
-        percent=99,
-        message="Still copying",
-        started="2025-01-14 00:00:00+00",
-        last_report="2025-01-15 03:03:15+00",
-    )
-    progress = assert_success(get_job("100"))["job"]["progressInfo"]
-    assert progress == {
-        "status": "processing",
-        "percent": "99%",
-        "message": "Still copying",
-        "start": "2025-01-14 00:00:00",
-        "elapsed": "27:03:15",
-        "end": "-",
-    }
-
-
-def test_elapsed_hours_pass_24_when_finished(get_job: GetJob, db: connection) -> None:
-    add_job(
-        db,
-        100,
-        "long-finished",
-        status="complete",
-        percent=100,
-        message="Done",
-        started="2025-01-14 00:00:00+00",
-        ended="2025-01-15 03:03:15+00",
-        last_report="2025-01-15 03:00:00+00",
-    )
-    progress = assert_success(get_job("long-finished"))["job"]["progressInfo"]
-    assert progress["elapsed"] == "27:03:15"
-    assert progress["end"] == "2025-01-15 03:03:15"
-
-
-def test_finished_job_elapsed_ignores_a_later_report(get_job: GetJob, db: connection) -> None:
-    add_job(
-        db,
-        100,
-        "canceled-job",
-        status="canceled",
-        percent=37,
-        message="Canceled by user",
-        started="2025-01-15 02:00:00+00",
-        ended="2025-01-15 02:10:05+00",
-        last_report="2025-01-15 02:59:59+00",
-    )
-    progress = assert_success(get_job("canceled-job"))["job"]["progressInfo"]
-    assert progress == {
-        "status": "canceled",
-        "percent": "37%",
-        "message": "Canceled by user",
-        "start": "2025-01-15 02:00:00",
-        "elapsed": "00:10:05",
-        "end": "2025-01-15 02:10:05",
-    }
+@pytest.mark.parametrize(
+    ("identifier", "job", "progress"),
+    [
+        (
+            "just-started",
+            {"name": "just-started", "status": "preparing", "started": "2025-01-15 05:00:00+00"},
+            {
+                "status": "preparing",
+                "percent": "0%",
+                "message": "-",
+                "start": "2025-01-15 05:00:00",
+                "elapsed": "00:00:00",
+                "end": "-",
+            },
+        ),
+        (
+            "100",
+            {
+                "name": "long-running",
+                "percent": 99,
+                "message": "Still copying",
+                "started": "2025-01-14 00:00:00+00",
+                "last_report": "2025-01-15 03:03:15+00",
+            },
+            {
+                "status": "processing",
+                "percent": "99%",
+                "message": "Still copying",
+                "start": "2025-01-14 00:00:00",
+                "elapsed": "27:03:15",
+                "end": "-",
+            },
+        ),
+        (
+            "long-finished",
+            {
+                "name": "long-finished",
+                "status": "complete",
+                "percent": 100,
+                "message": "Done",
+                "started": "2025-01-14 00:00:00+00",
+                "ended": "2025-01-15 03:03:15+00",
+                "last_report": "2025-01-15 03:00:00+00",
+            },
+            {
+                "status": "complete",
+                "percent": "100%",
+                "message": "Done",
+                "start": "2025-01-14 00:00:00",
+                "elapsed": "27:03:15",
+                "end": "2025-01-15 03:03:15",
+            },
+        ),
+        (
+            "canceled-job",
+            {
+                "name": "canceled-job",
+                "status": "canceled",
+                "percent": 37,
+                "message": "Canceled by user",
+                "started": "2025-01-15 02:00:00+00",
+                "ended": "2025-01-15 02:10:05+00",
+                "last_report": "2025-01-15 02:59:59+00",
+            },
+            {
+                "status": "canceled",
+                "percent": "37%",
+                "message": "Canceled by user",
+                "start": "2025-01-15 02:00:00",
+                "elapsed": "00:10:05",
+                "end": "2025-01-15 02:10:05",
+            },
+        ),
+    ],
+    ids=[
+        "running job before first report",
+        "elapsed hours pass 24 while running",
+        "elapsed hours pass 24 when finished",
+        "finished job elapsed ignores a later report",
+    ],
+)
+def test_progress_of_an_inserted_job(
+    get_job: GetJob, db: connection, identifier: str, job: dict[str, Any], progress: dict[str, str]
+) -> None:
+    add_job(db, 100, **job)
+    assert assert_success(get_job(identifier))["job"]["progressInfo"] == progress
 
 
 def test_scheduled_job_has_dashes(get_job: GetJob) -> None:
@@ -1004,14 +923,7 @@ def test_success_envelope_key_order_and_timestamp(get_job: GetJob) -> None:
     assert list(body["data"]) == ["system", "job"]
     assert list(body["data"]["job"]) == ["info", "progressInfo", "log"]
     assert list(body["data"]["job"]["info"]) == ["name", "partition"]
-    assert list(body["data"]["job"]["progressInfo"]) == [
-        "status",
-        "percent",
-        "message",
-        "start",
-        "elapsed",
-        "end",
-    ]
+    assert list(body["data"]["job"]["progressInfo"]) == PROGRESS_KEYS
     assert_recent(body["timestamp"])
 
 

@@ -9,23 +9,29 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import JOB_URL, SECRET, bearer, make_token
+from conftest import JOB_URL, LINUX_EXAMPLE, SECRET, TIMESTAMP, bearer, make_token, success_body
+from processes import (
+    alive,
+    children_of,
+    clean_env,
+    free_port_pair,
+    json_lines,
+    kill_leftovers,
+    wait_until,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from zdm_monitor.stack import Stack
@@ -33,86 +39,10 @@ from zdm_monitor.stack import Stack
 WORKERS = 3
 JOB_ROUTE = "/api/backups/monitoring/job/<path:identifier>"
 SEED_PATH = f"{JOB_URL}1"
-LINUX_DATA = {
-    "system": {"name": "linux-server-01"},
-    "job": {
-        "info": {"name": "daily-backup", "partition": "/"},
-        "progressInfo": {
-            "status": "complete",
-            "percent": "100%",
-            "message": "Backup completed successfully",
-            "start": "2025-01-15 02:00:00",
-            "elapsed": "00:30:00",
-            "end": "2025-01-15 02:30:00",
-        },
-        "log": ["Starting backup...", "Processing files...", "Backup completed"],
-    },
-}
 NGINX_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 # gunicorn's graceful_timeout in config/gunicorn.conf.py.
 GRACEFUL_TIMEOUT = 15.0
 LOG_WAIT = 5.0
-
-
-def free_port_pair() -> int:
-    """A port p with p and p + 1 both free: nginx listens on p, gunicorn on p + 1.
-
-    Both lie below the kernel's ephemeral range: a connect() to a dead port inside that range
-    can, now and then, pick the same port as its source and connect to itself (TCP
-    simultaneous open), which would turn "gunicorn is gone" into a hanging upstream.
-    """
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    candidates = list(range(max(1025, low - 12000), low - 1))
-    random.shuffle(candidates)
-    for port in candidates[:200]:
-        with (
-            closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as first,
-            closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as second,
-        ):
-            try:
-                first.bind(("127.0.0.1", port))
-                second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no two consecutive free ports below the ephemeral range")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without any zdm-monitor or gunicorn setting, plus the given."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ZDM_", "GUNICORN_"))
-        and k not in ("DATABASE_URL", "PORT", "PROMETHEUS_MULTIPROC_DIR")
-    }
-    env.update(extra)
-    return env
-
-
-def alive(pid: int) -> bool:
-    """Whether the process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def children_of(pid: int) -> list[int]:
-    """Direct children of pid, found through /proc."""
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 @dataclass
@@ -200,29 +130,12 @@ class Service:
         self, what: str, find: Callable[[str], list[dict[str, Any]]], rid: str
     ) -> dict[str, Any]:
         """The one line `find` returns for rid, waiting a little for it to be written."""
-        deadline = time.monotonic() + LOG_WAIT
-        while True:
-            lines = find(rid)
-            if lines or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        lines = wait_until(lambda: find(rid), LOG_WAIT, 0.05)
         assert len(lines) == 1, (
             f"expected one {what} line for {rid}, got {lines}\n--- output tail:\n"
             + self.output()[-4000:]
         )
         return lines[0]
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def assert_envelope(reply: Reply, status: int, code: str) -> dict[str, Any]:
@@ -245,7 +158,7 @@ def assert_seed_body(reply: Reply) -> dict[str, Any]:
     rid = body.pop("requestID")
     assert rid == reply.request_id
     assert TIMESTAMP.fullmatch(body.pop("timestamp")), body
-    assert body == {"success": True, "data": LINUX_DATA, "message": "Backup monitoring info"}
+    assert body == success_body(LINUX_EXAMPLE)
     return body
 
 
@@ -275,10 +188,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                 stack.stop()
             finally:
                 # Should stop() itself fail, end what this fixture started, and only that.
-                for process in (stack.nginx, stack.gunicorn):
-                    if process is not None and process.poll() is None:
-                        process.kill()
-                        process.wait()
+                kill_leftovers(p for p in (stack.nginx, stack.gunicorn) if p is not None)
                 if stack.postgres is not None:
                     stack.postgres.stop()
 
@@ -604,8 +514,7 @@ def burst_verdict(outcome: Outcome) -> str | None:
             return "200 whose requestID differs from X-Request-ID"
         if not TIMESTAMP.fullmatch(str(body.pop("timestamp", ""))):
             return "200 without a timestamp"
-        expected = {"success": True, "data": LINUX_DATA, "message": "Backup monitoring info"}
-        return None if body == expected else "200 with another body"
+        return None if body == success_body(LINUX_EXAMPLE) else "200 with another body"
     code = body.get("code") if isinstance(body, dict) else None
     if outcome.status != 503:
         return f"status {outcome.status} (code {code})"

@@ -6,21 +6,10 @@ import re
 from typing import Any
 
 import pytest
+from conftest import PROGRESS_KEYS, QUERY_PARAMETERS
 from flask.testing import FlaskClient
 
 PATH = "/api/backups/monitoring/job/{identifier}"
-QUERY_PARAMETERS = [
-    "mode",
-    "partition",
-    "drive",
-    "server",
-    "repositoryType",
-    "repositoryPath",
-    "status",
-    "jobName",
-    "page",
-    "limit",
-]
 ENUMS = {
     "mode": {"full", "increment", "smart"},
     "status": {
@@ -129,14 +118,7 @@ def test_success_response(spec: dict[str, Any], operation: dict[str, Any]) -> No
     info = resolve(spec, job["properties"]["info"])
     assert {"name", "partition", "drive"} <= set(info["properties"])
     progress = resolve(spec, job["properties"]["progressInfo"])
-    assert set(progress["properties"]) == {
-        "status",
-        "percent",
-        "message",
-        "start",
-        "elapsed",
-        "end",
-    }
+    assert set(progress["properties"]) == set(PROGRESS_KEYS)
 
 
 @pytest.mark.parametrize("status", ERROR_STATUSES)

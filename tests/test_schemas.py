@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from conftest import QUERY_PARAMETERS
 from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from zdm_monitor.repository import JobFilters
 from zdm_monitor.schemas import MonitoringQuery, MonitoringQuerySchema
 
-PARAMETERS = [
-    "mode",
-    "partition",
-    "drive",
-    "server",
-    "repositoryType",
-    "repositoryPath",
-    "status",
-    "jobName",
-    "page",
-    "limit",
-]
 FULLWIDTH_TWELVE = "\uff11\uff12"
 FULLWIDTH_C = "\uff23"
 FULLWIDTH_TWO = "\uff12"
@@ -55,7 +44,7 @@ def test_unknown_parameters_ignored() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    PARAMETERS,
+    QUERY_PARAMETERS,
 )
 def test_empty_value_counts_as_not_given(name: str) -> None:
     query = load((name, ""))
@@ -199,7 +188,7 @@ def test_name_of_255_characters_accepted() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    PARAMETERS,
+    QUERY_PARAMETERS,
 )
 def test_given_twice(name: str) -> None:
     value = {

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import LINUX_EXAMPLE, PROGRESS_KEYS, TIMESTAMP, WINDOWS_EXAMPLE
 
 from zdm_monitor.repository import JobSnapshot
 from zdm_monitor.serializers import format_elapsed, format_time, monitoring_payload, pagination
@@ -16,7 +16,6 @@ from zdm_monitor.serializers import format_elapsed, format_time, monitoring_payl
 UTC_ZONE = ZoneInfo("UTC")
 SEOUL = ZoneInfo("Asia/Seoul")
 START = datetime(2025, 1, 15, 2, 0, 0, tzinfo=UTC)
-TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 
 def at(**delta: float) -> datetime:
@@ -53,7 +52,7 @@ def test_format_time_from_another_offset() -> None:
 def test_format_time_drops_microseconds() -> None:
     result = format_time(START.replace(microsecond=999_999), UTC_ZONE)
     assert result == "2025-01-15 02:00:00"
-    assert TIME_PATTERN.fullmatch(result)
+    assert TIMESTAMP.fullmatch(result)
 
 
 def test_format_time_daylight_saving() -> None:
@@ -130,21 +129,7 @@ def snapshot(**changes: Any) -> JobSnapshot:
 
 
 def test_linux_payload_matches_the_contract_example() -> None:
-    assert monitoring_payload(snapshot(), UTC_ZONE) == {
-        "system": {"name": "linux-server-01"},
-        "job": {
-            "info": {"name": "daily-backup", "partition": "/"},
-            "progressInfo": {
-                "status": "complete",
-                "percent": "100%",
-                "message": "Backup completed successfully",
-                "start": "2025-01-15 02:00:00",
-                "elapsed": "00:30:00",
-                "end": "2025-01-15 02:30:00",
-            },
-            "log": ["Starting backup...", "Processing files...", "Backup completed"],
-        },
-    }
+    assert monitoring_payload(snapshot(), UTC_ZONE) == LINUX_EXAMPLE
 
 
 def test_windows_payload_has_drive_only() -> None:
@@ -162,16 +147,8 @@ def test_windows_payload_has_drive_only() -> None:
         log_lines=["Starting backup...", "Processing files..."],
     )
     payload = monitoring_payload(job, UTC_ZONE)
-    assert payload["system"] == {"name": "windows-server-01"}
     assert payload["job"]["info"] == {"name": "daily-backup-win", "drive": "C:"}
-    assert payload["job"]["progressInfo"] == {
-        "status": "processing",
-        "percent": "60%",
-        "message": "Processing files...",
-        "start": "2025-01-15 02:00:00",
-        "elapsed": "00:20:00",
-        "end": "-",
-    }
+    assert payload == WINDOWS_EXAMPLE
 
 
 @pytest.mark.parametrize(
@@ -233,14 +210,7 @@ def test_payload_key_order() -> None:
     payload = monitoring_payload(snapshot(), UTC_ZONE)
     assert list(payload) == ["system", "job"]
     assert list(payload["job"]) == ["info", "progressInfo", "log"]
-    assert list(payload["job"]["progressInfo"]) == [
-        "status",
-        "percent",
-        "message",
-        "start",
-        "elapsed",
-        "end",
-    ]
+    assert list(payload["job"]["progressInfo"]) == PROGRESS_KEYS
 
 
 def test_log_lines_passed_through_in_order() -> None:
