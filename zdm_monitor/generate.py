@@ -19,21 +19,12 @@ from typing import Any, NamedTuple
 from psycopg2 import sql
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, connection, cursor
 
+from .schemas import MODES, STATUSES
+
 TABLES = ("server", "repository", "backup", "backup_info", "backup_log")
 # Tables whose constraints and indexes are dropped during the load and re-created after it.
 BULK_TABLES = ("backup", "backup_info", "backup_log")
 
-STATUSES = (
-    "preparing",
-    "processing",
-    "complete",
-    "scheduled",
-    "registered",
-    "canceling",
-    "canceled",
-    "error",
-)
-MODES = ("full", "increment", "smart")
 PARTITIONS = ("/", "/var", "/data", "/home", "/opt", "/srv", "/var/log")
 DRIVES = ("C:", "D:", "E:")
 REPOSITORIES = (
