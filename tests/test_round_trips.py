@@ -48,7 +48,7 @@ def test_each_answer_costs_one_statement(
     assert response.status_code == status, response.get_json()
     queries = proxy.take()
     assert len(queries) == 1, queries
-    assert "FROM job" in queries[0]
+    assert "zdm_monitor_job_snapshot" in queries[0]
 
 
 @pytest.mark.parametrize(

@@ -130,9 +130,10 @@ def read_sql(name: str) -> str:
 
 
 def apply_schema(conn: connection) -> None:
-    """Create the ZDM tables and indexes that are missing."""
+    """Create the ZDM tables and indexes that are missing, and (re)create the read function."""
     with conn, conn.cursor() as cur:
         cur.execute(read_sql("schema.sql"))
+        cur.execute(read_sql("job_snapshot.sql"))
 
 
 def load_demo(conn: connection) -> bool:

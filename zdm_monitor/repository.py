@@ -48,47 +48,13 @@ class JobSnapshot:
     log_lines: list[str]
 
 
-# One statement answers the whole request: which halves exist, whether every filter holds, the
-# log's size and the requested page. Log lines are consecutive per job, so the size is
-# last - first + 1 and page N is a primary-key range counted back from the newest line.
+# One round trip answers the whole request: which halves exist, whether every filter holds, the
+# log's size and the requested page. The statements live in sql/job_snapshot.sql.
 GET_JOB_SNAPSHOT = """
-WITH job AS (
-    SELECT COALESCE(%(job_id)s::bigint, (SELECT id FROM backup WHERE name = %(name)s)) AS id
+SELECT * FROM zdm_monitor_job_snapshot(
+    %(job_id)s, %(name)s, %(mode)s, %(partition)s, %(drive)s, %(server_id)s, %(server_name)s,
+    %(repository_type)s, %(repository_path)s, %(status)s, %(job_name)s, %(skip)s, %(limit)s
 )
-SELECT
-    b.id IS NOT NULL,
-    i.backup_id IS NOT NULL,
-    (    (%(mode)s::text IS NULL OR b.mode = %(mode)s)
-     AND (%(partition)s::text IS NULL OR b.partition = %(partition)s)
-     AND (%(drive)s::text IS NULL OR b.drive = %(drive)s)
-     AND (%(server_id)s::numeric IS NULL OR s.id = %(server_id)s::numeric)
-     AND (%(server_name)s::text IS NULL OR s.name = %(server_name)s)
-     AND (%(repository_type)s::text IS NULL OR r.type = %(repository_type)s)
-     AND (%(repository_path)s::text IS NULL OR r.path = %(repository_path)s)
-     AND (%(status)s::text IS NULL OR i.status = %(status)s)
-     AND (%(job_name)s::text IS NULL OR b.name = %(job_name)s)
-    ) IS TRUE,
-    b.name, s.name, s.os, b.partition, b.drive,
-    i.status, i.percent, i.message, i.started_at, i.ended_at, i.last_report_at,
-    COALESCE(bounds.last_line - bounds.first_line + 1, 0),
-    COALESCE(page.lines, '{}')
-FROM job
-LEFT JOIN backup b ON b.id = job.id
-LEFT JOIN server s ON s.id = b.server_id
-LEFT JOIN repository r ON r.id = b.repository_id
-LEFT JOIN backup_info i ON i.backup_id = job.id
-CROSS JOIN LATERAL (
-    SELECT min(line) AS first_line, max(line) AS last_line
-    FROM backup_log WHERE backup_id = job.id
-) bounds
-CROSS JOIN LATERAL (
-    SELECT array_agg(message ORDER BY line) AS lines
-    FROM backup_log
-    WHERE backup_id = job.id
-      AND line >  bounds.last_line - %(skip)s - %(limit)s
-      AND line <= bounds.last_line - %(skip)s
-) page
-WHERE b.id IS NOT NULL OR i.backup_id IS NOT NULL
 """
 
 
