@@ -93,15 +93,17 @@ logconfig_dict: dict[str, Any] = {
 # gunicorn 27 opens a control socket at one path per user; instances would share it.
 control_socket_disable = True
 
-# prometheus_client reads this before the app is imported in each worker.
+# prometheus_client reads this when the app is imported. The folder exists from the start, so
+# nothing can fail to write there; on_starting empties it once gunicorn is up.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="zdm-metrics-"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 
 def on_starting(server: Any) -> None:
     """Start metrics from zero: files left by an earlier run would be summed in."""
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def post_worker_init(worker: Any) -> None:

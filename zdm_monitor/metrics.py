@@ -45,13 +45,11 @@ def observe(response: Response) -> Response:
     return response
 
 
-# Resolved once: the pool reports on every checkout and return.
-POOL_IDLE, POOL_IN_USE = POOL.labels("idle"), POOL.labels("in_use")
-
-
 def record_pool(idle: int, in_use: int) -> None:
-    POOL_IDLE.set(idle)
-    POOL_IN_USE.set(in_use)
+    # labels() is resolved per call, not at import: in gunicorn's master a value made at import
+    # would write into the metrics folder before on_starting has prepared it.
+    POOL.labels("idle").set(idle)
+    POOL.labels("in_use").set(in_use)
 
 
 @bp.get("/metrics")
