@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from psycopg2.extensions import connection
+from psycopg2.extensions import connection, make_dsn
 
 from zdm_monitor import create_app
 from zdm_monitor.db import apply_schema, load_demo
@@ -23,6 +23,18 @@ from zdm_monitor.embedded import EmbeddedPostgres
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JOB_URL = "/api/backups/monitoring/job/"
 TABLES = "server, repository, backup, backup_info, backup_log"
+# The least-privilege role of the README's "Database role": the app connects as it in the tests.
+READER = "zdm_monitor_reader"
+READER_GRANTS = f"""
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN
+        CREATE ROLE {READER} LOGIN PASSWORD '{READER}';
+    END IF;
+END $$;
+GRANT USAGE ON SCHEMA public TO {READER};
+GRANT SELECT ON {TABLES} TO {READER};
+GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot TO {READER};
+"""
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 # The contract's two example bodies, as the demo data serves them (jobs 1 and 2).
@@ -89,6 +101,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with closing(psycopg2.connect(url)) as conn:
         apply_schema(conn)
         reset_demo(conn)
+        with conn, conn.cursor() as cur:
+            cur.execute(READER_GRANTS)
     yield url
     if server is not None:
         server.stop()
@@ -110,13 +124,19 @@ def db(database_url: str) -> Iterator[connection]:
         reset_demo(conn)
 
 
+@pytest.fixture(scope="session")
+def reader_url(database_url: str) -> str:
+    """The same database as the SELECT-only role the service runs as."""
+    return make_dsn(database_url, user=READER, password=READER)
+
+
 @pytest.fixture
-def make_app(database_url: str) -> Iterator[Callable[..., Flask]]:
-    """Build apps from environment overrides; their pools are closed afterwards."""
+def make_app(reader_url: str) -> Iterator[Callable[..., Flask]]:
+    """Build apps (as the SELECT-only role) from environment overrides; pools closed after."""
     apps: list[Flask] = []
 
     def build(**env: str) -> Flask:
-        settings = {"DATABASE_URL": database_url, "ZDM_JWT_SECRET": SECRET, **env}
+        settings = {"DATABASE_URL": reader_url, "ZDM_JWT_SECRET": SECRET, **env}
         app = create_app({k: v for k, v in settings.items() if v is not None})
         app.config["TESTING"] = True
         apps.append(app)

@@ -62,3 +62,12 @@ def test_pool_is_bounded_and_keeps_idle_connections(make_app: Callable[..., Flas
         pool.getconn()
     pool.putconn(conn)
     assert pool.getconn() is conn
+
+
+def test_the_app_runs_as_a_select_only_role(app: Flask) -> None:
+    with app.app_context(), get_db().cursor() as cur:
+        cur.execute(
+            "SELECT current_user, has_table_privilege('backup_log', 'SELECT'),"
+            " has_table_privilege('backup_log', 'INSERT'), has_table_privilege('backup', 'UPDATE')"
+        )
+        assert cur.fetchone() == ("zdm_monitor_reader", True, False, False)
