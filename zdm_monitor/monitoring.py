@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from flask import Request, Response, current_app
@@ -26,6 +27,8 @@ from .schemas import (
     check_text,
 )
 
+PARSED_QUERIES = 1024
+
 
 class QueryParser(FlaskParser):
     """Decode the query string strictly as UTF-8, marking undecodable bytes.
@@ -34,9 +37,29 @@ class QueryParser(FlaskParser):
     errors="replace" turns it into U+FFFD, which the schema refuses by parameter name.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._parsed: dict[tuple[Any, ...], Any] = {}
+
     def load_querystring(self, req: Request, schema: Schema) -> MultiDict[str, str]:
         raw = quote(req.query_string, safe="&=%+")
         return MultiDict(parse_qsl(raw, keep_blank_values=True, errors="replace"))
+
+    def parse(self, argmap: Any, req: Request | None = None, **kwargs: Any) -> Any:
+        """Validate each distinct query string once: a dashboard repeats its own on every poll.
+
+        Only valid queries are kept (an invalid one raises), results are immutable, and the
+        cache is emptied when full, so unique query strings cannot grow it without bound.
+        """
+        request = req or self.get_default_request()
+        key = (id(argmap), request.query_string, tuple(sorted(kwargs.items())))
+        result = self._parsed.get(key)
+        if result is None:
+            result = super().parse(argmap, request, **kwargs)
+            if len(self._parsed) >= PARSED_QUERIES:
+                self._parsed.clear()
+            self._parsed[key] = result
+        return result
 
 
 class MonitoringBlueprint(Blueprint):  # type: ignore[misc]
