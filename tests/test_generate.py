@@ -11,6 +11,7 @@ from psycopg2.extensions import connection
 
 from zdm_monitor.cli import main
 from zdm_monitor.generate import ChunkReader, escape, generate
+from zdm_monitor.schemas import STATUSES
 
 GetJob = Callable[..., Any]
 
@@ -145,18 +146,7 @@ def test_linux_jobs_have_partitions_windows_jobs_drives(db: connection) -> None:
 def test_runtime_halves_are_consistent_with_their_status(db: connection) -> None:
     load(db)
     statuses = [r[0] for r in fetch(db, "SELECT DISTINCT status FROM backup_info ORDER BY 1")]
-    assert statuses == sorted(
-        [
-            "preparing",
-            "processing",
-            "complete",
-            "scheduled",
-            "registered",
-            "canceling",
-            "canceled",
-            "error",
-        ]
-    )
+    assert statuses == sorted(STATUSES)
     wrong = """
         SELECT backup_id, status, percent, started_at, ended_at, last_report_at FROM backup_info
         WHERE NOT CASE
