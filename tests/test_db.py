@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import psycopg2
 import pytest
+from conftest import bearer
 from flask import Flask
 from psycopg2.extensions import connection
 
-from zdm_monitor.db import PoolExhausted, apply_schema, get_db, load_demo
+from zdm_monitor.db import PoolExhausted, apply_schema, get_db, load_demo, read
 
 
 def test_connection_is_returned_and_reused(app: Flask) -> None:
@@ -71,3 +73,38 @@ def test_the_app_runs_as_a_select_only_role(app: Flask) -> None:
             " has_table_privilege('backup_log', 'INSERT'), has_table_privilege('backup', 'UPDATE')"
         )
         assert cur.fetchone() == ("zdm_monitor_reader", True, False, False)
+
+
+def test_connections_killed_by_a_server_restart_are_replaced(app: Flask, db: connection) -> None:
+    """The first requests after PostgreSQL restarts are answered, not failed with a 503."""
+    client = app.test_client()
+    pool = app.extensions["zdm_db"]
+    held = [pool.getconn() for _ in range(3)]
+    for conn in held:
+        pool.putconn(conn)
+    pids = [conn.info.backend_pid for conn in held]
+    with db.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", (pids,))
+        for _ in range(100):
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
+            if cur.fetchone() == (0,):
+                break
+            time.sleep(0.02)
+    for path in ("/api/backups/monitoring/job/1", "/readyz", "/api/backups/monitoring/job/2"):
+        response = client.get(path, headers=bearer())
+        assert response.status_code == 200, response.get_json()
+    assert all(conn.closed for conn in held)
+
+
+def test_a_statement_timeout_is_not_retried(make_app: Callable[..., Flask]) -> None:
+    app = make_app(ZDM_DB_STATEMENT_TIMEOUT_MS="1")
+    calls = []
+
+    def slow(conn: connection) -> None:
+        calls.append(conn)
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_sleep(0.2)")
+
+    with app.test_request_context(), pytest.raises(psycopg2.errors.QueryCanceled):
+        read(slow)
+    assert len(calls) == 1

@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Callable
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -16,6 +16,7 @@ from psycopg2.extensions import connection
 from .config import Settings
 
 IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+T = TypeVar("T")
 
 
 def connect_kwargs(settings: Settings) -> dict[str, Any]:
@@ -116,6 +117,25 @@ def get_db() -> connection:
         g.db = current_app.extensions["zdm_db"].getconn()
     conn: connection = g.db
     return conn
+
+
+def read(query: Callable[[connection], T]) -> T:
+    """Run a read on this request's connection, replacing it once if it was found dead.
+
+    After PostgreSQL restarts, every pooled connection is dead; the first request on each would
+    fail. Instead the dead one and its idle siblings are dropped and the read is retried on a new
+    connection, which fails fast (a 503) only if the server is really down.
+    """
+    conn = get_db()
+    try:
+        return query(conn)
+    except psycopg2.OperationalError:
+        if not conn.closed:  # the server answered, e.g. a statement timeout: not retried
+            raise
+        database: Database = current_app.extensions["zdm_db"]
+        database.putconn(g.pop("db"))
+        database.close()
+        return query(get_db())
 
 
 def close_db(_exc: BaseException | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 
 from . import repository
-from .db import get_db
+from .db import read
 from .envelope import success
 from .errors import ServiceUnavailable
 
@@ -25,5 +25,5 @@ def readyz() -> Response:
     """Answer 200 when the database answers within a second and no shutdown has begun."""
     if current_app.config.get("ZDM_DRAINING"):
         raise ServiceUnavailable("종료 중입니다. 새 요청은 다른 인스턴스로 보내세요.")
-    repository.ping(get_db(), timeout_ms=READY_TIMEOUT_MS)
+    read(lambda conn: repository.ping(conn, timeout_ms=READY_TIMEOUT_MS))
     return success({"status": "ready"}, message="Database is reachable")

@@ -15,7 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 from . import repository, serializers
 from .auth import require_token
-from .db import get_db
+from .db import read
 from .envelope import success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
 from .repository import MAX_BIGINT, JobSnapshot
@@ -154,15 +154,17 @@ class JobMonitoring(MethodView):
     def get(self, query: MonitoringQuery, identifier: str) -> Response:
         """Monitoring info of one backup job, by ID or by name."""
         job_id, name = parse_identifier(identifier)
-        job = repository.get_job_snapshot(
-            get_db(),
-            job_id=job_id,
-            name=name,
-            filters=query.filters,
-            page=query.page,
-            limit=query.limit,
+        snapshot = read(
+            lambda conn: repository.get_job_snapshot(
+                conn,
+                job_id=job_id,
+                name=name,
+                filters=query.filters,
+                page=query.page,
+                limit=query.limit,
+            )
         )
-        job = check_answer(job, identifier, by_id=job_id is not None)
+        job = check_answer(snapshot, identifier, by_id=job_id is not None)
         zone = current_app.config["ZDM_SETTINGS"].timezone
         meta = serializers.pagination(query.page, query.limit, job.log_total)
         return success(
