@@ -21,6 +21,7 @@ from .errors import JobIncomplete, JobNotFound, invalid_parameters
 from .repository import MAX_BIGINT, JobSnapshot
 from .schemas import (
     MAX_NAME_LENGTH,
+    TEXT_PATTERN,
     MonitoringQuery,
     MonitoringQuerySchema,
     MonitoringResponseSchema,
@@ -137,6 +138,7 @@ def check_answer(job: JobSnapshot | None, identifier: str, by_id: bool) -> JobSn
             "name": "identifier",
             "description": "All ASCII digits: the job's ID; anything else: the job's name "
             f"(at most {MAX_NAME_LENGTH} characters).",
+            "schema": {"type": "string", "maxLength": MAX_NAME_LENGTH, "pattern": TEXT_PATTERN},
         }
     ],
 )

@@ -31,6 +31,8 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 20
 DRIVE_PATTERN = re.compile(r"([A-Za-z])(:\\?)?")
 
+# The documented form of check_text: no NUL, no U+FFFD (what undecodable bytes become).
+TEXT_PATTERN = "^[^\\u0000\\uFFFD]*$"
 BAD_TEXT = "NUL 문자나 잘못된 UTF-8을 포함할 수 없습니다."
 GIVEN_TWICE = "한 번만 지정할 수 있습니다."
 
@@ -48,7 +50,8 @@ class Text(fields.String):
     """A string with a length bound and no NUL or undecodable bytes."""
 
     def __init__(self, max_length: int = MAX_NAME_LENGTH, **kwargs: Any) -> None:
-        kwargs.setdefault("metadata", {})["maxLength"] = max_length
+        kwargs.setdefault("metadata", {}).update(maxLength=max_length)
+        kwargs["metadata"].setdefault("pattern", TEXT_PATTERN)
         super().__init__(**kwargs)
         self.max_length = max_length
 
@@ -135,10 +138,16 @@ class MonitoringQuerySchema(ma.Schema):
     partition = Partition(
         max_length=MAX_PATH_LENGTH,
         metadata={
-            "description": "Linux mount point, exact (`/`, `/var/log`); trailing `/` ignored."
+            "pattern": "^/[^\\u0000\\uFFFD]*$",
+            "description": "Linux mount point, exact (`/`, `/var/log`); trailing `/` ignored.",
         },
     )
-    drive = Drive(metadata={"description": "Windows drive; `C`, `c`, `C:` and `c:` all mean `C:`."})
+    drive = Drive(
+        metadata={
+            "description": "Windows drive; `C`, `c`, `C:` and `c:` all mean `C:`.",
+            "pattern": "^[A-Za-z](:\\\\?)?$",
+        }
+    )
     server = Text(metadata={"description": "Server name, or server ID when all digits."})
     repositoryType = Choice(
         REPOSITORY_TYPES,

@@ -1,0 +1,41 @@
+"""Property-based fuzzing from /api/openapi.json: no server error, no answer off the schema.
+
+Cases are drawn from schemathesis's strategy inside plain hypothesis tests, so the schema is
+loaded from the real app of the test's fixtures.
+"""
+
+from __future__ import annotations
+
+import schemathesis
+from conftest import bearer
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+EXAMPLES = 600  # per test; the two tests send 1,200 generated requests
+PATH = "/api/backups/monitoring/job/{identifier}"
+fuzz_settings = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
+
+
+def operation(app: Flask) -> schemathesis.schemas.APIOperation:
+    return schemathesis.openapi.from_wsgi("/api/openapi.json", app)[PATH]["GET"]
+
+
+@fuzz_settings
+@given(data=st.data())
+def test_with_a_valid_token(app: Flask, data: st.DataObject) -> None:
+    case = data.draw(operation(app).as_strategy())
+    case.call_and_validate(headers=bearer())
+
+
+@fuzz_settings
+@given(data=st.data())
+def test_without_a_token(app: Flask, data: st.DataObject) -> None:
+    case = data.draw(operation(app).as_strategy())
+    response = case.call_and_validate()
+    assert response.status_code in (401, 404, 405), response.text
