@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run serve-nginx test bench lint format clean nginx wrk
+.PHONY: run serve-nginx test bench drill lint format clean nginx wrk
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ wrk:
 # and writes bench/RESULTS.md.
 bench: $(STAMP) wrk
 	$(BIN)/python bench/run.py
+
+# Fault drills (60 s of load; PostgreSQL stopped for 10 s, then a worker SIGKILLed). A shorter
+# version runs in the tests (tests/test_drill.py).
+drill: $(STAMP)
+	$(BIN)/python tests/drill.py
 
 test: $(STAMP) nginx
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
