@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run serve-nginx test bench drill lint format clean nginx wrk
+.PHONY: run serve-nginx test bench drill soak lint format clean nginx wrk
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench: $(STAMP) wrk
 # version runs in the tests (tests/test_drill.py).
 drill: $(STAMP)
 	$(BIN)/python tests/drill.py
+
+# 100,000 requests of a mixed workload (hits, misses, filters, bad tokens, bad parameters):
+# every answer as expected, no 5xx, worker memory flat after warm-up.
+soak: $(STAMP)
+	$(BIN)/python tests/drill.py --soak 100000
 
 test: $(STAMP) nginx
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

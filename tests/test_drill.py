@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from drill import database_outage, start_stack, worker_kill
+from drill import database_outage, soak, start_stack, worker_kill
 
 from zdm_monitor.stack import Stack
 
@@ -32,3 +32,11 @@ def test_a_killed_worker_is_replaced_and_costs_at_most_its_requests(stack: Stack
     assert result["replaced"] is True, result
     assert isinstance(result["failed"], int) and result["failed"] <= 6, result
     assert isinstance(result["200"], int) and result["200"] > 100, result
+
+
+def test_a_mixed_workload_gets_exactly_the_expected_answers(stack: Stack) -> None:
+    result = soak(stack, requests=4000, threads=6, warmup=1000)
+    assert result["5xx"] == 0, result
+    assert result["unexpected"] == {}, result
+    answers = result["answers"]
+    assert isinstance(answers, dict) and set(answers) == {"200", "400", "401", "404"}, result
