@@ -56,14 +56,14 @@ class Case:
     name: str
     port_key: str  # "demo" or "large"
     path: str = ""
-    script: str = ""
+    script: str = ""  # "id" or "name": random jobs through bench/wrk/jobs.lua
 
 
 CASES = [
     Case("1. ceiling: /healthz, no database", "demo", "/healthz"),
     Case("2. demo data, job 1 by ID", "demo", JOB + "1"),
-    Case(f"3. {JOBS:,} jobs, random job by ID", "large", script="by_id.lua"),
-    Case(f"4. {JOBS:,} jobs, random job by name", "large", script="by_name.lua"),
+    Case(f"3. {JOBS:,} jobs, random job by ID", "large", script="id"),
+    Case(f"4. {JOBS:,} jobs, random job by name", "large", script="name"),
     Case("5a. job of 20k lines, log page 1", "large", JOB + "1?limit=100"),
     Case("5b. job of 20k lines, log page 200", "large", JOB + "1?page=200&limit=100"),
     Case("6. 404 by name", "large", JOB + "no-such-job"),
@@ -79,8 +79,8 @@ def wrk(url: str, token: str, seconds: int, script: str = "", connections: int =
     command = [*WRK, "--connections", str(connections), "--duration", f"{seconds}s"]
     command += ["--header", f"Authorization: Bearer {token}"]
     if script:
-        command += ["--script", str(HERE / "wrk" / script)]
-    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_JOBS": str(JOBS)}
+        command += ["--script", str(HERE / "wrk" / "jobs.lua")]
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_JOBS": str(JOBS), "BENCH_BY": script}
     out = subprocess.run(
         [*command, url], capture_output=True, text=True, check=True, env=env
     ).stdout
@@ -151,10 +151,10 @@ def memory(url: str, token: str, run_dir: Path) -> tuple[int, int, int]:
         process = spawn_gunicorn(env, 18099, run_dir, log)
     try:
         base = "http://127.0.0.1:18099/"
-        done = wrk(base, token, 2, "by_id.lua", connections=4).requests
+        done = wrk(base, token, 2, "id", connections=4).requests
         first = worker_rss_kib(process.pid)
         while done < MEMORY_REQUESTS:
-            done += wrk(base, token, 10, "by_id.lua", connections=4).requests
+            done += wrk(base, token, 10, "id", connections=4).requests
         return first, worker_rss_kib(process.pid), done
     finally:
         process.terminate()
