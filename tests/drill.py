@@ -54,6 +54,31 @@ class Tally:
         return sum(self.statuses.values()) + sum(self.errors.values())
 
 
+class Client:
+    """One keep-alive connection on loopback that reconnects after an error."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def get(self, path: str, headers: dict[str, str]) -> int | str:
+        """Return the answer's status, or the name of the error that stood in for one."""
+        try:
+            self.conn.request("GET", path, headers=headers)
+            response = self.conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            return type(exc).__name__
+        if response.getheader("Connection", "").lower() == "close":
+            self.close()
+        return response.status
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def load(port: int, seconds: float, threads: int, tally: Tally) -> list[threading.Thread]:
     """Start threads that loop GET requests until the time is up."""
     deadline = time.monotonic() + seconds
@@ -61,22 +86,16 @@ def load(port: int, seconds: float, threads: int, tally: Tally) -> list[threadin
     paths = [f"{JOB_URL}1", f"{JOB_URL}daily-backup-win", f"{JOB_URL}bulk-data?page=3"]
 
     def run(n: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        client = Client(port)
         i = n
         while time.monotonic() < deadline:
             i += 1
-            try:
-                conn.request("GET", paths[i % len(paths)], headers=headers)
-                response = conn.getresponse()
-                response.read()
-                tally.add(response.status, None)
-                if response.getheader("Connection", "").lower() == "close":
-                    conn.close()
-            except (OSError, http.client.HTTPException) as exc:
-                tally.add(None, type(exc).__name__)
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.close()
+            outcome = client.get(paths[i % len(paths)], headers)
+            if isinstance(outcome, int):
+                tally.add(outcome, None)
+            else:
+                tally.add(None, outcome)
+        client.close()
 
     started = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(threads)]
     for thread in started:
@@ -133,6 +152,7 @@ def worker_kill(stack: Stack, seconds: float, threads: int) -> dict[str, object]
     for worker in workers:
         worker.join()
     after = children.read_text().split()
+    replaced = before[0] not in after and len(after) == len(before)
     failed = sum(tally.errors.values()) + sum(
         n for status, n in tally.statuses.items() if status != 200
     )
@@ -142,8 +162,8 @@ def worker_kill(stack: Stack, seconds: float, threads: int) -> dict[str, object]
         "failed": failed,
         "in flight at most": threads,
         "workers before/after": f"{len(before)}/{len(after)}",
-        "replaced": before[0] not in after and len(after) == len(before),
-        "ok": failed <= threads and len(after) == len(before) and before[0] not in after,
+        "replaced": replaced,
+        "ok": failed <= threads and replaced,
     }
 
 
@@ -188,24 +208,16 @@ def soak(stack: Stack, requests: int, threads: int, warmup: int = 30_000) -> dic
     lock = threading.Lock()
 
     def run(n: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+        client = Client(stack.port)
         good, bad = bearer(), {"Authorization": "Bearer not.a.token"}
         for i in range(per_thread):
             path, token, expected = MIX[(n + i) % len(MIX)]
-            try:
-                conn.request("GET", path, headers=good if token else bad)
-                response = conn.getresponse()
-                response.read()
-                outcome = str(response.status)
-            except (OSError, http.client.HTTPException) as exc:
-                outcome = type(exc).__name__
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+            outcome = str(client.get(path, good if token else bad))
             with lock:
                 done[outcome] += 1
                 if outcome != str(expected):
                     wrong[f"{path} -> {outcome}"] += 1
-        conn.close()
+        client.close()
 
     def batch(count: int) -> None:
         nonlocal per_thread
