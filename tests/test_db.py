@@ -12,6 +12,7 @@ from flask import Flask
 from psycopg2.extensions import connection
 
 from zdm_monitor.db import PoolExhausted, apply_schema, get_db, load_demo, read
+from zdm_monitor.repository import READ_GUARD
 
 
 def test_connection_is_returned_and_reused(app: Flask) -> None:
@@ -32,19 +33,32 @@ def test_broken_connection_is_discarded(app: Flask) -> None:
         assert not second.closed
 
 
-def test_requests_cannot_write(app: Flask) -> None:
+def test_reads_are_read_only_and_carry_no_session_settings(app: Flask) -> None:
+    """Nothing is set per session (PgBouncer's transaction mode); each read brings its guard."""
     with app.app_context():
         cur = get_db().cursor()
+        cur.execute("SHOW default_transaction_read_only")
+        assert cur.fetchone() == ("off",)
+        cur.execute("SHOW statement_timeout")
+        assert cur.fetchone() == ("0",)
         with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
-            cur.execute("DELETE FROM backup_log")
+            cur.execute(READ_GUARD + "CREATE TEMP TABLE scratch ()", {"timeout_ms": 1000})
 
 
-def test_statement_timeout_applies(make_app: Callable[..., Flask]) -> None:
-    app = make_app(ZDM_DB_STATEMENT_TIMEOUT_MS="50")
-    with app.app_context():
-        cur = get_db().cursor()
-        with pytest.raises(psycopg2.errors.QueryCanceled):
-            cur.execute("SELECT pg_sleep(1)")
+def test_statement_timeout_bounds_the_request(
+    make_app: Callable[..., Flask], db: connection
+) -> None:
+    """A read stuck behind a lock ends after ZDM_DB_STATEMENT_TIMEOUT_MS as a 503 envelope."""
+    client = make_app(ZDM_DB_STATEMENT_TIMEOUT_MS="200").test_client()
+    with db.cursor() as cur:
+        cur.execute("BEGIN; LOCK TABLE backup_info IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        response = client.get("/api/backups/monitoring/job/1", headers=bearer())
+        elapsed = time.monotonic() - started
+        cur.execute("ROLLBACK")
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "SERVICE-UNAVAILABLE"
+    assert 0.2 <= elapsed < 2
 
 
 def test_schema_is_idempotent_and_demo_loads_once(db: connection) -> None:
@@ -97,13 +111,13 @@ def test_connections_killed_by_a_server_restart_are_replaced(app: Flask, db: con
 
 
 def test_a_statement_timeout_is_not_retried(make_app: Callable[..., Flask]) -> None:
-    app = make_app(ZDM_DB_STATEMENT_TIMEOUT_MS="1")
+    app = make_app()
     calls = []
 
     def slow(conn: connection) -> None:
         calls.append(conn)
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_sleep(0.2)")
+            cur.execute(READ_GUARD + "SELECT pg_sleep(0.2)", {"timeout_ms": 1})
 
     with app.test_request_context(), pytest.raises(psycopg2.errors.QueryCanceled):
         read(slow)

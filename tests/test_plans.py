@@ -71,6 +71,7 @@ def lookup(
         "filters": filters or JobFilters(),
         "page": page,
         "limit": limit,
+        "timeout_ms": 5000,
     }
 
 

@@ -20,16 +20,8 @@ T = TypeVar("T")
 
 
 def connect_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection options: bounded connect and statement time, read-only transactions."""
-    options = (
-        f"-c statement_timeout={settings.db_statement_timeout_ms} "
-        "-c default_transaction_read_only=on"
-    )
-    return {
-        "connect_timeout": settings.db_connect_timeout,
-        "application_name": "zdm-monitor",
-        "options": options,
-    }
+    """Connection options: a bounded connect; nothing session-level (see repository.READ_GUARD)."""
+    return {"connect_timeout": settings.db_connect_timeout, "application_name": "zdm-monitor"}
 
 
 class PoolExhausted(Exception):

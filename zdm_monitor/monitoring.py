@@ -156,6 +156,7 @@ class JobMonitoring(MethodView):
     def get(self, query: MonitoringQuery, identifier: str) -> Response:
         """Monitoring info of one backup job, by ID or by name."""
         job_id, name = parse_identifier(identifier)
+        settings = current_app.config["ZDM_SETTINGS"]
         snapshot = read(
             lambda conn: repository.get_job_snapshot(
                 conn,
@@ -164,10 +165,11 @@ class JobMonitoring(MethodView):
                 filters=query.filters,
                 page=query.page,
                 limit=query.limit,
+                timeout_ms=settings.db_statement_timeout_ms,
             )
         )
         job = check_answer(snapshot, identifier, by_id=job_id is not None)
-        zone = current_app.config["ZDM_SETTINGS"].timezone
+        zone = settings.timezone
         meta = serializers.pagination(query.page, query.limit, job.log_total)
         return success(
             serializers.monitoring_payload(job, zone),

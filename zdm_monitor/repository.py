@@ -48,9 +48,15 @@ class JobSnapshot:
     log_lines: list[str]
 
 
+# The time bound and read-only mode travel with each read, in the same message (still one round
+# trip), not as connection settings: a transaction-pooling PgBouncer gives every transaction
+# whichever server connection is free and refuses session options at connect.
+READ_GUARD = "SET LOCAL statement_timeout = %(timeout_ms)s; SET TRANSACTION READ ONLY;"
+
 # One round trip answers the whole request: which halves exist, whether every filter holds, the
 # log's size and the requested page. The statements live in sql/job_snapshot.sql.
-GET_JOB_SNAPSHOT = """
+GET_JOB_SNAPSHOT = f"""
+{READ_GUARD}
 SELECT * FROM zdm_monitor_job_snapshot(
     %(job_id)s, %(name)s, %(mode)s, %(partition)s, %(drive)s, %(server_id)s, %(server_name)s,
     %(repository_type)s, %(repository_path)s, %(status)s, %(job_name)s, %(skip)s, %(limit)s
@@ -66,13 +72,16 @@ def get_job_snapshot(
     filters: JobFilters,
     page: int,
     limit: int,
+    timeout_ms: int,
 ) -> JobSnapshot | None:
     """Return the job by ID or name with one log page; None when neither half exists."""
     if job_id is not None and job_id > MAX_BIGINT:
         return None
     # vars(), not dataclasses.asdict: asdict deep-copies every field, a measurable cost here.
     params: dict[str, Any] = dict(vars(filters))
-    params.update(job_id=job_id, name=name, skip=(page - 1) * limit, limit=limit)
+    params.update(
+        job_id=job_id, name=name, skip=(page - 1) * limit, limit=limit, timeout_ms=timeout_ms
+    )
     with conn.cursor() as cur:
         cur.execute(GET_JOB_SNAPSHOT, params)
         row = cur.fetchone()
@@ -82,7 +91,7 @@ def get_job_snapshot(
 def ping(conn: connection, *, timeout_ms: int) -> None:
     """Raise unless the database answers within the timeout."""
     with conn.cursor() as cur:
-        # One round trip: the two statements run as one implicit transaction, so SET LOCAL
-        # bounds the SELECT only and nothing outlives it on a pooled connection.
-        cur.execute("SET LOCAL statement_timeout = %s; SELECT 1", (timeout_ms,))
+        # One round trip: the statements run as one implicit transaction, so SET LOCAL bounds
+        # the SELECT only and nothing outlives it on a pooled connection.
+        cur.execute(f"{READ_GUARD} SELECT 1", {"timeout_ms": timeout_ms})
         cur.fetchone()
