@@ -82,6 +82,9 @@ QUERY_PARAMETERS = [
     "jobName",
     "page",
     "limit",
+    "after",
+    "sort",
+    "detail",
 ]
 
 

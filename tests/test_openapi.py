@@ -108,17 +108,31 @@ def test_identifier_path_parameter(spec: dict[str, Any], operation: dict[str, An
 
 def test_success_response(spec: dict[str, Any], operation: dict[str, Any]) -> None:
     ok = resolve(spec, operation["responses"]["200"])
-    assert "X-Pagination" in ok["headers"]
+    assert set(ok["headers"]) == {
+        "X-Pagination",
+        "ETag",
+        "Cache-Control",
+        "X-Log-Cursor",
+        "X-Log-Gap",
+        "X-Poll-Interval",
+    }
     schema = resolve(spec, ok["content"]["application/json"]["schema"])
     assert set(schema["properties"]) == {"success", "requestID", "data", "message", "timestamp"}
     data = resolve(spec, schema["properties"]["data"])
     assert set(data["properties"]) == {"system", "job"}
     job = resolve(spec, data["properties"]["job"])
-    assert set(job["properties"]) == {"info", "progressInfo", "log"}
+    # The contract's fields are required; detail=true's additions are optional.
+    assert set(job["properties"]) == {"info", "progressInfo", "log", "repository", "logEntries"}
+    assert set(job["required"]) == {"info", "progressInfo", "log"}
     info = resolve(spec, job["properties"]["info"])
-    assert {"name", "partition", "drive"} <= set(info["properties"])
+    assert set(info["properties"]) == {"name", "partition", "drive", "id", "mode"}
+    assert set(info["required"]) == {"name"}
     progress = resolve(spec, job["properties"]["progressInfo"])
-    assert set(progress["properties"]) == set(PROGRESS_KEYS)
+    assert set(progress["properties"]) == {*PROGRESS_KEYS, "lastReport", "stalled"}
+    assert set(progress["required"]) == set(PROGRESS_KEYS)
+    system = resolve(spec, data["properties"]["system"])
+    assert set(system["properties"]) == {"name", "id", "os"}
+    assert set(system["required"]) == {"name"}
 
 
 @pytest.mark.parametrize("status", ERROR_STATUSES)

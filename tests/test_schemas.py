@@ -202,6 +202,9 @@ def test_given_twice(name: str) -> None:
         "jobName": "daily-backup",
         "page": "1",
         "limit": "20",
+        "after": "0",
+        "sort": "asc",
+        "detail": "true",
     }[name]
     messages = errors((name, value), (name, value))
     assert set(messages) == {name}

@@ -124,6 +124,15 @@ def snapshot(**changes: Any) -> JobSnapshot:
         last_report_at=at(minutes=30),
         log_total=3,
         log_lines=["Starting backup...", "Processing files...", "Backup completed"],
+        server_id=1,
+        mode="full",
+        repository_type="nfs",
+        repository_path="/backup/linux-server-01",
+        log_first=1,
+        log_last=3,
+        first_line=1,
+        log_times=None,
+        job_id=1,
     )
     return replace(base, **changes)
 

@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import health, metrics, monitoring
 from .config import load_settings
+from .cors import register_cors
 from .db import Database, close_db
 from .envelope import assign_request_id, echo_request_id
 from .errors import register_error_handlers
@@ -42,6 +43,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
 def register_request_hooks(app: Flask) -> None:
     app.before_request(assign_request_id)
     app.before_request(start_timer)
+    register_cors(app)
     app.after_request(log_request)
     app.after_request(metrics.observe)
     app.after_request(echo_request_id)

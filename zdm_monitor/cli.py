@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
 
 import click
-import jwt
 import psycopg2
 
 from .db import apply_schema
 from .generate import generate
-from .stack import Stack, dev_secret, prepare_database, render_site
-
-DEV_TOKEN_TTL = 7 * 24 * 3600
+from .stack import DEV_TOKEN_TTL, Stack, dev_secret, make_token, prepare_database, render_site
 
 
 def data_dir() -> Path:
@@ -28,15 +24,6 @@ def database_url() -> str:
     if not url:
         raise click.UsageError("DATABASE_URL is not set.")
     return url
-
-
-def make_token(secret: str, subject: str, ttl: int) -> str:
-    now = int(time.time())
-    claims = {"sub": subject, "iat": now, "exp": now + ttl}
-    for claim, name in (("aud", "ZDM_JWT_AUDIENCE"), ("iss", "ZDM_JWT_ISSUER")):
-        if os.environ.get(name):
-            claims[claim] = os.environ[name]
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 @click.group()
@@ -133,7 +120,9 @@ def banner(stack: Stack) -> None:
     click.echo(f"\nServing: {where}  (API docs: {base}/api/docs)")
     if stack.env.get("ZDM_JWT_PUBLIC_KEY"):
         return
-    bearer = make_token(stack.env["ZDM_JWT_SECRET"], "dashboard", DEV_TOKEN_TTL)
+    bearer = stack.env.get("ZDM_DEV_TOKEN") or make_token(
+        stack.env["ZDM_JWT_SECRET"], "dashboard", DEV_TOKEN_TTL
+    )
     click.echo(
         f"Bearer token (valid 7 days):\n  {bearer}\n"
         "Try:\n"

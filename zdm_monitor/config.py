@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,9 @@ PUBLIC_KEY_ALGORITHMS = frozenset(
 )
 # RFC 7518 3.2: an HMAC key shorter than the hash output weakens the signature.
 MIN_SECRET_BYTES = 32
+ORIGIN_PATTERN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
 
 T = TypeVar("T")
 
@@ -37,6 +41,11 @@ class Settings:
     db_statement_timeout_ms: int
     db_pool_size: int
     proxy_count: int
+    cors_origins: frozenset[str]
+    stall_seconds: int
+    poll_active_seconds: int
+    poll_waiting_seconds: int
+    dev_token: str | None
 
 
 def _int(value: str) -> int:
@@ -44,6 +53,22 @@ def _int(value: str) -> int:
     if number < 0:
         raise ValueError
     return number
+
+
+def _positive(value: str) -> int:
+    number = _int(value)
+    if number == 0:
+        raise ValueError
+    return number
+
+
+def _origins(value: str) -> frozenset[str]:
+    """Comma-separated origins (scheme://host[:port]) or *; empty means no cross-origin calls."""
+    origins = frozenset(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not ORIGIN_PATTERN.fullmatch(origin):
+            raise ValueError
+    return origins
 
 
 def _zone(value: str) -> ZoneInfo:
@@ -82,6 +107,17 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     )
     pool_size = parse("ZDM_DB_POOL_SIZE", "4", _int, "a whole number")
     proxy_count = parse("ZDM_PROXY_COUNT", "1", _int, "a whole number of proxies")
+    cors_origins = parse(
+        "ZDM_CORS_ORIGINS",
+        "",
+        _origins,
+        "a comma-separated list of origins such as https://ops.example",
+    )
+    stall = parse("ZDM_STALL_SECONDS", "300", _positive, "a whole number of seconds >= 1")
+    poll_active = parse("ZDM_POLL_ACTIVE_SECONDS", "5", _positive, "a whole number of seconds >= 1")
+    poll_waiting = parse(
+        "ZDM_POLL_WAITING_SECONDS", "60", _positive, "a whole number of seconds >= 1"
+    )
     if pool_size == 0:
         problems.append("ZDM_DB_POOL_SIZE must be at least 1.")
 
@@ -89,7 +125,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError("Configuration is not valid:\n  - " + "\n  - ".join(problems))
     assert database_url is not None and leeway is not None and timezone is not None
     assert connect_timeout is not None and statement_timeout is not None and pool_size
-    assert proxy_count is not None
+    assert proxy_count is not None and cors_origins is not None
+    assert stall and poll_active and poll_waiting
     return Settings(
         database_url=database_url,
         jwt_key=key,
@@ -102,6 +139,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         db_statement_timeout_ms=statement_timeout,
         db_pool_size=pool_size,
         proxy_count=proxy_count,
+        cors_origins=cors_origins,
+        stall_seconds=stall,
+        poll_active_seconds=poll_active,
+        poll_waiting_seconds=poll_waiting,
+        dev_token=get("ZDM_DEV_TOKEN"),
     )
 
 

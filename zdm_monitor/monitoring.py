@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote
+from zoneinfo import ZoneInfo
 
-from flask import Request, Response, current_app
+from flask import Request, Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError
@@ -15,6 +19,7 @@ from werkzeug.datastructures import MultiDict
 
 from . import repository, serializers
 from .auth import require_token
+from .config import Settings
 from .db import read
 from .envelope import success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
@@ -76,12 +81,38 @@ blp = MonitoringBlueprint(
 blp.before_request(require_token)
 
 MAX_ID_DIGITS = len(str(MAX_BIGINT))
-PAGINATION_HEADER = {
+POLLING_HEADERS = {
+    "ETag": {
+        "description": "Weak validator of this answer; send it back in If-None-Match.",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {
+        "description": "`private, no-cache`: revalidate on every poll.",
+        "schema": {"type": "string"},
+    },
+    "X-Log-Cursor": {
+        "description": "The newest line number delivered; with `after` and nothing new, `after` "
+        "itself; `0` for page 1 of an empty log. Pass it as `after` on the next poll.",
+        "schema": {"type": "integer"},
+    },
+    "X-Log-Gap": {
+        "description": "`true` when lines after `after` were pruned before this poll.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "X-Poll-Interval": {
+        "description": "Seconds to wait before the next poll; absent once the job is complete, "
+        "canceled or in error.",
+        "schema": {"type": "integer"},
+    },
+}
+RESPONSE_HEADERS = {
     "X-Pagination": {
         "description": "The log's pages: total, total_pages, first_page, last_page, page, "
-        "previous_page, next_page (keys that do not apply are left out).",
+        "previous_page, next_page (keys that do not apply are left out; no page keys with "
+        "`after`).",
         "schema": {"type": "string"},
-    }
+    },
+    **POLLING_HEADERS,
 }
 ERRORS = {
     400: "Invalid parameter (REQUEST-ERROR-01) or incomplete job data (JOB-ERROR-20).",
@@ -93,12 +124,16 @@ ERRORS = {
 }
 # Documented with one doc() rather than an alt_response each: every alt_response wraps the view
 # in one more layer that runs on every request.
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     status: {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
     }
     for status, description in ERRORS.items()
+}
+ERROR_RESPONSES[304] = {
+    "description": "Not modified: If-None-Match holds the current ETag. No body.",
+    "headers": RESPONSE_HEADERS,
 }
 
 
@@ -139,7 +174,14 @@ def check_answer(job: JobSnapshot | None, identifier: str, by_id: bool) -> JobSn
             "description": "All ASCII digits: the job's ID; anything else: the job's name "
             f"(at most {MAX_NAME_LENGTH} characters).",
             "schema": {"type": "string", "maxLength": MAX_NAME_LENGTH, "pattern": TEXT_PATTERN},
-        }
+        },
+        {
+            "in": "header",
+            "name": "If-None-Match",
+            "required": False,
+            "description": "The ETag of the answer the client holds: 304 while it is current.",
+            "schema": {"type": "string"},
+        },
     ],
 )
 class JobMonitoring(MethodView):
@@ -148,7 +190,7 @@ class JobMonitoring(MethodView):
     @blp.alt_response(
         200,
         schema=MonitoringResponseSchema,
-        headers=PAGINATION_HEADER,
+        headers=RESPONSE_HEADERS,
         description="The job's server, partition or drive, progress and one page of its log.",
         success=True,
     )
@@ -165,13 +207,70 @@ class JobMonitoring(MethodView):
                 filters=query.filters,
                 page=query.page,
                 limit=query.limit,
+                after=query.after,
+                detail=query.detail,
                 timeout_ms=settings.db_statement_timeout_ms,
             )
         )
         job = check_answer(snapshot, identifier, by_id=job_id is not None)
         zone = settings.timezone
-        meta = serializers.pagination(query.page, query.limit, job.log_total)
-        return success(
-            serializers.monitoring_payload(job, zone),
-            headers={"X-Pagination": json.dumps(meta)},
+        stalled = (
+            serializers.is_stalled(job, datetime.now(UTC), settings.stall_seconds)
+            if query.detail
+            else None
         )
+        tag = entity_tag(job, query, zone, stalled)
+        headers = polling_headers(job, query, settings, tag)
+        if request.if_none_match.contains_weak(tag):
+            return not_modified(headers)
+        payload = serializers.monitoring_payload(
+            job, zone, descending=query.sort == "desc", stalled=stalled
+        )
+        return success(payload, headers=headers)
+
+
+def entity_tag(
+    job: JobSnapshot, query: MonitoringQuery, zone: ZoneInfo, stalled: bool | None
+) -> str:
+    """Name this answer's content: the job's halves, its log's ends, the query, the zone.
+
+    Log lines never change once written, so the log's first and last numbers stand for the
+    lines; the lines themselves are left out of the hash.
+    """
+    state = replace(job, log_lines=[], log_times=None)
+    digest = hashlib.blake2b(repr((state, query, zone.key, stalled)).encode(), digest_size=12)
+    return digest.hexdigest()
+
+
+def polling_headers(
+    job: JobSnapshot, query: MonitoringQuery, settings: Settings, tag: str
+) -> dict[str, str]:
+    """The headers of a 200 and of its 304: validator, caching, pagination, cursor, pace."""
+    total = job.log_total
+    meta = serializers.pagination(
+        None if query.after is not None else query.page, query.limit, total
+    )
+    headers = {
+        "ETag": f'W/"{tag}"',
+        # Proxies and browsers must revalidate: progress changes between polls.
+        "Cache-Control": "private, no-cache",
+        "X-Pagination": json.dumps(meta),
+    }
+    cursor, gap = serializers.log_cursor(job, query.after)
+    if cursor is not None:
+        headers["X-Log-Cursor"] = str(cursor)
+    if gap:
+        headers["X-Log-Gap"] = "true"
+    interval = serializers.poll_interval(
+        job.status, settings.poll_active_seconds, settings.poll_waiting_seconds
+    )
+    if interval is not None:
+        headers["X-Poll-Interval"] = str(interval)
+    return headers
+
+
+def not_modified(headers: dict[str, str]) -> Response:
+    """A 304: the client's copy is current; no body is built or sent."""
+    response = Response(status=304, headers=headers)
+    del response.headers["Content-Type"]
+    return response

@@ -46,6 +46,15 @@ class JobSnapshot:
     last_report_at: datetime | None
     log_total: int
     log_lines: list[str]
+    server_id: int | None
+    mode: str | None
+    repository_type: str | None
+    repository_path: str | None
+    log_first: int | None  # the oldest kept line's number; None for an empty log
+    log_last: int | None
+    first_line: int | None  # the number of log_lines[0]
+    log_times: list[datetime] | None  # with detail only
+    job_id: int
 
 
 # The time bound and read-only mode travel with each read, in the same message (still one round
@@ -59,7 +68,8 @@ GET_JOB_SNAPSHOT = f"""
 {READ_GUARD}
 SELECT * FROM zdm_monitor_job_snapshot(
     %(job_id)s, %(name)s, %(mode)s, %(partition)s, %(drive)s, %(server_id)s, %(server_name)s,
-    %(repository_type)s, %(repository_path)s, %(status)s, %(job_name)s, %(skip)s, %(limit)s
+    %(repository_type)s, %(repository_path)s, %(status)s, %(job_name)s, %(skip)s, %(limit)s,
+    %(after)s, %(detail)s
 )
 """
 
@@ -72,15 +82,26 @@ def get_job_snapshot(
     filters: JobFilters,
     page: int,
     limit: int,
+    after: int | None = None,
+    detail: bool = False,
     timeout_ms: int,
 ) -> JobSnapshot | None:
-    """Return the job by ID or name with one log page; None when neither half exists."""
+    """Return the job by ID or name with one log page; None when neither half exists.
+
+    With after, the page is the first limit lines after that line number instead.
+    """
     if job_id is not None and job_id > MAX_BIGINT:
         return None
     # vars(), not dataclasses.asdict: asdict deep-copies every field, a measurable cost here.
     params: dict[str, Any] = dict(vars(filters))
     params.update(
-        job_id=job_id, name=name, skip=(page - 1) * limit, limit=limit, timeout_ms=timeout_ms
+        job_id=job_id,
+        name=name,
+        skip=(page - 1) * limit,
+        limit=limit,
+        after=after,
+        detail=detail,
+        timeout_ms=timeout_ms,
     )
     with conn.cursor() as cur:
         cur.execute(GET_JOB_SNAPSHOT, params)

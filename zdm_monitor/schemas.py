@@ -29,12 +29,15 @@ MAX_PATH_LENGTH = 4096
 MAX_PAGE = 100_000
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 20
+MAX_LINE = 2**31 - 1  # backup_log.line is an integer
+SORT_ORDERS = ("asc", "desc")
 DRIVE_PATTERN = re.compile(r"([A-Za-z])(:\\?)?")
 
 # The documented form of check_text: no NUL, no U+FFFD (what undecodable bytes become).
 TEXT_PATTERN = "^[^\\u0000\\uFFFD]*$"
 BAD_TEXT = "NUL 문자나 잘못된 UTF-8을 포함할 수 없습니다."
 GIVEN_TWICE = "한 번만 지정할 수 있습니다."
+AFTER_WITH_PAGE = "page와 함께 지정할 수 없습니다."
 
 
 def check_text(value: str, max_length: int) -> str:
@@ -81,13 +84,14 @@ class Choice(fields.String):
 
 
 class Bounded(fields.Integer):
-    """A whole number in ASCII digits within [1, maximum]."""
+    """A whole number in ASCII digits within [minimum, maximum]."""
 
-    def __init__(self, maximum: int, **kwargs: Any) -> None:
-        kwargs.setdefault("metadata", {}).update(minimum=1, maximum=maximum)
+    def __init__(self, maximum: int, minimum: int = 1, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {}).update(minimum=minimum, maximum=maximum)
         super().__init__(**kwargs)
+        self.minimum = minimum
         self.maximum = maximum
-        self.reason = f"1부터 {maximum}까지의 정수여야 합니다."
+        self.reason = f"{minimum}부터 {maximum}까지의 정수여야 합니다."
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         text = str(value)
@@ -95,9 +99,19 @@ class Bounded(fields.Integer):
         if not (text.isascii() and text.isdigit() and len(text) <= len(str(self.maximum))):
             raise ValidationError(self.reason)
         number = int(text)
-        if not 1 <= number <= self.maximum:
+        if not self.minimum <= number <= self.maximum:
             raise ValidationError(self.reason)
         return number
+
+
+class Flag(Choice):
+    """true or false, case-insensitive; 1 and 0 too."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(("true", "false"), aliases={"1": "true", "0": "false"}, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:  # type: ignore[override]
+        return super()._deserialize(value, attr, data, **kwargs) == "true"
 
 
 class Partition(Text):
@@ -125,6 +139,9 @@ class MonitoringQuery:
     filters: JobFilters
     page: int
     limit: int
+    after: int | None
+    sort: str
+    detail: bool
 
 
 class MonitoringQuerySchema(ma.Schema):
@@ -179,6 +196,29 @@ class MonitoringQuerySchema(ma.Schema):
         load_default=DEFAULT_LIMIT,
         metadata={"description": "Log lines per page."},
     )
+    after = Bounded(
+        MAX_LINE,
+        minimum=0,
+        metadata={
+            "description": "Log cursor: the lines after this line number, oldest first, at most "
+            "`limit` of them, instead of a page (`0`: from the start). Not with `page`. "
+            "Answered with `X-Log-Cursor`, and `X-Log-Gap: true` when lines after it were pruned."
+        },
+    )
+    sort = Choice(
+        SORT_ORDERS,
+        load_default="asc",
+        metadata={
+            "description": "Order of the returned log lines: `asc` (oldest first) or `desc`."
+        },
+    )
+    detail = Flag(
+        load_default=False,
+        metadata={
+            "description": "`true` adds system.id, system.os, job.info.id, job.info.mode, "
+            "job.repository, progressInfo.lastReport, progressInfo.stalled and job.logEntries."
+        },
+    )
 
     @pre_load
     def single_values(self, data: Any, **kwargs: Any) -> dict[str, str]:
@@ -197,6 +237,8 @@ class MonitoringQuerySchema(ma.Schema):
                 found[key] = values[0]
         if twice:
             raise ValidationError(twice)
+        if "after" in found and "page" in found:
+            raise ValidationError({"after": [AFTER_WITH_PAGE]})
         return found
 
     @post_load
@@ -214,16 +256,28 @@ class MonitoringQuerySchema(ma.Schema):
             status=data.get("status"),
             job_name=data.get("jobName"),
         )
-        return MonitoringQuery(filters=filters, page=data["page"], limit=data["limit"])
+        return MonitoringQuery(
+            filters=filters,
+            page=data["page"],
+            limit=data["limit"],
+            after=data.get("after"),
+            sort=data["sort"],
+            detail=data["detail"],
+        )
 
 
 # Documentation only: the bodies below are built by serializers.py and envelope.py.
+
+
+DETAIL = "With detail=true only."
 
 
 class JobInfoSchema(ma.Schema):
     name = fields.String(required=True)
     partition = fields.String(metadata={"description": "Linux jobs only."})
     drive = fields.String(metadata={"description": "Windows jobs only."})
+    id = fields.Integer(metadata={"description": DETAIL})
+    mode = fields.String(metadata={"enum": list(MODES), "description": DETAIL})
 
 
 class ProgressInfoSchema(ma.Schema):
@@ -233,16 +287,39 @@ class ProgressInfoSchema(ma.Schema):
     start = fields.String(required=True, metadata={"example": "2025-01-15 02:00:00"})
     elapsed = fields.String(required=True, metadata={"example": "00:20:00"})
     end = fields.String(required=True, metadata={"description": "`-` while not finished."})
+    lastReport = fields.String(metadata={"description": f"Last progress report; `-`. {DETAIL}"})
+    stalled = fields.Boolean(
+        metadata={
+            "description": "Preparing or processing with no report for ZDM_STALL_SECONDS. " + DETAIL
+        }
+    )
+
+
+class RepositorySchema(ma.Schema):
+    type = fields.String(required=True, metadata={"enum": list(REPOSITORY_TYPES)})
+    path = fields.String(required=True)
+
+
+class LogEntrySchema(ma.Schema):
+    line = fields.Integer(required=True, metadata={"description": "1, 2, 3... within the job."})
+    time = fields.String(required=True)
+    message = fields.String(required=True)
 
 
 class JobSchema(ma.Schema):
     info = fields.Nested(JobInfoSchema, required=True)
     progressInfo = fields.Nested(ProgressInfoSchema, required=True)
     log = fields.List(fields.String(), required=True)
+    repository = fields.Nested(RepositorySchema, allow_none=True, metadata={"description": DETAIL})
+    logEntries = fields.List(
+        fields.Nested(LogEntrySchema), metadata={"description": "The lines of `log`. " + DETAIL}
+    )
 
 
 class SystemSchema(ma.Schema):
     name = fields.String(required=True)
+    id = fields.Integer(metadata={"description": DETAIL})
+    os = fields.String(metadata={"enum": ["linux", "windows"], "description": DETAIL})
 
 
 class MonitoringDataSchema(ma.Schema):

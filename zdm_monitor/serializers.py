@@ -10,6 +10,9 @@ from .envelope import TIME_FORMAT
 from .repository import JobSnapshot
 
 NONE = "-"
+ACTIVE = frozenset({"preparing", "processing", "canceling"})
+WAITING = frozenset({"scheduled", "registered"})
+STALL_WATCHED = frozenset({"preparing", "processing"})
 
 
 def format_time(moment: datetime | None, zone: ZoneInfo) -> str:
@@ -29,37 +32,94 @@ def format_elapsed(
     return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def monitoring_payload(job: JobSnapshot, zone: ZoneInfo) -> dict[str, Any]:
-    """Build the Linux (partition) or Windows (drive) payload of a complete job."""
-    info: dict[str, str | None] = {"name": job.name}
+def monitoring_payload(
+    job: JobSnapshot, zone: ZoneInfo, *, descending: bool = False, stalled: bool | None = None
+) -> dict[str, Any]:
+    """Build the Linux (partition) or Windows (drive) payload of a complete job.
+
+    stalled is given for detail=true, which adds fields and never changes the others.
+    """
+    info: dict[str, Any] = {"name": job.name}
     if job.os == "windows":
         info["drive"] = job.drive
     else:
         info["partition"] = job.partition
-    return {
-        "system": {"name": job.server_name},
-        "job": {
-            "info": info,
-            "progressInfo": {
-                "status": job.status,
-                "percent": f"{job.percent}%",
-                "message": job.message or NONE,
-                "start": format_time(job.started_at, zone),
-                "elapsed": format_elapsed(job.started_at, job.ended_at, job.last_report_at),
-                "end": format_time(job.ended_at, zone),
-            },
-            "log": job.log_lines,
-        },
+    progress: dict[str, Any] = {
+        "status": job.status,
+        "percent": f"{job.percent}%",
+        "message": job.message or NONE,
+        "start": format_time(job.started_at, zone),
+        "elapsed": format_elapsed(job.started_at, job.ended_at, job.last_report_at),
+        "end": format_time(job.ended_at, zone),
     }
+    system: dict[str, Any] = {"name": job.server_name}
+    log = job.log_lines[::-1] if descending else job.log_lines
+    payload = {"system": system, "job": {"info": info, "progressInfo": progress, "log": log}}
+    if stalled is not None:
+        system.update(id=job.server_id, os=job.os)
+        info.update(id=job.job_id, mode=job.mode)
+        progress.update(lastReport=format_time(job.last_report_at, zone), stalled=stalled)
+        payload["job"].update(
+            repository=None
+            if job.repository_type is None
+            else {"type": job.repository_type, "path": job.repository_path},
+            logEntries=log_entries(job, zone, descending),
+        )
+    return payload
 
 
-def pagination(page: int, limit: int, total: int) -> dict[str, int]:
-    """Describe the log's pages the way flask-smorest's X-Pagination header does."""
+def log_entries(job: JobSnapshot, zone: ZoneInfo, descending: bool) -> list[dict[str, Any]]:
+    """Number and time each returned line; lines are consecutive from first_line."""
+    first = job.first_line or 0
+    times = job.log_times or []
+    entries = [
+        {"line": first + i, "time": format_time(moment, zone), "message": message}
+        for i, (moment, message) in enumerate(zip(times, job.log_lines, strict=True))
+    ]
+    return entries[::-1] if descending else entries
+
+
+def is_stalled(job: JobSnapshot, now: datetime, stall_seconds: int) -> bool:
+    """A preparing or processing job that has reported nothing for stall_seconds."""
+    if job.status not in STALL_WATCHED:
+        return False
+    last = job.last_report_at or job.started_at
+    return last is not None and (now - last).total_seconds() > stall_seconds
+
+
+def poll_interval(status: str | None, active: int, waiting: int) -> int | None:
+    """Seconds until the next useful poll; None once the job can change no more."""
+    if status in ACTIVE:
+        return active
+    if status in WAITING:
+        return waiting
+    return None
+
+
+def log_cursor(job: JobSnapshot, after: int | None) -> tuple[int | None, bool]:
+    """Return (X-Log-Cursor, X-Log-Gap) for the returned lines.
+
+    The cursor is the newest line delivered; with nothing delivered, after itself, or 0 for
+    page 1 of an empty log. The gap says lines after the cursor were pruned unseen.
+    """
+    if job.log_lines and job.first_line is not None:
+        newest = job.first_line + len(job.log_lines) - 1
+        return newest, after is not None and job.first_line > after + 1
+    if after is not None:
+        return after, False
+    return (0 if job.log_last is None else None), False
+
+
+def pagination(page: int | None, limit: int, total: int) -> dict[str, int]:
+    """Describe the log's pages the way flask-smorest's X-Pagination header does.
+
+    page is None for a cursor (after=) request, which asked for no page.
+    """
     if total == 0:
         return {"total": 0, "total_pages": 0}
     last = (total - 1) // limit + 1
     meta = {"total": total, "total_pages": last, "first_page": 1, "last_page": last}
-    if page <= last:
+    if page is not None and page <= last:
         meta["page"] = page
         if page > 1:
             meta["previous_page"] = page - 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from string import Template
 from typing import IO
 
+import jwt
 import psycopg2
 
 from .db import apply_schema, load_demo
@@ -24,6 +25,7 @@ CONFIG_DIR = Path(
     os.environ.get("ZDM_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "config"
 )
 DEV_SECRET_FILE = "dev-jwt-secret"
+DEV_TOKEN_TTL = 7 * 24 * 3600
 NGINX_MAIN = """\
 worker_processes 1;
 pid $prefix/nginx.pid;
@@ -52,6 +54,16 @@ def dev_secret(folder: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def make_token(secret: str, subject: str, ttl: int) -> str:
+    """Sign an HS256 bearer token with the audience and issuer the service expects."""
+    now = int(time.time())
+    claims = {"sub": subject, "iat": now, "exp": now + ttl}
+    for claim, name in (("aud", "ZDM_JWT_AUDIENCE"), ("iss", "ZDM_JWT_ISSUER")):
+        if os.environ.get(name):
+            claims[claim] = os.environ[name]
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def prepare_database(url: str) -> bool:
@@ -165,7 +177,9 @@ class Stack:
             self.env["DATABASE_URL"] = self.postgres.start()
         self.demo_loaded = prepare_database(self.env["DATABASE_URL"])
         if not self.env.get("ZDM_JWT_SECRET") and not self.env.get("ZDM_JWT_PUBLIC_KEY"):
-            self.env["ZDM_JWT_SECRET"] = dev_secret(self.data_dir)
+            secret = self.env["ZDM_JWT_SECRET"] = dev_secret(self.data_dir)
+            # The live page at / offers this token; only a development secret's is ever offered.
+            self.env["ZDM_DEV_TOKEN"] = make_token(secret, "dashboard", DEV_TOKEN_TTL)
 
     def _start_gunicorn(self) -> None:
         env = {

@@ -4,6 +4,12 @@
 -- the first calls a request skips parsing and planning, which cost more than running the
 -- statements themselves. Unlike prepared statements this holds no session state in the
 -- client, so it works unchanged through PgBouncer in transaction pooling mode.
+
+-- Earlier signatures, so that re-applying the schema leaves one function.
+DROP FUNCTION IF EXISTS zdm_monitor_job_snapshot(
+    bigint, text, text, text, text, numeric, text, text, text, text, text, integer, integer
+);
+
 CREATE OR REPLACE FUNCTION zdm_monitor_job_snapshot(
     p_job_id bigint,
     p_name text,
@@ -17,7 +23,9 @@ CREATE OR REPLACE FUNCTION zdm_monitor_job_snapshot(
     p_status text,
     p_job_name text,
     p_skip integer,
-    p_limit integer
+    p_limit integer,
+    p_after integer,  -- NULL: the page given by p_skip; else the lines after this one
+    p_detail boolean  -- also return each line's time
 )
 RETURNS TABLE (
     has_definition boolean,
@@ -35,7 +43,16 @@ RETURNS TABLE (
     ended_at timestamptz,
     last_report_at timestamptz,
     log_total integer,
-    log_lines text[]
+    log_lines text[],
+    server_id bigint,
+    mode text,
+    repository_type text,
+    repository_path text,
+    log_first integer,
+    log_last integer,
+    first_line integer,
+    log_times timestamptz[],
+    job_id bigint
 )
 LANGUAGE plpgsql STABLE
 AS $$
@@ -44,6 +61,10 @@ DECLARE
     v_id bigint := p_job_id;
     v_first integer;
     v_last integer;
+    v_low bigint;  -- the lines returned are v_low < line <= v_low + p_limit
+    v_lines text[] := '{}';
+    v_start integer;
+    v_times timestamptz[];
 BEGIN
     IF v_id IS NULL THEN
         SELECT b.id INTO v_id FROM backup b WHERE b.name = p_name;
@@ -57,6 +78,17 @@ BEGIN
     -- ends on the index whatever the statistics say about the job's size.
     SELECT l.line INTO v_first FROM backup_log l WHERE l.backup_id = v_id ORDER BY l.line LIMIT 1;
     SELECT l.line INTO v_last FROM backup_log l WHERE l.backup_id = v_id ORDER BY l.line DESC LIMIT 1;
+
+    IF v_last IS NOT NULL THEN
+        -- A cursor before the oldest kept line (pruned since) resumes at the oldest line.
+        v_low := CASE WHEN p_after IS NULL THEN v_last::bigint - p_skip - p_limit
+                      ELSE greatest(p_after, v_first - 1) END;
+        SELECT array_agg(l.message ORDER BY l.line), min(l.line),
+               CASE WHEN p_detail THEN array_agg(l.logged_at ORDER BY l.line) END
+        INTO v_lines, v_start, v_times
+        FROM backup_log l
+        WHERE l.backup_id = v_id AND l.line > v_low AND l.line <= v_low + p_limit;
+    END IF;
 
     RETURN QUERY
     SELECT
@@ -75,14 +107,9 @@ BEGIN
         b.name, s.name, s.os, b.partition, b.drive,
         i.status, i.percent, i.message, i.started_at, i.ended_at, i.last_report_at,
         COALESCE(v_last - v_first + 1, 0),
-        COALESCE(
-            (SELECT array_agg(l.message ORDER BY l.line)
-             FROM backup_log l
-             WHERE l.backup_id = v_id
-               AND l.line > v_last - p_skip - p_limit
-               AND l.line <= v_last - p_skip),
-            '{}'
-        )
+        COALESCE(v_lines, '{}'),
+        s.id, b.mode, r.type, r.path,
+        v_first, v_last, v_start, v_times, v_id
     FROM (SELECT v_id AS id) job
     LEFT JOIN backup b ON b.id = job.id
     LEFT JOIN server s ON s.id = b.server_id
