@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 from urllib.parse import parse_qsl, quote
 from zoneinfo import ZoneInfo
@@ -229,6 +230,11 @@ class JobMonitoring(MethodView):
         return success(payload, headers=headers)
 
 
+TAGGED_FIELDS = attrgetter(
+    *(f.name for f in fields(JobSnapshot) if f.name not in ("log_lines", "log_times"))
+)
+
+
 def entity_tag(
     job: JobSnapshot, query: MonitoringQuery, zone: ZoneInfo, stalled: bool | None
 ) -> str:
@@ -237,9 +243,8 @@ def entity_tag(
     Log lines never change once written, so the log's first and last numbers stand for the
     lines; the lines themselves are left out of the hash.
     """
-    state = replace(job, log_lines=[], log_times=None)
-    digest = hashlib.blake2b(repr((state, query, zone.key, stalled)).encode(), digest_size=12)
-    return digest.hexdigest()
+    state = (TAGGED_FIELDS(job), query, zone.key, stalled)
+    return hashlib.blake2b(repr(state).encode(), digest_size=12).hexdigest()
 
 
 def polling_headers(
