@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run serve-nginx test bench drill soak lint format clean nginx wrk
+.PHONY: run serve-nginx test bench drill soak lint format clean nginx wrk chromium
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ serve-nginx: $(STAMP) nginx
 nginx:
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx)
+
+# Debian's chromium, driven headless by the live page's browser test (tests/test_live_page.py),
+# and a Korean font so the API's error messages are legible in its screenshots.
+chromium:
+	@test -x /usr/bin/chromium && test -d /usr/share/fonts/truetype/nanum || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum)
 
 # Debian's wrk drives the benchmark's load.
 wrk:
@@ -44,7 +50,7 @@ drill: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python tests/drill.py --soak 100000
 
-test: $(STAMP) nginx
+test: $(STAMP) nginx chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -11,7 +11,7 @@ from flask import Flask, Response, send_from_directory
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import health, metrics, monitoring
+from . import health, live, metrics, monitoring
 from .config import load_settings
 from .cors import register_cors
 from .db import Database, close_db
@@ -25,7 +25,8 @@ DOCS_ASSETS = "/api/docs/assets/"
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment (or the given mapping), failing fast on bad settings."""
-    app = Flask(__name__)
+    # No app-wide /static route: the live page's blueprint serves zdm_monitor/static itself.
+    app = Flask(__name__, static_folder=None)
     app.config["ZDM_SETTINGS"] = settings = load_settings(os.environ if env is None else env)
     configure_json(app)
     configure_logging()
@@ -80,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(monitoring.blp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(live.bp)
     app.add_url_rule(f"{DOCS_ASSETS}<path:filename>", "docs_assets", docs_asset)
 
 

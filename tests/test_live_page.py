@@ -1,0 +1,338 @@
+"""The live page at /, in Debian's headless Chromium, against gunicorn and PostgreSQL.
+
+The page polls with a one-second interval here (ZDM_POLL_ACTIVE_SECONDS=1). Rows written
+through the test's own connection must then show up on the page without a reload.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import JOB_URL, SECRET, make_token
+from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright
+from processes import clean_env, free_port, json_lines, kill_leftovers
+from psycopg2.extensions import connection
+
+from zdm_monitor.stack import spawn_gunicorn
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO_ROOT / "var" / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+# The flags that work on this machine's closed network (no calls home, no GPU).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DEV_TOKEN = make_token(exp=2**31 - 1)
+UPDATE_TIMEOUT_MS = 8000
+
+
+@dataclass
+class Service:
+    base: str
+    output_path: Path
+
+    def access_records(self) -> list[dict[str, Any]]:
+        """gunicorn's JSON access log lines."""
+        text = self.output_path.read_text(encoding="utf-8", errors="replace")
+        return [r for r in json_lines(text) if r.get("logger") == "gunicorn.access"]
+
+
+@dataclass
+class Watched:
+    """A page and every answer the monitoring endpoint gave it, as the browser saw them."""
+
+    page: Page
+    answers: list[Response] = field(default_factory=list)
+
+    def api(self, identifier: str) -> list[Response]:
+        path = f"{JOB_URL}{identifier}?"
+        return [r for r in self.answers if path in r.url]
+
+    def wait_for(self, check: Callable[[], bool], timeout_ms: int = UPDATE_TIMEOUT_MS) -> bool:
+        """Let the page run (and its events arrive) until check() holds or time runs out."""
+        for _ in range(timeout_ms // 100):
+            if check():
+                return True
+            self.page.wait_for_timeout(100)
+        return check()
+
+    def load(self, identifier: str, token: str | None = None) -> None:
+        self.page.fill("#job", identifier)
+        if token is not None:
+            self.page.fill("#token", token)
+        self.page.click("#load")
+
+
+@pytest.fixture(scope="module")
+def service(reader_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """gunicorn as the SELECT-only role, polling every second, with a development token."""
+    run_dir = tmp_path_factory.mktemp("live-page")
+    output_path = run_dir / "gunicorn.log"
+    port = free_port()
+    env = clean_env(
+        DATABASE_URL=reader_url,
+        ZDM_JWT_SECRET=SECRET,
+        ZDM_DEV_TOKEN=DEV_TOKEN,
+        ZDM_POLL_ACTIVE_SECONDS="1",
+        ZDM_PROXY_COUNT="0",
+        GUNICORN_WORKERS="2",
+    )
+    with output_path.open("wb") as output:
+        process = spawn_gunicorn(env, port, run_dir, output)
+    try:
+        yield Service(f"http://127.0.0.1:{port}", output_path)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            kill_leftovers([process])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium; Playwright gives it a fresh, empty profile."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def watched(browser: Browser, service: Service) -> Iterator[Watched]:
+    """The live page, freshly opened, with its API answers recorded."""
+    context = browser.new_context(viewport={"width": 1100, "height": 1300})
+    page = context.new_page()
+    page.set_default_timeout(UPDATE_TIMEOUT_MS)
+    result = Watched(page)
+    page.on("response", lambda answer: result.answers.append(answer))
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(f"{service.base}/")
+    yield result
+    context.close()
+    # A CSP violation or a script error shows up here; so does each error answer the page got,
+    # which the tests provoke on purpose.
+    unexpected = [p for p in problems if "the server responded with a status of" not in p]
+    assert unexpected == [], unexpected
+
+
+def text_of(page: Page, selector: str) -> str:
+    return page.locator(selector).inner_text().strip()
+
+
+def test_page_shows_a_running_job_and_its_new_lines_without_reload(
+    watched: Watched, service: Service, db: connection
+) -> None:
+    page = watched.page
+    # The development token is offered: filled in, and back with one click after clearing.
+    expect(page.locator("#token")).to_have_value(DEV_TOKEN)
+    page.fill("#token", "")
+    page.click("#use-dev-token")
+    expect(page.locator("#token")).to_have_value(DEV_TOKEN)
+
+    watched.load("bulk-data")
+    expect(page.locator("#server")).to_contain_text("linux-server-01")
+    expect(page.locator("#place-label")).to_have_text("Partition")
+    expect(page.locator("#place")).to_have_text("/data")
+    expect(page.locator("#status")).to_have_text("processing")
+    expect(page.locator("#percent")).to_have_text("45%")
+    expect(page.locator("#progress")).to_have_attribute("aria-valuenow", "45")
+    assert page.locator("#progress-bar").evaluate("bar => bar.style.width") == "45%"
+    messages = page.locator("#log .msg")
+    expect(messages.last).to_have_text("line 250")
+    expect(messages).to_have_count(100)  # the newest 100 lines: 151..250
+    expect(messages.first).to_have_text("line 151")
+
+    # Let it poll unchanged twice: If-None-Match with the ETag gets 304.
+    assert watched.wait_for(lambda: sum(r.status == 304 for r in watched.api("bulk-data")) >= 2)
+    page.evaluate("window.notReloaded = true")
+
+    with db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO backup_log (backup_id, line, logged_at, message)"
+            " VALUES (4, 251, now(), 'line 251')"
+        )
+        cur.execute(
+            "UPDATE backup_info SET percent = 46, last_report_at = now() WHERE backup_id = 4"
+        )
+    expect(messages.last).to_have_text("line 251")
+    expect(page.locator("#percent")).to_have_text("46%")
+    expect(page.locator("#progress")).to_have_attribute("aria-valuenow", "46")
+    assert page.locator("#progress-bar").evaluate("bar => bar.style.width") == "46%"
+    expect(messages).to_have_count(101)
+    assert messages.all_inner_texts()[-2:] == ["line 250", "line 251"]
+    assert page.evaluate("window.notReloaded") is True
+
+    answers = watched.api("bulk-data")
+    first, polls = answers[0], answers[1:]
+    assert "after=" not in first.url and "detail=true" in first.url, first.url
+    assert first.status == 200
+    assert polls and all("after=" in r.url and "detail=true" in r.url for r in polls)
+    assert all(r.request.headers.get("if-none-match") for r in polls)
+    assert any(r.status == 200 and "after=250" in r.url for r in polls), [r.url for r in polls]
+    # The service saw the same: unchanged polls were answered 304 without a body.
+    served = [r for r in service.access_records() if r.get("path") == f"{JOB_URL}bulk-data"]
+    assert sum(r["status"] == 304 for r in served) >= 2, served
+    assert all(r["bytes"] in (0, None) for r in served if r["status"] == 304), served
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "live-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    data = shot.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, len(data)
+
+
+@pytest.mark.parametrize(
+    ("identifier", "token", "words"),
+    [
+        (
+            "no-such-job",
+            None,
+            ["Name이 'no-such-job'인 조건에 맞는 Backup 작업을 찾을 수 없습니다.", "JOB-ERROR-01"],
+        ),
+        ("daily-backup", "not-a-token", ["AUTH-ERROR-01", "HTTP 401"]),
+    ],
+)
+def test_api_errors_are_shown_in_words_and_end_polling(
+    watched: Watched, identifier: str, token: str | None, words: list[str]
+) -> None:
+    watched.load(identifier, token)
+    error = watched.page.locator("#error")
+    expect(error).to_be_visible()
+    for word in words:
+        expect(error).to_contain_text(word)
+    expect(watched.page.locator("#poll-state")).to_have_attribute("data-state", "stopped")
+    expect(watched.page.locator("#job-view")).to_be_hidden()
+    watched.page.wait_for_timeout(2500)
+    assert len(watched.api(identifier)) == 1, [r.url for r in watched.answers]
+
+
+def test_a_finished_job_is_shown_once_and_not_polled_again(watched: Watched) -> None:
+    page = watched.page
+    watched.load("daily-backup")
+    expect(page.locator("#percent")).to_have_text("100%")
+    expect(page.locator("#progress")).to_have_attribute("aria-valuenow", "100")
+    expect(page.locator("#status")).to_have_text("complete")
+    expect(page.locator("#end")).to_have_text("2025-01-15 02:30:00")
+    expect(page.locator("#log .msg").last).to_have_text("Backup completed")
+    expect(page.locator("#poll-state")).to_have_attribute("data-state", "stopped")
+    expect(page.locator("#poll-state")).to_contain_text("complete")
+    page.wait_for_timeout(3000)  # three poll intervals of a running job
+    answers = watched.api("daily-backup")
+    assert [r.status for r in answers] == [200], [r.url for r in answers]
+    assert "X-Poll-Interval".lower() not in answers[0].headers
+
+
+def test_switching_jobs_stops_polling_the_first(watched: Watched) -> None:
+    page = watched.page
+    watched.load("bulk-data")
+    assert watched.wait_for(lambda: len(watched.api("bulk-data")) >= 2)
+    watched.load("daily-backup-win")
+    expect(page.locator("#place-label")).to_have_text("Drive")
+    expect(page.locator("#place")).to_have_text("C:")
+    expect(page.locator("#server")).to_contain_text("windows-server-01")
+    expect(page.locator("#percent")).to_have_text("60%")
+    expect(page.locator("#log .msg")).to_have_text(["Starting backup...", "Processing files..."])
+    before = len(watched.api("bulk-data"))
+    assert watched.wait_for(lambda: len(watched.api("daily-backup-win")) >= 3)
+    assert len(watched.api("bulk-data")) == before
+    assert page.locator("#log .msg").count() == 2  # nothing of bulk-data's log leaked in
+
+
+def test_a_503_is_shown_and_retried_after_retry_after(watched: Watched) -> None:
+    page = watched.page
+    refused: list[str] = []
+
+    def outage_once(route: Route) -> None:
+        # The answer the service gives while PostgreSQL is down, for the first request only.
+        if refused:
+            route.continue_()
+            return
+        refused.append(route.request.url)
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": "2"},
+            json={
+                "success": False,
+                "error": "데이터베이스에 연결할 수 없습니다.",
+                "code": "SERVICE-UNAVAILABLE",
+            },
+        )
+
+    page.route(f"**{JOB_URL}**", outage_once)
+    watched.load("daily-backup-win")
+    error = page.locator("#error")
+    expect(error).to_contain_text("SERVICE-UNAVAILABLE")
+    expect(error).to_contain_text("Trying again in 2 s")
+    expect(page.locator("#poll-state")).to_have_attribute("data-state", "retrying")
+    expect(page.locator("#percent")).to_have_text("60%")
+    expect(error).to_be_hidden()
+    assert len(refused) == 1
+
+
+def test_pruned_lines_are_marked_as_a_gap(watched: Watched, db: connection) -> None:
+    page = watched.page
+    watched.load("bulk-data")
+    messages = page.locator("#log .msg")
+    expect(messages.last).to_have_text("line 250")
+    # Lines 251..255 are written and 251..253 pruned before the page's next poll sees them.
+    with db.cursor() as cur:
+        cur.execute(
+            "BEGIN;"
+            " INSERT INTO backup_log (backup_id, line, message)"
+            " SELECT 4, n, 'line ' || n FROM generate_series(251, 255) AS n;"
+            " DELETE FROM backup_log WHERE backup_id = 4 AND line <= 253;"
+            " COMMIT"
+        )
+    expect(messages.last).to_have_text("line 255")
+    expect(page.locator("#log .gap")).to_have_count(1)
+    texts = page.locator("#log li").all_inner_texts()
+    assert "pruned" in texts[-3] and texts[-2].endswith("line 254"), texts[-4:]
+    assert not any(t.endswith(("line 251", "line 252", "line 253")) for t in texts)
+
+
+@pytest.mark.parametrize(
+    ("dev_token", "offered"),
+    [(None, ""), ('a.b-c_d"<x>', "a.b-c_d&#34;&lt;x&gt;")],
+)
+def test_page_needs_no_token_and_offers_only_a_development_one(
+    make_app: Callable[..., Any], dev_token: str | None, offered: str
+) -> None:
+    client = make_app(ZDM_DEV_TOKEN=dev_token).test_client()
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    html = response.get_data(as_text=True)
+    assert f'<meta name="zdm-dev-token" content="{offered}">' in html
+    assert html.count("zdm-dev-token") == 1
+    # Nothing from elsewhere, no inline code: the CSP would refuse it.
+    assert "http://" not in html and "https://" not in html and "<style" not in html
+    assert "<script>" not in html and " style=" not in html
+    for asset in ("/live/live.js", "/live/live.css"):
+        with client.get(asset) as answer:
+            assert answer.status_code == 200, asset
+            assert "Content-Security-Policy" in answer.headers
+            assert f'"{asset}"' in html
+    missing = client.get("/live/missing.js")
+    assert missing.status_code == 404
+    assert missing.get_json()["code"] == "HTTP-404"

@@ -1,0 +1,51 @@
+"""The live page at /: the reference polling client, plain files served without a token."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app
+from markupsafe import escape
+
+STATIC = Path(__file__).with_name("static")
+# index.html carries this empty slot; `make run` fills it with its development token.
+TOKEN_SLOT = '<meta name="zdm-dev-token" content="">'
+# The page loads only its own three files and talks only to this service: no inline code,
+# nothing from elsewhere, not framed.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'; object-src 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+bp = Blueprint("live", __name__, static_folder="static", static_url_path="/live")
+
+
+@cache
+def page_template() -> str:
+    return (STATIC / "index.html").read_text(encoding="utf-8")
+
+
+@bp.get("/")
+def page() -> Response:
+    """Serve the live page, offering the development token when the service has one."""
+    html = page_template()
+    token = current_app.config["ZDM_SETTINGS"].dev_token
+    if token:
+        html = html.replace(TOKEN_SLOT, f'<meta name="zdm-dev-token" content="{escape(token)}">')
+    response = Response(html, mimetype="text/html")
+    # Never kept by a cache: the page may carry the development token.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.after_request
+def secure(response: Response) -> Response:
+    """Send the security headers with the page and its assets."""
+    response.headers.update(SECURITY_HEADERS)
+    return response

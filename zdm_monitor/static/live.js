@@ -1,0 +1,250 @@
+/*
+ * ZDM Monitor live page: the reference client for dashboards that poll
+ * GET /api/backups/monitoring/job/<id or name>, with "Authorization: Bearer <token>".
+ *
+ * The polling protocol, as this file follows it:
+ *
+ * 1. First request: ?limit=N&detail=true. Page 1 holds the newest N log lines, oldest first.
+ *    Show everything; keep the ETag header and X-Log-Cursor (the number of the newest line
+ *    you were sent; 0 for an empty log).
+ * 2. Wait X-Poll-Interval seconds, then ask only for what is new:
+ *    ?after=<cursor>&limit=N&detail=true with "If-None-Match: <ETag>".
+ *      304, no body: nothing changed. Wait X-Poll-Interval again.
+ *      200: update the progress, append data.job.logEntries (the lines after the cursor,
+ *           oldest first), keep the new X-Log-Cursor and ETag. "X-Log-Gap: true" means lines
+ *           after your cursor were pruned before you saw them: show that some are missing.
+ *           An answer with N lines may not hold them all: ask again at once.
+ * 3. No X-Poll-Interval header: the job is complete, canceled or failed. Show the final state
+ *    and stop polling.
+ * 4. Errors are JSON {"error": text, "code": ...}. A 4xx (bad or expired token, unknown job,
+ *    bad parameter) does not fix itself: show it and stop. A 5xx (503: the database is
+ *    unreachable) or a network failure: show it and try again after Retry-After, or after a
+ *    delay that doubles up to a minute.
+ *
+ * Switching job or token aborts the request in flight and cancels the timer, so two jobs are
+ * never polled at once. API text is only ever set as textContent, never as HTML.
+ */
+"use strict";
+
+(() => {
+  const API = "/api/backups/monitoring/job/";
+  const LIMIT = 100; // lines per request
+  const MAX_LINES = 500; // lines kept on the page; older ones are dropped from the top
+  const MAX_BACKOFF = 60; // seconds
+  const FINAL = { complete: "complete", canceled: "canceled", error: "failed" };
+
+  const $ = (id) => document.getElementById(id);
+  const text = (id, value) => {
+    $(id).textContent = value ?? "-";
+  };
+
+  // The job being watched: {identifier, token, controller, timer, etag, cursor, failures}.
+  let session = null;
+
+  function start(identifier, token) {
+    stop();
+    session = {
+      identifier,
+      token,
+      controller: new AbortController(),
+      timer: 0,
+      etag: null,
+      cursor: null,
+      failures: 0,
+    };
+    $("job-view").hidden = true;
+    $("log").replaceChildren();
+    showError(null);
+    $("stop").disabled = false;
+    setState("loading", `Loading ${identifier}…`);
+    poll(session);
+  }
+
+  function stop() {
+    if (session) {
+      session.controller.abort();
+      clearTimeout(session.timer);
+      session = null;
+    }
+    $("stop").disabled = true;
+  }
+
+  async function poll(s) {
+    const first = s.cursor === null;
+    const query = new URLSearchParams({ limit: String(LIMIT), detail: "true" });
+    if (!first) query.set("after", s.cursor);
+    const headers = { Authorization: `Bearer ${s.token}` };
+    if (s.etag) headers["If-None-Match"] = s.etag;
+    let response;
+    let body = null;
+    try {
+      response = await fetch(`${API}${encodeURIComponent(s.identifier)}?${query}`, {
+        headers,
+        cache: "no-store",
+        signal: s.controller.signal,
+      });
+      if (response.status !== 304) body = await response.json().catch(() => null);
+    } catch (err) {
+      if (s === session) retry(s, `The service did not answer (${err.message}).`, null);
+      return;
+    }
+    if (s !== session) return; // another job was chosen meanwhile
+    if (response.status === 304) {
+      s.failures = 0;
+      showError(null);
+      next(s, response, false, "304 not modified");
+      return;
+    }
+    if (!response.ok || !body || body.success !== true) {
+      failed(s, response, body);
+      return;
+    }
+    s.failures = 0;
+    showError(null);
+    const job = body.data.job;
+    const entries = job.logEntries ?? job.log.map((message) => ({ message }));
+    render(body.data);
+    showLines(entries, first, response.headers.get("X-Log-Gap") === "true");
+    const cursor = response.headers.get("X-Log-Cursor");
+    s.cursor = cursor ?? String(entries.at(-1)?.line ?? s.cursor ?? 0);
+    s.etag = response.headers.get("ETag");
+    // A full answer to `after` may have left lines behind; page 1 is the newest already.
+    next(s, response, !first && entries.length >= LIMIT, "200 updated");
+  }
+
+  function next(s, response, more, what) {
+    const interval = response.headers.get("X-Poll-Interval");
+    const at = new Date().toLocaleTimeString();
+    if (more) {
+      schedule(s, 0);
+    } else if (interval === null) {
+      const status = $("status").textContent;
+      stop();
+      setState("stopped", `Job ${FINAL[status] ?? status}: final state, polling stopped.`);
+    } else {
+      const seconds = Number(interval) > 0 ? Number(interval) : 5;
+      schedule(s, seconds);
+      setState("polling", `Polling every ${seconds} s · last answer ${what} at ${at}`);
+    }
+  }
+
+  function failed(s, response, body) {
+    const reason = typeof body?.error === "string" ? body.error : response.statusText;
+    const code = typeof body?.code === "string" ? body.code : `HTTP-${response.status}`;
+    const message = `${reason} (${code}, HTTP ${response.status})`;
+    if (response.status >= 500 || response.status === 429) {
+      const after = Number(response.headers.get("Retry-After"));
+      retry(s, message, Number.isInteger(after) && after > 0 ? after : null);
+      return;
+    }
+    stop();
+    showError(message);
+    setState("stopped", "Polling stopped: fix the job or the token, then Load again.");
+  }
+
+  function retry(s, message, retryAfter) {
+    s.failures += 1;
+    const seconds = retryAfter ?? Math.min(MAX_BACKOFF, 2 ** s.failures);
+    showError(`${message} Trying again in ${seconds} s.`);
+    setState("retrying", `Retrying in ${seconds} s (attempt ${s.failures + 1})`);
+    schedule(s, seconds);
+  }
+
+  function schedule(s, seconds) {
+    clearTimeout(s.timer);
+    s.timer = setTimeout(() => poll(s), seconds * 1000);
+  }
+
+  function render(data) {
+    const { info, progressInfo: progress, repository } = data.job;
+    $("job-view").hidden = false;
+    text("job-name", info.name);
+    text("job-id", info.id === undefined ? "" : `#${info.id}`);
+    text("server", data.system.os ? `${data.system.name} (${data.system.os})` : data.system.name);
+    const drive = "drive" in info;
+    text("place-label", drive ? "Drive" : "Partition");
+    text("place", drive ? info.drive : info.partition);
+    text("mode", info.mode);
+    text("repository", repository ? `${repository.type} ${repository.path}` : "-");
+    const percent = Math.max(0, Math.min(100, parseInt(progress.percent, 10) || 0));
+    $("progress").setAttribute("aria-valuenow", String(percent));
+    $("progress-bar").style.width = `${percent}%`;
+    text("percent", progress.percent);
+    text("status", progress.status);
+    $("status").className = `status status-${progress.status}`;
+    $("progress").className = `progress progress-${progress.status}`;
+    text("message", progress.message);
+    text("start", progress.start);
+    text("elapsed", progress.elapsed);
+    text("end", progress.end);
+    text("last-report", progress.lastReport);
+    $("stalled").hidden = progress.stalled !== true;
+    text("stalled", `stalled: no report since ${progress.lastReport}`);
+  }
+
+  function showLines(entries, replace, gap) {
+    const box = $("log-box");
+    const list = $("log");
+    const atBottom = replace || box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+    if (replace) list.replaceChildren();
+    if (gap) {
+      const marker = document.createElement("li");
+      marker.className = "gap";
+      marker.textContent = "… some lines were pruned on the server before they could be shown …";
+      list.append(marker);
+    }
+    for (const entry of entries) list.append(lineItem(entry));
+    while (list.children.length > MAX_LINES) list.firstElementChild.remove();
+    if (atBottom) box.scrollTop = box.scrollHeight;
+    const shown = list.querySelectorAll("li:not(.gap)").length;
+    text("log-count", shown ? `(last ${shown} lines, newest at the bottom)` : "(empty)");
+  }
+
+  function lineItem(entry) {
+    const item = document.createElement("li");
+    for (const [name, value] of [
+      ["line-no", entry.line],
+      ["time", entry.time],
+      ["msg", entry.message],
+    ]) {
+      if (value === undefined) continue;
+      const span = document.createElement("span");
+      span.className = name;
+      span.textContent = String(value);
+      item.append(span);
+    }
+    return item;
+  }
+
+  function showError(message) {
+    $("error").hidden = message === null;
+    $("error").textContent = message ?? "";
+  }
+
+  function setState(state, message) {
+    $("poll-state").dataset.state = state;
+    $("poll-state").textContent = message;
+  }
+
+  const devToken = document.querySelector('meta[name="zdm-dev-token"]')?.content ?? "";
+  if (devToken) {
+    // Only a service started by `make run` offers one; production pages never do.
+    $("use-dev-token").hidden = false;
+    $("use-dev-token").addEventListener("click", () => {
+      $("token").value = devToken;
+    });
+    if (!$("token").value) $("token").value = devToken;
+  }
+
+  $("job-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const identifier = $("job").value.trim();
+    const token = $("token").value.trim().replace(/^bearer\s+/i, "");
+    if (identifier && token) start(identifier, token);
+  });
+
+  $("stop").addEventListener("click", () => {
+    stop();
+    setState("stopped", "Polling stopped.");
+  });
+})();
