@@ -58,3 +58,14 @@ def test_readyz_turns_503_while_draining(app: Flask) -> None:
     assert response.status_code == 503
     assert response.get_json()["code"] == "SERVICE-UNAVAILABLE"
     assert response.headers["Retry-After"] == "5"
+
+
+def test_unknown_methods_share_one_label(client: FlaskClient) -> None:
+    """A client may send any method token; the metrics must not grow a series for each."""
+    before = sample(client, "zdm_http_requests_total", method="OTHER", status="405")
+    for method in ("FOO", "BAR1", "X-PROBE"):
+        response = client.open(JOB_URL + "1", method=method, headers=bearer())
+        assert response.status_code == 405
+    text = client.get("/metrics").get_data(as_text=True)
+    assert sample(client, "zdm_http_requests_total", method="OTHER", status="405") == before + 3
+    assert not re.search(r'method="(FOO|BAR1|X-PROBE)"', text)

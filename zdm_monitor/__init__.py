@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import version
+from typing import Any
 
 import swagger_ui_bundle
 from flask import Flask, Response, send_from_directory
@@ -26,7 +27,7 @@ DOCS_ASSETS = "/api/docs/assets/"
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment (or the given mapping), failing fast on bad settings."""
     # No app-wide /static route: the live page's blueprint serves zdm_monitor/static itself.
-    app = Flask(__name__, static_folder=None)
+    app = SyncFlask(__name__, static_folder=None)
     app.config["ZDM_SETTINGS"] = settings = load_settings(os.environ if env is None else env)
     configure_json(app)
     configure_logging()
@@ -39,6 +40,17 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         n = settings.proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     return app
+
+
+class SyncFlask(Flask):
+    """Flask for an app with no async views or hooks.
+
+    Flask asks inspect whether each hook and view is a coroutine function on every request
+    (about 14 calls, 30 us per request here); nothing in this app is, so none is converted.
+    """
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        return func
 
 
 def register_request_hooks(app: Flask) -> None:

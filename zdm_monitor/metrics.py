@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import cache
 
 from flask import Blueprint, Response, request
 from prometheus_client import (
@@ -37,19 +38,37 @@ POOL = Gauge(
 bp = Blueprint("metrics", __name__)
 
 
+# Any other method (a client may send any token) is counted as OTHER: labels stay bounded.
+METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+
+
+# Children are looked up once per label set (labels() validates on every call), and only when
+# first used, not at import: in gunicorn's master a child made at import would write into the
+# metrics folder before on_starting has prepared it.
+@cache
+def request_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    labels = (method, route, str(status))
+    return REQUESTS.labels(*labels), LATENCY.labels(*labels)
+
+
+@cache
+def pool_series() -> tuple[Gauge, Gauge]:
+    return POOL.labels("idle"), POOL.labels("in_use")
+
+
 def observe(response: Response) -> Response:
     """Count the request and its latency by route template and status."""
-    labels = (request.method, route_template(), str(response.status_code))
-    REQUESTS.labels(*labels).inc()
-    LATENCY.labels(*labels).observe(elapsed_seconds())
+    method = request.method if request.method in METHODS else "OTHER"
+    count, latency = request_series(method, route_template(), response.status_code)
+    count.inc()
+    latency.observe(elapsed_seconds())
     return response
 
 
 def record_pool(idle: int, in_use: int) -> None:
-    # labels() is resolved per call, not at import: in gunicorn's master a value made at import
-    # would write into the metrics folder before on_starting has prepared it.
-    POOL.labels("idle").set(idle)
-    POOL.labels("in_use").set(in_use)
+    idle_gauge, in_use_gauge = pool_series()
+    idle_gauge.set(idle)
+    in_use_gauge.set(in_use)
 
 
 @bp.get("/metrics")
