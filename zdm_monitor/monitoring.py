@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
@@ -231,7 +231,7 @@ class JobMonitoring(MethodView):
 
 
 TAGGED_FIELDS = attrgetter(
-    *(f.name for f in fields(JobSnapshot) if f.name not in ("log_lines", "log_times"))
+    *(f.name for f in fields(JobSnapshot) if f.name not in ("log_lines", "log_times", "first_line"))
 )
 
 
@@ -241,8 +241,12 @@ def entity_tag(
     """Name this answer's content: the job's halves, its log's ends, the query, the zone.
 
     Log lines never change once written, so the log's first and last numbers stand for the
-    lines; the lines themselves are left out of the hash.
+    lines; the lines themselves are left out of the hash. With after, the tag names where the
+    answer leaves the client (its X-Log-Cursor), not where it started: the poll after a batch
+    of new lines, finding nothing newer, matches the tag of that batch's answer and is a 304.
     """
+    if query.after is not None:
+        query = replace(query, after=serializers.log_cursor(job, query.after)[0])
     state = (TAGGED_FIELDS(job), query, zone.key, stalled)
     return hashlib.blake2b(repr(state).encode(), digest_size=12).hexdigest()
 

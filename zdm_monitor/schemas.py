@@ -113,6 +113,10 @@ class Flag(Choice):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:  # type: ignore[override]
         return super()._deserialize(value, attr, data, **kwargs) == "true"
 
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        """Write the documented default as the query string spells it."""
+        return None if value is None else "true" if value else "false"
+
 
 class Partition(Text):
     """A Linux mount point; a trailing slash other than the root is ignored."""
