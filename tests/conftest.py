@@ -14,7 +14,9 @@ import psycopg2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from pgwire import CountingProxy
 from psycopg2.extensions import connection, make_dsn
+from werkzeug.test import TestResponse
 
 from zdm_monitor import create_app
 from zdm_monitor.db import apply_schema, load_demo
@@ -171,12 +173,37 @@ def bearer(token: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token or make_token()}"}
 
 
+def fetch(
+    client: FlaskClient, identifier: str, query: str = "", headers: dict[str, str] | None = None
+) -> TestResponse:
+    """GET the monitoring endpoint with a valid token and any other headers."""
+    url = f"{JOB_URL}{identifier}" + (f"?{query}" if query else "")
+    return client.get(url, headers={**bearer(), **(headers or {})})
+
+
 @pytest.fixture
 def get_job(client: FlaskClient) -> Callable[..., Any]:
     """GET the monitoring endpoint with a valid token."""
 
     def call(identifier: str, query: str = "", **headers: str) -> Any:
-        url = f"{JOB_URL}{identifier}" + (f"?{query}" if query else "")
-        return client.get(url, headers={**bearer(), **headers})
+        return fetch(client, identifier, query, headers)
 
     return call
+
+
+@pytest.fixture
+def proxy(database_url: str) -> Iterator[CountingProxy]:
+    """A proxy in front of the test database that records every query sent through it."""
+    counting = CountingProxy(database_url)
+    yield counting
+    counting.close()
+
+
+@pytest.fixture
+def wired(make_app: Callable[..., Flask], proxy: CountingProxy) -> FlaskClient:
+    """A client of an app that reaches the database through the counting proxy."""
+    client = make_app(DATABASE_URL=proxy.url).test_client()
+    # Open the pooled connection first: connecting is not part of a request's cost.
+    assert client.get("/readyz").status_code == 200
+    proxy.take()
+    return client

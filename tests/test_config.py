@@ -282,3 +282,64 @@ def test_create_app_with_good_settings_does_not_connect() -> None:
     """Settings are checked at start-up; the database is only reached by a request."""
     app = create_app({"DATABASE_URL": "postgresql://u@127.0.0.1:1/x", "ZDM_JWT_SECRET": SECRET})
     assert app.config["ZDM_SETTINGS"].database_url == "postgresql://u@127.0.0.1:1/x"
+
+
+# --- Polling settings ---------------------------------------------------------------------------
+
+
+POLLING_SECONDS = ("ZDM_STALL_SECONDS", "ZDM_POLL_ACTIVE_SECONDS", "ZDM_POLL_WAITING_SECONDS")
+
+
+def test_polling_defaults() -> None:
+    settings = load_settings(BASE)
+    assert settings.cors_origins == frozenset()
+    assert settings.stall_seconds == 300
+    assert settings.poll_active_seconds == 5
+    assert settings.poll_waiting_seconds == 60
+
+
+def test_polling_values() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "ZDM_CORS_ORIGINS": " https://ops.example/ ,http://localhost:8080,http://[::1]:3000,",
+            "ZDM_STALL_SECONDS": "1",
+            "ZDM_POLL_ACTIVE_SECONDS": "2",
+            "ZDM_POLL_WAITING_SECONDS": "3600",
+        }
+    )
+    assert settings.cors_origins == {
+        "https://ops.example",
+        "http://localhost:8080",
+        "http://[::1]:3000",
+    }
+    assert (settings.stall_seconds, settings.poll_active_seconds) == (1, 2)
+    assert settings.poll_waiting_seconds == 3600
+
+
+@pytest.mark.parametrize("value", ["*", " * "])
+def test_any_origin(value: str) -> None:
+    assert load_settings({**BASE, "ZDM_CORS_ORIGINS": value}).cors_origins == {"*"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [(variable, value) for variable in POLLING_SECONDS for value in ("0", "-1", "abc", "1.5")]
+    + [
+        ("ZDM_CORS_ORIGINS", "ops.example"),
+        ("ZDM_CORS_ORIGINS", "ftp://x"),
+        ("ZDM_CORS_ORIGINS", "https://ops.example/path"),
+        ("ZDM_CORS_ORIGINS", "https://ok.example,//x"),
+        ("ZDM_CORS_ORIGINS", "https://ops.example:port"),
+    ],
+)
+def test_bad_polling_setting_is_named_with_its_value(variable: str, value: str) -> None:
+    assert f"{variable}={value!r}" in config_error({**BASE, variable: value})
+
+
+def test_every_bad_polling_setting_reported_at_once() -> None:
+    message = config_error(
+        {**BASE, "ZDM_CORS_ORIGINS": "ops.example", **dict.fromkeys(POLLING_SECONDS, "0")}
+    )
+    for variable in ("ZDM_CORS_ORIGINS", *POLLING_SECONDS):
+        assert variable in message

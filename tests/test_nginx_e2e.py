@@ -367,6 +367,27 @@ def test_metrics_count_every_request_across_workers(service: Service) -> None:
     assert json.loads(reply.body)["code"] == "HTTP-403"
 
 
+def test_polling_headers_and_304_pass_through_nginx(service: Service) -> None:
+    path = f"{JOB_URL}bulk-data?after=240&limit=5"
+    first = service.send("GET", path, headers=bearer(make_token()))
+    assert first.status == 200, (first.status, first.body[:500])
+    assert first.json()["data"]["job"]["log"] == [f"line {n}" for n in range(241, 246)]
+    tag = first.headers["ETag"]
+    assert re.fullmatch(r'W/"[0-9a-f]{24}"', tag), tag
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    assert first.headers["X-Log-Cursor"] == "245"
+    assert first.headers["X-Poll-Interval"] == "5"
+
+    again = service.send("GET", path, headers={**bearer(make_token()), "If-None-Match": tag})
+    assert again.status == 304, (again.status, again.body[:500])
+    assert again.body == b""
+    assert again.headers["ETag"] == tag
+    assert again.headers["X-Log-Cursor"] == "245"
+    assert again.headers["X-Poll-Interval"] == "5"
+    assert again.request_id is not None and NGINX_REQUEST_ID.fullmatch(again.request_id)
+    assert service.wait_for("nginx access", service.nginx_lines, again.request_id)["status"] == 304
+
+
 def test_readyz_follows_the_database(service: Service) -> None:
     postgres = service.stack.postgres
     assert postgres is not None, "the stack should run an embedded PostgreSQL"

@@ -23,8 +23,18 @@ ENUMS = {
         "error",
     },
     "repositoryType": {"smb", "nfs"},
+    "sort": {"asc", "desc"},
+    "detail": {"true", "false"},
 }
-BOUNDS = {"page": (1, 100_000, 1), "limit": (1, 1000, 20)}
+BOUNDS = {"page": (1, 100_000, 1), "limit": (1, 1000, 20), "after": (0, 2_147_483_647, None)}
+POLLING_HEADERS = {
+    "X-Pagination": "string",
+    "ETag": "string",
+    "Cache-Control": "string",
+    "X-Log-Cursor": "integer",
+    "X-Log-Gap": "string",
+    "X-Poll-Interval": "integer",
+}
 ERROR_STATUSES = ["400", "401", "404", "503", "500"]
 ENVELOPE_FIELDS = {"requestID", "success", "error", "timestamp", "code"}
 
@@ -93,7 +103,7 @@ def test_integer_bounds(operation: dict[str, Any], name: str) -> None:
     assert schema["type"] == "integer"
     assert schema["minimum"] == minimum
     assert schema["maximum"] == maximum
-    assert schema["default"] == default
+    assert schema.get("default") == default
 
 
 def test_identifier_path_parameter(spec: dict[str, Any], operation: dict[str, Any]) -> None:
@@ -133,6 +143,45 @@ def test_success_response(spec: dict[str, Any], operation: dict[str, Any]) -> No
     system = resolve(spec, data["properties"]["system"])
     assert set(system["properties"]) == {"name", "id", "os"}
     assert set(system["required"]) == {"name"}
+
+
+@pytest.mark.parametrize("name", ["sort", "detail"])
+def test_documented_default_is_one_of_the_choices(operation: dict[str, Any], name: str) -> None:
+    """A client that sends the documented default must get the default."""
+    schema = query_parameters(operation)[name]["schema"]
+    assert schema["default"] in schema["enum"], schema
+
+
+def test_after_excludes_page_in_its_description(operation: dict[str, Any]) -> None:
+    description = query_parameters(operation)["after"]["description"]
+    assert "page" in description
+    assert "X-Log-Cursor" in description
+
+
+def test_if_none_match_header_parameter(spec: dict[str, Any], operation: dict[str, Any]) -> None:
+    params = spec["paths"][PATH].get("parameters", []) + operation["parameters"]
+    headers = [p for p in params if p["in"] == "header"]
+    assert [p["name"] for p in headers] == ["If-None-Match"]
+    assert headers[0].get("required", False) is False
+    assert headers[0]["schema"]["type"] == "string"
+    assert headers[0].get("description")
+
+
+@pytest.mark.parametrize("status", ["200", "304"])
+def test_polling_headers_documented(
+    spec: dict[str, Any], operation: dict[str, Any], status: str
+) -> None:
+    response = resolve(spec, operation["responses"][status])
+    headers = {name: resolve(spec, h) for name, h in response["headers"].items()}
+    assert {name: h["schema"]["type"] for name, h in headers.items()} == POLLING_HEADERS
+    assert all(h.get("description") for h in headers.values())
+    assert headers["X-Log-Gap"]["schema"]["enum"] == ["true"]
+
+
+def test_not_modified_has_no_body(spec: dict[str, Any], operation: dict[str, Any]) -> None:
+    response = resolve(spec, operation["responses"]["304"])
+    assert "If-None-Match" in response["description"]
+    assert "content" not in response
 
 
 @pytest.mark.parametrize("status", ERROR_STATUSES)

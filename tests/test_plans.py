@@ -64,6 +64,8 @@ def lookup(
     filters: JobFilters | None = None,
     page: int = 1,
     limit: int = 20,
+    after: int | None = None,
+    detail: bool = False,
 ) -> dict[str, Any]:
     return {
         "job_id": job_id,
@@ -71,6 +73,8 @@ def lookup(
         "filters": filters or JobFilters(),
         "page": page,
         "limit": limit,
+        "after": after,
+        "detail": detail,
         "timeout_ms": 5000,
     }
 
@@ -103,6 +107,12 @@ SHAPES = {
     "deep job page 1": lambda url: lookup(job_id=1, limit=100),
     "deep job page 200": lambda url: lookup(job_id=1, page=200, limit=100),
     "deep job page 200 by name": lambda url: lookup(name="job-0000001", page=200, limit=100),
+    "deep job after near the start": lambda url: lookup(job_id=1, after=3, limit=100),
+    "deep job after in the middle": lambda url: lookup(job_id=1, after=10_000, limit=100),
+    "deep job after by name": lambda url: lookup(name="job-0000001", after=10_000, limit=100),
+    "deep job after past the end": lambda url: lookup(job_id=1, after=DEEP_LINES, limit=100),
+    "deep job detail": lambda url: lookup(job_id=1, page=200, limit=100, detail=True),
+    "deep job after with detail": lambda url: lookup(job_id=1, after=10_000, detail=True),
 }
 
 
@@ -149,3 +159,19 @@ def test_a_log_that_grew_since_analyze_is_still_read_by_its_ends(big: str) -> No
         conn.rollback()
     assert snapshot is not None
     assert snapshot.log_total == 20000
+
+
+@pytest.mark.parametrize(
+    ("after", "first", "count"),
+    [(0, 1, 100), (3, 4, 100), (10_000, 10_001, 100), (DEEP_LINES - 30, DEEP_LINES - 29, 30)],
+)
+def test_a_cursor_reads_its_lines_and_the_two_ends(
+    big: str, after: int, first: int, count: int
+) -> None:
+    with closing(psycopg2.connect(big)) as conn:
+        for _ in range(WARM_CALLS):
+            snapshot, reads = measured(conn, lookup(job_id=1, after=after, limit=100, detail=True))
+            assert reads[LOG_INDEX] == (3, count + 2), reads
+    assert snapshot is not None
+    assert snapshot.first_line == first
+    assert len(snapshot.log_lines) == len(snapshot.log_times or []) == count

@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import pytest
-from conftest import JOB_URL, bearer
-from flask import Flask
+from conftest import JOB_URL, bearer, fetch
 from flask.testing import FlaskClient
 from pgwire import CountingProxy
-
-
-@pytest.fixture
-def proxy(database_url: str) -> Iterator[CountingProxy]:
-    counting = CountingProxy(database_url)
-    yield counting
-    counting.close()
-
-
-@pytest.fixture
-def wired(make_app: Callable[..., Flask], proxy: CountingProxy) -> FlaskClient:
-    client = make_app(DATABASE_URL=proxy.url).test_client()
-    # Open the pooled connection first: connecting is not part of a request's cost.
-    assert client.get("/readyz").status_code == 200
-    proxy.take()
-    return client
 
 
 @pytest.mark.parametrize(
@@ -34,6 +15,10 @@ def wired(make_app: Callable[..., Flask], proxy: CountingProxy) -> FlaskClient:
         ("daily-backup", 200),
         ("daily-backup-win?page=2&limit=1", 200),
         ("bulk-data?page=9&limit=25", 200),
+        ("bulk-data?after=100&limit=50", 200),
+        ("bulk-data?after=0&sort=desc", 200),
+        ("2?detail=true", 200),
+        ("bulk-data?after=240&detail=true", 200),
         ("1?mode=smart&status=run", 404),  # exists, filters exclude it
         ("no-such-job", 404),
         ("99999", 404),
@@ -72,3 +57,13 @@ def test_connection_is_reused_across_requests(wired: FlaskClient, proxy: Countin
         assert wired.get(JOB_URL + "1", headers=bearer()).status_code == 200
     assert len(proxy.take()) == 5
     assert wired.application.extensions["zdm_db"]._in_use == 0
+
+
+def test_a_304_costs_one_statement(wired: FlaskClient, proxy: CountingProxy) -> None:
+    tag = fetch(wired, "bulk-data", "after=240&detail=true").headers["ETag"]
+    proxy.take()
+    response = fetch(wired, "bulk-data", "after=240&detail=true", {"If-None-Match": tag})
+    assert response.status_code == 304
+    queries = proxy.take()
+    assert len(queries) == 1, queries
+    assert "zdm_monitor_job_snapshot" in queries[0]

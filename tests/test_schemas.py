@@ -274,3 +274,86 @@ def test_schema_accepts_a_plain_mapping() -> None:
     assert isinstance(query, MonitoringQuery)
     assert query.filters.mode == "smart"
     assert query.limit == 5
+
+
+# --- Polling parameters: after, sort, detail ------------------------------------------------------
+
+
+AFTER_RANGE = "0부터 2147483647까지의 정수여야 합니다."
+
+
+def test_polling_defaults() -> None:
+    query = load()
+    assert (query.after, query.sort, query.detail) == (None, "asc", False)
+
+
+@pytest.mark.parametrize(
+    ("raw", "after"), [("0", 0), ("1", 1), ("007", 7), ("2147483647", 2_147_483_647)]
+)
+def test_after(raw: str, after: int) -> None:
+    query = load(("after", raw))
+    assert query.after == after
+    assert query.page == 1
+
+
+@pytest.mark.parametrize("raw", ["-1", "2147483648", "abc", "1.5", " 1", FULLWIDTH_TWO, "9" * 5000])
+def test_after_refused(raw: str) -> None:
+    assert errors(("after", raw)) == {"after": [AFTER_RANGE]}
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        (("after", "5"), ("page", "2")),
+        (("after", "0"), ("page", "1")),
+        (("page", "1"), ("after", "9")),
+    ],
+)
+def test_after_with_page_refused(pairs: tuple[tuple[str, str], ...]) -> None:
+    assert errors(*pairs) == {"after": ["page와 함께 지정할 수 없습니다."]}
+
+
+def test_after_with_an_empty_page_is_no_conflict() -> None:
+    assert load(("after", "5"), ("page", "")).after == 5
+    assert load(("after", ""), ("page", "3")).page == 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "sort"), [("asc", "asc"), ("desc", "desc"), ("DESC", "desc"), (" Asc ", "asc")]
+)
+def test_sort(raw: str, sort: str) -> None:
+    assert load(("sort", raw)).sort == sort
+
+
+@pytest.mark.parametrize("raw", ["up", "ascending", "descending", "-1", "a sc"])
+def test_sort_refused(raw: str) -> None:
+    assert errors(("sort", raw)) == {"sort": ["asc, desc 중 하나여야 합니다."]}
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("True", True),
+        ("1", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+    ],
+)
+def test_detail(raw: str, detail: bool) -> None:
+    assert load(("detail", raw)).detail is detail
+
+
+@pytest.mark.parametrize("raw", ["yes", "no", "on", "2", "t", "truee"])
+def test_detail_refused(raw: str) -> None:
+    assert errors(("detail", raw)) == {"detail": ["true, false 중 하나여야 합니다."]}
+
+
+def test_polling_parameters_with_the_others() -> None:
+    query = load(
+        ("after", "10"), ("limit", "50"), ("sort", "DESC"), ("detail", "1"), ("mode", "FULL")
+    )
+    assert (query.after, query.limit, query.sort, query.detail) == (10, 50, "desc", True)
+    assert query.filters == JobFilters(mode="full")

@@ -11,7 +11,15 @@ import pytest
 from conftest import LINUX_EXAMPLE, PROGRESS_KEYS, TIMESTAMP, WINDOWS_EXAMPLE
 
 from zdm_monitor.repository import JobSnapshot
-from zdm_monitor.serializers import format_elapsed, format_time, monitoring_payload, pagination
+from zdm_monitor.serializers import (
+    format_elapsed,
+    format_time,
+    is_stalled,
+    log_cursor,
+    monitoring_payload,
+    pagination,
+    poll_interval,
+)
 
 UTC_ZONE = ZoneInfo("UTC")
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -335,3 +343,263 @@ def test_log_lines_passed_through_in_order() -> None:
 )
 def test_pagination(page: int, limit: int, total: int, expected: dict[str, int]) -> None:
     assert pagination(page, limit, total) == expected
+
+
+def test_pagination_of_a_cursor_request_has_no_page_keys() -> None:
+    assert pagination(None, 20, 250) == {
+        "total": 250,
+        "total_pages": 13,
+        "first_page": 1,
+        "last_page": 13,
+    }
+    assert pagination(None, 20, 0) == {"total": 0, "total_pages": 0}
+
+
+# --- log_cursor ---------------------------------------------------------------------------------
+
+
+def bulk(numbers: range, log_first: int | None = 1, log_last: int | None = 250) -> JobSnapshot:
+    """bulk-data's snapshot returning the given lines of a log holding log_first..log_last."""
+    return snapshot(
+        log_lines=[f"line {n}" for n in numbers],
+        first_line=numbers.start if numbers else None,
+        log_first=log_first,
+        log_last=log_last,
+        log_total=0 if log_last is None or log_first is None else log_last - log_first + 1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("job", "after", "expected"),
+    [
+        (bulk(range(231, 251)), None, (250, False)),
+        (bulk(range(211, 231)), None, (230, False)),
+        (bulk(range(0)), None, (None, False)),
+        (bulk(range(0), None, None), None, (0, False)),
+        (bulk(range(1, 21)), 0, (20, False)),
+        (bulk(range(241, 251)), 240, (250, False)),
+        (bulk(range(0)), 250, (250, False)),
+        (bulk(range(0), None, None), 7, (7, False)),
+        (bulk(range(101, 111), 101), 100, (110, False)),
+        (bulk(range(101, 111), 101), 99, (110, True)),
+        (bulk(range(101, 111), 101), 0, (110, True)),
+    ],
+    ids=[
+        "page 1",
+        "page 2",
+        "page past the end",
+        "empty log",
+        "after 0",
+        "after, the rest",
+        "after, nothing new",
+        "after, empty log",
+        "after, next line kept",
+        "after, one line pruned unseen",
+        "after 0, start pruned",
+    ],
+)
+def test_log_cursor(job: JobSnapshot, after: int | None, expected: tuple[int | None, bool]) -> None:
+    assert log_cursor(job, after) == expected
+
+
+# --- poll_interval ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("preparing", 5),
+        ("processing", 5),
+        ("canceling", 5),
+        ("scheduled", 60),
+        ("registered", 60),
+        ("complete", None),
+        ("canceled", None),
+        ("error", None),
+    ],
+)
+def test_poll_interval(status: str, expected: int | None) -> None:
+    assert poll_interval(status, 5, 60) == expected
+    custom = None if expected is None else (1 if expected == 5 else 2)
+    assert poll_interval(status, 1, 2) == custom
+
+
+# --- is_stalled ---------------------------------------------------------------------------------
+
+
+NOW = at(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("status", "started", "reported", "expected"),
+    [
+        ("processing", START, NOW - timedelta(seconds=300), False),
+        ("processing", START, NOW - timedelta(seconds=300, microseconds=1), True),
+        ("processing", START, NOW - timedelta(seconds=301), True),
+        ("preparing", START, NOW - timedelta(seconds=301), True),
+        ("processing", START, NOW, False),  # a recent report wins over an old start
+        ("processing", NOW - timedelta(seconds=300), None, False),
+        ("processing", NOW - timedelta(seconds=301), None, True),
+        ("processing", None, None, False),
+        ("canceling", START, START, False),
+        ("scheduled", START, START, False),
+        ("registered", START, START, False),
+        ("complete", START, START, False),
+        ("canceled", START, START, False),
+        ("error", START, START, False),
+    ],
+    ids=[
+        "exactly the limit",
+        "just past the limit",
+        "a second past",
+        "preparing",
+        "just reported",
+        "no report, started exactly at the limit",
+        "no report, started before the limit",
+        "no times",
+        "canceling",
+        "scheduled",
+        "registered",
+        "complete",
+        "canceled",
+        "error",
+    ],
+)
+def test_is_stalled(
+    status: str, started: datetime | None, reported: datetime | None, expected: bool
+) -> None:
+    job = snapshot(status=status, started_at=started, last_report_at=reported, ended_at=None)
+    assert is_stalled(job, NOW, 300) is expected
+
+
+# --- monitoring_payload with sort and detail ----------------------------------------------------
+
+
+LINUX_TIMES = [START, at(seconds=5), at(minutes=30)]
+LINUX_DETAIL_ADDITIONS = {
+    "system": {"id": 1, "os": "linux"},
+    "info": {"id": 1, "mode": "full"},
+    "progress": {"lastReport": "2025-01-15 02:30:00", "stalled": False},
+}
+
+
+def entries(*rows: tuple[int, str, str]) -> list[dict[str, Any]]:
+    return [{"line": n, "time": time, "message": message} for n, time, message in rows]
+
+
+def test_descending_reverses_the_log_only() -> None:
+    payload = monitoring_payload(snapshot(), UTC_ZONE, descending=True)
+    assert payload["job"]["log"] == LINUX_EXAMPLE["job"]["log"][::-1]
+    assert {**payload, "job": {**payload["job"], "log": LINUX_EXAMPLE["job"]["log"]}} == (
+        LINUX_EXAMPLE
+    )
+
+
+WINDOWS_JOB = snapshot(
+    server_name="windows-server-01",
+    server_id=2,
+    os="windows",
+    partition=None,
+    drive="C:",
+    mode="increment",
+    status="processing",
+    ended_at=None,
+    last_report_at=None,
+    repository_type="smb",
+    repository_path="\\\\backup-server\\backups",
+    log_lines=["Starting backup..."],
+    log_times=[START],
+    first_line=7,
+    job_id=2,
+)
+LINUX_ENTRIES = entries(
+    (1, "2025-01-15 02:00:00", "Starting backup..."),
+    (2, "2025-01-15 02:00:05", "Processing files..."),
+    (3, "2025-01-15 02:30:00", "Backup completed"),
+)
+
+LINUX_DETAIL = {
+    "system": {"id": 1, "os": "linux"},
+    "info": {"id": 1, "mode": "full"},
+    "progress": {"lastReport": "2025-01-15 02:30:00", "stalled": False},
+    "repository": {"type": "nfs", "path": "/backup/linux-server-01"},
+    "logEntries": LINUX_ENTRIES,
+}
+
+
+def detail_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    """What detail=true adds, gathered from where it stands in the payload."""
+    job = payload["job"]
+    progress = job["progressInfo"]
+    return {
+        "system": {k: payload["system"][k] for k in ("id", "os")},
+        "info": {k: job["info"][k] for k in ("id", "mode")},
+        "progress": {k: progress[k] for k in ("lastReport", "stalled")},
+        "repository": job["repository"],
+        "logEntries": job["logEntries"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("job", "zone", "descending", "stalled", "expected"),
+    [
+        (snapshot(log_times=LINUX_TIMES), UTC_ZONE, False, False, LINUX_DETAIL),
+        (
+            snapshot(log_times=LINUX_TIMES),
+            UTC_ZONE,
+            True,
+            True,
+            {
+                **LINUX_DETAIL,
+                "progress": {"lastReport": "2025-01-15 02:30:00", "stalled": True},
+                "logEntries": LINUX_ENTRIES[::-1],
+            },
+        ),
+        (
+            WINDOWS_JOB,
+            SEOUL,
+            False,
+            True,
+            {
+                "system": {"id": 2, "os": "windows"},
+                "info": {"id": 2, "mode": "increment"},
+                "progress": {"lastReport": "-", "stalled": True},
+                "repository": {"type": "smb", "path": "\\\\backup-server\\backups"},
+                "logEntries": entries((7, "2025-01-15 11:00:00", "Starting backup...")),
+            },
+        ),
+    ],
+    ids=["linux", "linux descending", "windows in Seoul"],
+)
+def test_detail(
+    job: JobSnapshot, zone: ZoneInfo, descending: bool, stalled: bool, expected: dict[str, Any]
+) -> None:
+    payload = monitoring_payload(job, zone, descending=descending, stalled=stalled)
+    assert detail_fields(payload) == expected
+    assert [e["message"] for e in payload["job"]["logEntries"]] == payload["job"]["log"]
+    plain = monitoring_payload(job, zone, descending=descending)
+    # Added after the contract's keys, which keep their values and order.
+    assert list(payload["job"]) == [*plain["job"], "repository", "logEntries"]
+    assert list(payload["system"]) == [*plain["system"], "id", "os"]
+    assert list(payload["job"]["info"]) == [*plain["job"]["info"], "id", "mode"]
+    assert list(payload["job"]["progressInfo"]) == [*PROGRESS_KEYS, "lastReport", "stalled"]
+    for part in ("system", "info", "progressInfo"):
+        whole = payload if part == "system" else payload["job"]
+        base = plain if part == "system" else plain["job"]
+        assert {k: whole[part][k] for k in base[part]} == base[part]
+
+
+def test_detail_without_repository() -> None:
+    job = snapshot(repository_type=None, repository_path=None, log_times=LINUX_TIMES)
+    assert monitoring_payload(job, UTC_ZONE, stalled=False)["job"]["repository"] is None
+
+
+def test_detail_of_an_empty_log() -> None:
+    job = snapshot(log_lines=[], log_times=None, first_line=None, log_first=None, log_last=None)
+    payload = monitoring_payload(job, UTC_ZONE, stalled=False)
+    assert payload["job"]["log"] == payload["job"]["logEntries"] == []
+
+
+def test_no_detail_without_stalled() -> None:
+    job = snapshot(log_times=LINUX_TIMES)
+    assert monitoring_payload(job, UTC_ZONE, descending=False) == LINUX_EXAMPLE
