@@ -23,11 +23,10 @@ from pathlib import Path
 
 import psycopg2
 
-from zdm_monitor.cli import make_token
 from zdm_monitor.db import apply_schema, load_demo
 from zdm_monitor.embedded import EmbeddedPostgres
 from zdm_monitor.generate import generate
-from zdm_monitor.stack import spawn_gunicorn
+from zdm_monitor.stack import make_token, spawn_gunicorn
 
 HERE = Path(__file__).resolve().parent
 JOBS = int(os.environ.get("BENCH_JOBS", "1000000"))
@@ -37,6 +36,9 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 MEMORY_REQUESTS = int(os.environ.get("BENCH_MEMORY_REQUESTS", "100000"))
 DEEP_LINES = 20000
+# The 1M-job database is about 1.3 GB: a server for it would keep its working set in memory,
+# as PostgreSQL's development default of 128 MB cannot.
+SHARED_BUFFERS = os.environ.get("BENCH_SHARED_BUFFERS", "2GB")
 SECRET = "bench-secret-bench-secret-bench-secret"
 JOB = "/api/backups/monitoring/job/"
 WRK = ["wrk", "--threads", "2", "--latency"]
@@ -108,6 +110,20 @@ def database(server_url: str, name: str) -> str:
     return server_url.replace("@/postgres?", f"@/{name}?")
 
 
+def start_sized(postgres: EmbeddedPostgres) -> str:
+    """Start the server with shared_buffers = SHARED_BUFFERS (a restart when it changes)."""
+    url = postgres.start()
+    with closing(psycopg2.connect(url)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SHOW shared_buffers")
+            if cur.fetchone() == (SHARED_BUFFERS,):
+                return url
+            cur.execute(f"ALTER SYSTEM SET shared_buffers = '{SHARED_BUFFERS}'")
+    postgres.stop()
+    return postgres.start()
+
+
 def prepare(server_url: str) -> dict[str, str]:
     urls = {"demo": database(server_url, "zdm_demo"), "large": database(server_url, "zdm_large")}
     with closing(psycopg2.connect(urls["demo"])) as conn:
@@ -176,7 +192,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     folder = Path(os.environ.get("ZDM_BENCH_DIR") or "var/bench").resolve()
     postgres = EmbeddedPostgres(folder / "postgres")
-    urls = prepare(postgres.start())
+    urls = prepare(start_sized(postgres))
     token = make_token(SECRET, "bench", 24 * 3600)
     servers: dict[str, subprocess.Popen[bytes]] = {}
     ports = {"demo": 18001, "large": 18002}
@@ -256,7 +272,8 @@ def report(results: dict[str, list[Run]], rss: tuple[int, int, int]) -> None:
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `make bench` on {machine()}.",
         f"Data: demo set; generated {JOBS:,} jobs x {LINES} log lines over {SERVERS:,} servers, "
-        f"job 1 with {DEEP_LINES:,} lines. gunicorn: config/gunicorn.conf.py defaults "
+        f"job 1 with {DEEP_LINES:,} lines. PostgreSQL 16, shared_buffers {SHARED_BUFFERS}. "
+        "gunicorn: config/gunicorn.conf.py defaults "
         f"({2 * (os.cpu_count() or 1) + 1} gthread workers x 2 threads). wrk: 2 threads, "
         "6 connections (where throughput peaks here: 8 or 16 give fewer requests per second "
         "and only add queueing to latency), "
