@@ -29,6 +29,13 @@ wrk:
 	@command -v wrk >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 
+# Debian's PgBouncer, for make cluster and the tests through it. The package's own service is
+# not used: the tests and the cluster run PgBouncers of their own on free loopback ports.
+.PHONY: pgbouncer
+pgbouncer:
+	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer)
+
 # Not part of the tests: generates 1M jobs on first use (kept in var/bench), prints the table
 # and writes bench/RESULTS.md.
 bench: $(STAMP) wrk
@@ -46,6 +53,18 @@ soak: $(STAMP)
 
 test: $(STAMP) nginx
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The cluster tests (tests/test_cluster.py) start PgBouncers of their own.
+test: pgbouncer
+
+# The API test suite again, with every connection of the app going through PgBouncer in
+# transaction pooling mode (tests/conftest.py: reader_url). The modules left out start whole
+# stacks of their own and never use that connection.
+.PHONY: e2e
+e2e: $(STAMP) pgbouncer
+	ZDM_TEST_PGBOUNCER=1 $(BIN)/python -m pytest \
+	  --ignore=tests/test_e2e.py --ignore=tests/test_nginx_e2e.py \
+	  --ignore=tests/test_drill.py --ignore=tests/test_cluster.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
