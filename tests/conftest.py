@@ -21,22 +21,13 @@ from zdm_monitor import create_app
 from zdm_monitor.db import apply_schema, load_demo
 from zdm_monitor.embedded import EmbeddedPostgres
 from zdm_monitor.pgbouncer import PgBouncer
+from zdm_monitor.stack import create_reader
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JOB_URL = "/api/backups/monitoring/job/"
 TABLES = "server, repository, backup, backup_info, backup_log"
 # The least-privilege role of the README's "Database role": the app connects as it in the tests.
 READER = "zdm_monitor_reader"
-READER_GRANTS = f"""
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN
-        CREATE ROLE {READER} LOGIN PASSWORD '{READER}';
-    END IF;
-END $$;
-GRANT USAGE ON SCHEMA public TO {READER};
-GRANT SELECT ON {TABLES} TO {READER};
-GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot TO {READER};
-"""
 # make e2e: the app's connections go through PgBouncer (see reader_url).
 THROUGH_PGBOUNCER = os.environ.get("ZDM_TEST_PGBOUNCER") == "1"
 PGBOUNCER_POOL_SIZE = 2
@@ -103,14 +94,18 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not url:
         server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "data")
         url = server.start()
-    with closing(psycopg2.connect(url)) as conn:
-        apply_schema(conn)
-        reset_demo(conn)
-        with conn, conn.cursor() as cur:
-            cur.execute(READER_GRANTS)
+    prepare_database(url)
     yield url
     if server is not None:
         server.stop()
+
+
+def prepare_database(url: str) -> None:
+    """The schema, the demo data exactly as shipped, and the service's SELECT-only role."""
+    with closing(psycopg2.connect(url)) as conn:
+        apply_schema(conn)
+        reset_demo(conn)
+    create_reader(url, READER, READER)
 
 
 def reset_demo(conn: connection) -> None:
@@ -171,6 +166,8 @@ def make_app(reader_url: str) -> Iterator[Callable[..., Flask]]:
     yield build
     for app in apps:
         app.extensions["zdm_db"].close()
+        if app.extensions["zdm_replicas"] is not None:
+            app.extensions["zdm_replicas"].close()
 
 
 @pytest.fixture

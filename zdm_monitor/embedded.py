@@ -6,9 +6,12 @@ import os
 import pwd
 import subprocess
 import tempfile
+from contextlib import closing
 from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import quote
+
+import psycopg2
 
 # PostgreSQL refuses to run as root; root sessions run it as this system user.
 SYSTEM_USER = "zdm-postgres"
@@ -119,6 +122,37 @@ class EmbeddedPostgres:
                 str(self.pgdata / "server.log"),
             )
         return self.url()
+
+    def replicate(self, primary: EmbeddedPostgres, slot: str) -> str:
+        """Start this cluster as a streaming replica of the running primary; return its URL.
+
+        The first time, pg_basebackup -R copies the primary and writes the standby settings,
+        with a replication slot so that the primary keeps the WAL the replica has not received.
+        """
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._prepare()
+            primary.drop_slot(slot)
+            self._run(
+                "pg_basebackup",
+                *("--pgdata", str(self.pgdata), "--dbname", primary.url()),
+                *("--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast"),
+                *("--create-slot", "--slot", slot),
+            )
+            # With its socket in its data folder, the primary's socket lock file came along.
+            for stale in self.pgdata.glob(".s.PGSQL.*"):
+                stale.unlink()
+        return self.start()
+
+    def drop_slot(self, slot: str) -> None:
+        """Drop a replication slot a replica that no longer exists left behind."""
+        with closing(psycopg2.connect(self.url())) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                    " WHERE slot_name = %s",
+                    (slot,),
+                )
 
     def url(self) -> str:
         """Build the URL from postmaster.pid, which names the port and socket folder in use."""

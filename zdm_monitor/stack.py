@@ -16,6 +16,7 @@ from string import Template
 from typing import IO
 
 import psycopg2
+from psycopg2 import sql
 
 from .db import apply_schema, load_demo
 from .embedded import EmbeddedPostgres
@@ -40,6 +41,14 @@ http {
 """
 
 
+# What the service's role needs: see the README's "Database role".
+READER_GRANTS = """
+GRANT USAGE ON SCHEMA public TO {role};
+GRANT SELECT ON server, repository, backup, backup_info, backup_log TO {role};
+GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot TO {role};
+"""
+
+
 class StackError(RuntimeError):
     """A part of the stack could not start."""
 
@@ -59,6 +68,16 @@ def prepare_database(url: str) -> bool:
     with closing(psycopg2.connect(url)) as conn:
         apply_schema(conn)
         return load_demo(conn)
+
+
+def create_reader(url: str, role: str, password: str) -> None:
+    """Create (once) a login role that may only read the ZDM tables, as the service should run."""
+    with closing(psycopg2.connect(url)) as conn, conn, conn.cursor() as cur:
+        cur.execute("SELECT FROM pg_roles WHERE rolname = %s", (role,))
+        name = sql.Identifier(role)
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(name), (password,))
+        cur.execute(sql.SQL(READER_GRANTS).format(role=name))
 
 
 def render_site(listen: str, upstream: str, log_dir: Path, server_name: str) -> str:
