@@ -91,12 +91,19 @@ def token(subject: str, ttl: int) -> None:
 
 @main.command("nginx-config")
 @click.option("--listen", default="80", show_default=True, help="nginx's listen address.")
-@click.option("--upstream", default="127.0.0.1:8000", show_default=True, help="gunicorn.")
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    default=["127.0.0.1:8000"],
+    show_default=True,
+    help="A gunicorn node; repeat it for several.",
+)
 @click.option("--server-name", default="localhost", show_default=True)
 @click.option("--log-dir", default="/var/log/nginx", show_default=True)
-def nginx_config(listen: str, upstream: str, server_name: str, log_dir: str) -> None:
+def nginx_config(listen: str, upstreams: tuple[str, ...], server_name: str, log_dir: str) -> None:
     """Print config/nginx/zdm-monitor.conf filled in for these values."""
-    click.echo(render_site(listen, upstream, Path(log_dir), server_name))
+    click.echo(render_site(listen, list(upstreams), Path(log_dir), server_name))
 
 
 @main.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -49,6 +50,10 @@ GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot TO {role};
 """
 
 
+# The line of the nginx site that names the gunicorn node, repeated once per node.
+UPSTREAM_LINE = re.compile(r"^.*\$\{ZDM_UPSTREAM\}.*$", re.MULTILINE)
+
+
 class StackError(RuntimeError):
     """A part of the stack could not start."""
 
@@ -80,12 +85,14 @@ def create_reader(url: str, role: str, password: str) -> None:
         cur.execute(sql.SQL(READER_GRANTS).format(role=name))
 
 
-def render_site(listen: str, upstream: str, log_dir: Path, server_name: str) -> str:
-    """Fill the placeholders of config/nginx/zdm-monitor.conf."""
-    template = Template((CONFIG_DIR / "nginx" / "zdm-monitor.conf").read_text())
-    return template.safe_substitute(
+def render_site(listen: str, upstreams: list[str], log_dir: Path, server_name: str) -> str:
+    """Fill the placeholders of config/nginx/zdm-monitor.conf, one upstream line per node."""
+    text = (CONFIG_DIR / "nginx" / "zdm-monitor.conf").read_text()
+    text = UPSTREAM_LINE.sub(
+        lambda line: "\n".join(line[0].replace("${ZDM_UPSTREAM}", u) for u in upstreams), text
+    )
+    return Template(text).safe_substitute(
         ZDM_LISTEN=listen,
-        ZDM_UPSTREAM=upstream,
         ZDM_LOG_DIR=str(log_dir),
         ZDM_SERVER_NAME=server_name,
     )
@@ -132,6 +139,37 @@ def spawn_gunicorn(
         command, env=env, start_new_session=True, stdout=output, stderr=output
     )
     wait_until_up("gunicorn", f"http://127.0.0.1:{port}/healthz", 30, process)
+    return process
+
+
+def start_nginx(
+    prefix: Path, port: int, gunicorn_ports: list[int], output: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start nginx on 127.0.0.1:port in front of the gunicorn nodes, files under prefix."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        raise StackError("nginx is not installed: apt-get install nginx")
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    # nginx's workers run as an unprivileged user when started by root.
+    for folder in (prefix / "tmp", *(prefix / "tmp").iterdir()):
+        folder.chmod(0o1777)
+    (prefix / "zdm-monitor.conf").write_text(
+        render_site(
+            f"127.0.0.1:{port}",
+            [f"127.0.0.1:{p}" for p in gunicorn_ports],
+            prefix,
+            "localhost 127.0.0.1",
+        )
+    )
+    (prefix / "nginx.conf").write_text(Template(NGINX_MAIN).substitute(prefix=prefix))
+    process = subprocess.Popen(
+        [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+        start_new_session=True,
+        stdout=output,
+        stderr=output,
+    )
+    wait_until_up("nginx", f"http://127.0.0.1:{port}/healthz", 10, process)
     return process
 
 
@@ -197,31 +235,7 @@ class Stack:
         self.gunicorn = spawn_gunicorn(env, self.gunicorn_port, self.data_dir, self.output)
 
     def _start_nginx(self) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not Path(binary).exists():
-            raise StackError("nginx is not installed: apt-get install nginx")
-        prefix = self.nginx_dir
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-        # nginx's workers run as an unprivileged user when started by root.
-        for folder in (prefix / "tmp", *(prefix / "tmp").iterdir()):
-            folder.chmod(0o1777)
-        (prefix / "zdm-monitor.conf").write_text(
-            render_site(
-                f"127.0.0.1:{self.port}",
-                f"127.0.0.1:{self.gunicorn_port}",
-                prefix,
-                "localhost 127.0.0.1",
-            )
-        )
-        (prefix / "nginx.conf").write_text(Template(NGINX_MAIN).substitute(prefix=prefix))
-        self.nginx = subprocess.Popen(
-            [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
-            start_new_session=True,
-            stdout=self.output,
-            stderr=self.output,
-        )
-        wait_until_up("nginx", f"http://127.0.0.1:{self.port}/healthz", 10, self.nginx)
+        self.nginx = start_nginx(self.nginx_dir, self.port, [self.gunicorn_port], self.output)
 
     def catch_signals(self) -> None:
         """From now on Ctrl-C and SIGTERM ask wait() to return, even while starting."""
