@@ -29,6 +29,13 @@ wrk:
 	@command -v wrk >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 
+# Every layer on one machine, on loopback, with the demo data: nginx on PORT (8000) -> two
+# gunicorn nodes (8001, 8002) -> PgBouncer (8003) -> a PostgreSQL streaming replica, the
+# primary when the replica cannot serve. Data in var/cluster; Ctrl-C stops it all.
+.PHONY: cluster
+cluster: $(STAMP) nginx pgbouncer
+	$(BIN)/zdm-monitor cluster
+
 # Debian's PgBouncer, for make cluster and the tests through it. The package's own service is
 # not used: the tests and the cluster run PgBouncers of their own on free loopback ports.
 .PHONY: pgbouncer
@@ -58,13 +65,14 @@ test: $(STAMP) nginx
 test: pgbouncer
 
 # The API test suite again, with every connection of the app going through PgBouncer in
-# transaction pooling mode (tests/conftest.py: reader_url). The modules left out start whole
-# stacks of their own and never use that connection.
+# transaction pooling mode (tests/conftest.py: reader_url). The modules left out start servers
+# of their own and never use that connection (test_cluster.py has its own PgBouncer).
 .PHONY: e2e
 e2e: $(STAMP) pgbouncer
 	ZDM_TEST_PGBOUNCER=1 $(BIN)/python -m pytest \
 	  --ignore=tests/test_e2e.py --ignore=tests/test_nginx_e2e.py \
-	  --ignore=tests/test_drill.py --ignore=tests/test_cluster.py $(PYTEST_ARGS)
+	  --ignore=tests/test_drill.py --ignore=tests/test_cluster.py \
+	  --ignore=tests/test_replicas.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -220,6 +220,7 @@ def test_the_monitor_starts_with_the_first_read_and_stops_on_close(
     assert states(app) == ["starting"]
     assert app.test_client().get("/readyz").status_code == 200
     assert monitor_threads() == before + 1
+    assert states(app) == ["ok"]  # the first read waited for the first check
     app.extensions["zdm_replicas"].close()
     assert monitor_threads() == before
 

@@ -49,7 +49,7 @@ class PgBouncer:
         folder: Path,
         port: int,
         databases: Mapping[str, str],
-        users: Mapping[str, str],
+        users: Mapping[str, str | None],
         pool_size: int | None = None,
     ) -> None:
         self.folder = folder.resolve()
@@ -75,6 +75,8 @@ class PgBouncer:
             listen_port=str(self.port),
             auth_type="trust",
             auth_file=str(self.folder / "userlist.txt"),
+            # SHOW STATS and SHOW POOLS on the console (database "pgbouncer") for these users.
+            stats_users=", ".join(self.users),
         )
         if self.pool_size is not None:
             settings["default_pool_size"] = str(self.pool_size)
@@ -87,7 +89,7 @@ class PgBouncer:
         own_folder(self.folder, self.user)
         ini = self.folder / "pgbouncer.ini"
         ini.write_text(self.config())
-        users = "".join(f'"{name}" "{secret}"\n' for name, secret in self.users.items())
+        users = "".join(f'"{name}" "{secret or ""}"\n' for name, secret in self.users.items())
         userlist = self.folder / "userlist.txt"
         userlist.write_text(users)
         for path in (ini, userlist):

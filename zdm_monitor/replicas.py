@@ -47,6 +47,10 @@ SELECT CASE
 END
 """
 
+# Errors that say the server is going away or not there, though the connection may still be
+# open (PgBouncer relays them): connection exceptions, shutdowns, "the database is starting up".
+GONE = ("08", "57P")
+
 # A replica's states: only "ok" takes reads.
 STARTING, OK, LAGGING, UNREACHABLE = "starting", "ok", "lagging", "unreachable"
 
@@ -80,11 +84,9 @@ class Replica:
         try:
             return query(conn)
         except psycopg2.OperationalError as exc:
-            # A closed connection means the server (or PgBouncer) is gone; an open one means it
-            # answered, e.g. a statement timeout, which another server would not answer faster.
-            if conn.closed:
+            if conn.closed or (exc.pgcode or "").startswith(GONE):
                 raise Unreachable from exc
-            raise
+            raise  # it answered, e.g. a statement timeout, which another would not answer faster
         finally:
             self.database.putconn(conn)
 
@@ -180,7 +182,11 @@ class Replicas:
         return usable
 
     def _start_monitor(self) -> None:
-        """Start this process's monitor on its first read: never at import, never across fork."""
+        """Start this process's monitor on its first read: never at import, never across fork.
+
+        That first read waits for one check of every replica (a millisecond each), so even a
+        new worker's first reads go to a replica.
+        """
         if self._pid == os.getpid():
             return
         with self._lock:
@@ -189,6 +195,7 @@ class Replicas:
             if self._pid is not None:  # forked: the parent's thread does not run here
                 for replica in self.replicas:
                     replica.forget_parent()
+            self._check_all()
             self._stop = threading.Event()
             self._thread = threading.Thread(
                 target=self._watch, args=(self._stop,), name="zdm-replica-monitor", daemon=True
@@ -197,15 +204,17 @@ class Replicas:
             self._pid = os.getpid()
 
     def _watch(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            for replica in self.replicas:
-                try:
-                    self._update(replica, replica.check())
-                except Exception:  # the monitor must outlive any surprise
-                    log.exception("replica check failed", extra=fields(replica))
-            stop.wait(CHECK_INTERVAL_S)
+        while not stop.wait(CHECK_INTERVAL_S):
+            self._check_all()
         for replica in self.replicas:
             replica.close_monitor_connection()
+
+    def _check_all(self) -> None:
+        for replica in self.replicas:
+            try:
+                self._update(replica, replica.check())
+            except Exception:  # the monitor must outlive any surprise
+                log.exception("replica check failed", extra=fields(replica))
 
     def _mark_unreachable(self, replica: Replica) -> None:
         self._update(replica, State(UNREACHABLE, None))

@@ -75,7 +75,7 @@ def prepare_database(url: str) -> bool:
         return load_demo(conn)
 
 
-def create_reader(url: str, role: str, password: str) -> None:
+def create_reader(url: str, role: str, password: str | None = None) -> None:
     """Create (once) a login role that may only read the ZDM tables, as the service should run."""
     with closing(psycopg2.connect(url)) as conn, conn, conn.cursor() as cur:
         cur.execute("SELECT FROM pg_roles WHERE rolname = %s", (role,))
@@ -246,9 +246,20 @@ class Stack:
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
 
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        """The long-running children wait() watches."""
+        return [p for p in (self.gunicorn, self.nginx) if p is not None]
+
+    def where(self) -> str:
+        """Where the stack listens, for the banner."""
+        base = f"http://127.0.0.1:{self.port}"
+        if self.with_nginx:
+            return f"nginx on {base} -> gunicorn on 127.0.0.1:{self.gunicorn_port}"
+        return base
+
     def wait(self) -> int:
         """Block until a signal asks to stop or a process dies; return an exit status."""
-        children = [p for p in (self.gunicorn, self.nginx) if p is not None]
+        children = self.processes()
         while not self.stopping:
             if any(p.poll() is not None for p in children):
                 return 1
