@@ -36,6 +36,12 @@ wrk:
 cluster: $(STAMP) nginx pgbouncer
 	$(BIN)/zdm-monitor cluster
 
+# Not part of the tests: requests per second through nginx to one gunicorn node and to two in
+# the same run, with the CPU per request of each layer; writes bench/CAPACITY.md.
+.PHONY: capacity
+capacity: $(STAMP) wrk nginx pgbouncer
+	$(BIN)/python bench/capacity.py
+
 # Debian's PgBouncer, for make cluster and the tests through it. The package's own service is
 # not used: the tests and the cluster run PgBouncers of their own on free loopback ports.
 .PHONY: pgbouncer
