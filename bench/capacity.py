@@ -116,20 +116,13 @@ def measured(run: Callable[[], Run], cluster: Cluster, one: Any) -> tuple[Run, d
 def connections(cluster: Cluster) -> dict[str, int]:
     """Clients and servers at PgBouncer, and the role's backends on each PostgreSQL."""
     counts: dict[str, int] = {}
-    with closing(psycopg2.connect(cluster.pgbouncer.url("pgbouncer", ROLE))) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SHOW POOLS")
-            assert cur.description is not None
-            columns = [c.name for c in cur.description]
-            for row in cur.fetchall():
-                pool = dict(zip(columns, row, strict=True))
-                if pool["database"] in (PRIMARY_DB, REPLICA_DB):
-                    # PgBouncer 1.18 counts idle clients in cl_active; later versions apart.
-                    clients = sum(pool.get(k, 0) for k in CLIENT_STATES)
-                    servers = sum(pool.get(k, 0) for k in SERVER_STATES)
-                    counts[f"PgBouncer clients, {pool['database']}"] = clients
-                    counts[f"PgBouncer server connections, {pool['database']}"] = servers
+    for pool in cluster.pgbouncer.show("POOLS", ROLE):
+        if pool["database"] in (PRIMARY_DB, REPLICA_DB):
+            # PgBouncer 1.18 counts idle clients in cl_active; later versions apart.
+            clients = sum(pool.get(k, 0) for k in CLIENT_STATES)
+            servers = sum(pool.get(k, 0) for k in SERVER_STATES)
+            counts[f"PgBouncer clients, {pool['database']}"] = clients
+            counts[f"PgBouncer server connections, {pool['database']}"] = servers
     for name, server in (("replica", cluster.replica), ("primary", cluster.postgres)):
         assert server is not None
         with closing(psycopg2.connect(server.url())) as conn, conn.cursor() as cur:

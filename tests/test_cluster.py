@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -34,7 +33,7 @@ from processes import (
     wait_until,
 )
 from prometheus_client.parser import text_string_to_metric_families
-from test_e2e import LAUNCHER, Launcher
+from test_e2e import launch
 
 from zdm_monitor.cluster import REPLICA_DB, ROLE, Cluster
 from zdm_monitor.embedded import EmbeddedPostgres
@@ -111,16 +110,9 @@ def replica_states(cluster: Cluster, asks: int = 8) -> set[str]:
 
 def pgbouncer_transactions(cluster: Cluster, database: str) -> int:
     """PgBouncer's own count of transactions it passed to a database (SHOW STATS)."""
-    with closing(psycopg2.connect(cluster.pgbouncer.url("pgbouncer", ROLE))) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SHOW STATS")
-            assert cur.description is not None
-            columns = [c.name for c in cur.description]
-            for row in cur.fetchall():
-                stats = dict(zip(columns, row, strict=True))
-                if stats["database"] == database:
-                    return int(stats["total_xact_count"])
+    for stats in cluster.pgbouncer.show("STATS", ROLE):
+        if stats["database"] == database:
+            return int(stats["total_xact_count"])
     raise AssertionError(f"PgBouncer has no database {database}")
 
 
@@ -332,18 +324,8 @@ def test_the_cluster_command_serves_the_seed_and_stops_cleanly_on_ctrl_c(
     """`make cluster` from a clean data folder: every layer up, the seed answered, Ctrl-C."""
     data_dir = tmp_path / "var"
     port = free_ports(4)
-    log_path = tmp_path / "cluster.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(LAUNCHER), "cluster"],
-            env=clean_env(ZDM_DATA_DIR=str(data_dir), PORT=str(port)),
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    launcher = Launcher(data_dir, port, log_path, process)
+    launcher = launch("cluster", data_dir, port, tmp_path / "cluster.log")
+    process = launcher.process
     servers = [EmbeddedPostgres(data_dir / "cluster" / name) for name in ("replica1", "primary")]
     try:
         launcher.wait_healthy()

@@ -5,6 +5,7 @@ A real primary and two real streaming replicas made with pg_basebackup -R serve 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -234,3 +235,37 @@ def test_without_replicas_nothing_changes(make_app: Callable[..., Flask]) -> Non
     assert client.get("/readyz").get_json()["data"] == {"status": "ready"}
     assert monitor_threads() == before
     assert read_many(client, 3) == {"primary": 0, "replica1": 0, "replica2": 0}
+
+
+def test_a_forked_worker_watches_on_its_own_and_leaves_the_parent_s_connection(
+    servers: Servers, make_app: Callable[..., Flask]
+) -> None:
+    """What gunicorn's fork does to an app whose monitor already runs in the parent."""
+    app = make_app(DATABASE_REPLICA_URLS=reader(servers.replicas[0]))
+    assert app.test_client().get("/readyz").status_code == 200
+    replica = app.extensions["zdm_replicas"].replicas[0]
+    assert replica._monitor_conn is not None
+    # Only its server's process ID: a reference here would keep the child from dropping it.
+    session = replica._monitor_conn.info.backend_pid
+    answer_from, answer_to = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports through the pipe and leaves without any clean-up
+        verdict = b"0"
+        try:
+            before = monitor_threads()
+            served = app.test_client().get("/readyz").status_code == 200
+            ok = served and states(app) == ["ok"] and monitor_threads() == before + 1
+            own = replica._monitor_conn is not None
+            if ok and own and replica._monitor_conn.info.backend_pid != session:
+                verdict = b"1"
+        finally:
+            os.write(answer_to, verdict)
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(answer_from, 1) == b"1"
+    os.close(answer_from)
+    os.close(answer_to)
+    # The parent's session still works: the child neither used nor closed it.
+    assert replica.check().status == "ok"
+    assert replica._monitor_conn is not None
+    assert replica._monitor_conn.info.backend_pid == session

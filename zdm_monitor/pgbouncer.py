@@ -11,8 +11,9 @@ import time
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import psycopg2
 from psycopg2.extensions import parse_dsn
 
 from .embedded import own_folder, service_user
@@ -63,6 +64,16 @@ class PgBouncer:
     def url(self, database: str, user: str, password: str = "") -> str:
         secret = f":{password}" if password else ""
         return f"postgresql://{user}{secret}@127.0.0.1:{self.port}/{database}"
+
+    def show(self, what: str, user: str) -> list[dict[str, Any]]:
+        """SHOW STATS, SHOW POOLS ... on PgBouncer's console, as rows of column -> value."""
+        with closing(psycopg2.connect(self.url("pgbouncer", user))) as conn:
+            conn.autocommit = True  # the console takes no transaction block
+            with conn.cursor() as cur:
+                cur.execute(f"SHOW {what}")
+                assert cur.description is not None
+                columns = [column.name for column in cur.description]
+                return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
 
     def config(self) -> str:
         """config/pgbouncer.ini with its servers, port and authentication replaced."""

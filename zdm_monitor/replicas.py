@@ -116,6 +116,8 @@ class Replica:
     def forget_parent(self) -> None:
         """After fork, start from scratch without touching the parent's connection."""
         self.state = State(STARTING, None)
+        # Dropped, not closed: close() would end the parent's session on the socket both
+        # processes share (psycopg2 closes nothing it collects in another process).
         self._monitor_conn = None
 
 
