@@ -35,6 +35,26 @@ wrk:
 	@command -v wrk >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 
+# Every layer on one machine, on loopback, with the demo data: nginx on PORT (8000) -> two
+# gunicorn nodes (8001, 8002) -> PgBouncer (8003) -> a PostgreSQL streaming replica, the
+# primary when the replica cannot serve. Data in var/cluster; Ctrl-C stops it all.
+.PHONY: cluster
+cluster: $(STAMP) nginx pgbouncer
+	$(BIN)/zdm-monitor cluster
+
+# Not part of the tests: requests per second through nginx to one gunicorn node and to two in
+# the same run, with the CPU per request of each layer; writes bench/CAPACITY.md.
+.PHONY: capacity
+capacity: $(STAMP) wrk nginx pgbouncer
+	$(BIN)/python bench/capacity.py
+
+# Debian's PgBouncer, for make cluster and the tests through it. The package's own service is
+# not used: the tests and the cluster run PgBouncers of their own on free loopback ports.
+.PHONY: pgbouncer
+pgbouncer:
+	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer)
+
 # Not part of the tests: generates 1M jobs on first use (kept in var/bench), prints the table
 # and writes bench/RESULTS.md.
 bench: $(STAMP) wrk
@@ -50,8 +70,20 @@ drill: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python tests/drill.py --soak 100000
 
-test: $(STAMP) nginx chromium
+# nginx, chromium and PgBouncer for the end-to-end, browser and cluster tests.
+test: $(STAMP) nginx chromium pgbouncer
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The API test suite again, with every connection of the app going through PgBouncer in
+# transaction pooling mode (tests/conftest.py: reader_url). The modules left out start servers
+# of their own and never use that connection (test_cluster.py has its own PgBouncer), or test
+# the live page rather than the API.
+.PHONY: e2e
+e2e: $(STAMP) pgbouncer
+	ZDM_TEST_PGBOUNCER=1 $(BIN)/python -m pytest \
+	  --ignore=tests/test_e2e.py --ignore=tests/test_nginx_e2e.py \
+	  --ignore=tests/test_drill.py --ignore=tests/test_cluster.py \
+	  --ignore=tests/test_replicas.py --ignore=tests/test_live_page.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -77,12 +77,20 @@ def milliseconds(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, token: str, seconds: int, script: str = "", connections: int = 6) -> Run:
+def wrk(
+    url: str,
+    token: str,
+    seconds: int,
+    script: str = "",
+    connections: int = 6,
+    jobs: int = JOBS,
+) -> Run:
+    """Run wrk; with a script ("id" or "name"), random jobs 1..jobs."""
     command = [*WRK, "--connections", str(connections), "--duration", f"{seconds}s"]
     command += ["--header", f"Authorization: Bearer {token}"]
     if script:
         command += ["--script", str(HERE / "wrk" / "jobs.lua")]
-    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_JOBS": str(JOBS), "BENCH_BY": script}
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_JOBS": str(jobs), "BENCH_BY": script}
     out = subprocess.run(
         [*command, url], capture_output=True, text=True, check=True, env=env
     ).stdout

@@ -120,9 +120,10 @@ def post_worker_init(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Close the worker's database connections once its last request is done."""
-    database = getattr(worker.wsgi, "extensions", {}).get("zdm_db")
-    if database is not None:
-        database.close()
+    extensions = getattr(worker.wsgi, "extensions", {})
+    for name in ("zdm_db", "zdm_replicas"):
+        if extensions.get(name) is not None:
+            extensions[name].close()
 
 
 def child_exit(server: Any, worker: Any) -> None:

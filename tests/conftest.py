@@ -15,28 +15,24 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from pgwire import CountingProxy
+from processes import free_port
 from psycopg2.extensions import connection, make_dsn
 from werkzeug.test import TestResponse
 
 from zdm_monitor import create_app
 from zdm_monitor.db import apply_schema, load_demo
 from zdm_monitor.embedded import EmbeddedPostgres
+from zdm_monitor.pgbouncer import PgBouncer
+from zdm_monitor.stack import create_reader
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JOB_URL = "/api/backups/monitoring/job/"
 TABLES = "server, repository, backup, backup_info, backup_log"
 # The least-privilege role of the README's "Database role": the app connects as it in the tests.
 READER = "zdm_monitor_reader"
-READER_GRANTS = f"""
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN
-        CREATE ROLE {READER} LOGIN PASSWORD '{READER}';
-    END IF;
-END $$;
-GRANT USAGE ON SCHEMA public TO {READER};
-GRANT SELECT ON {TABLES} TO {READER};
-GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot TO {READER};
-"""
+# make e2e: the app's connections go through PgBouncer (see reader_url).
+THROUGH_PGBOUNCER = os.environ.get("ZDM_TEST_PGBOUNCER") == "1"
+PGBOUNCER_POOL_SIZE = 2
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 # The contract's two example bodies, as the demo data serves them (jobs 1 and 2).
@@ -103,14 +99,18 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not url:
         server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "data")
         url = server.start()
-    with closing(psycopg2.connect(url)) as conn:
-        apply_schema(conn)
-        reset_demo(conn)
-        with conn, conn.cursor() as cur:
-            cur.execute(READER_GRANTS)
+    prepare_database(url)
     yield url
     if server is not None:
         server.stop()
+
+
+def prepare_database(url: str) -> None:
+    """The schema, the demo data exactly as shipped, and the service's SELECT-only role."""
+    with closing(psycopg2.connect(url)) as conn:
+        apply_schema(conn)
+        reset_demo(conn)
+    create_reader(url, READER, READER)
 
 
 def reset_demo(conn: connection) -> None:
@@ -130,9 +130,30 @@ def db(database_url: str) -> Iterator[connection]:
 
 
 @pytest.fixture(scope="session")
-def reader_url(database_url: str) -> str:
-    """The same database as the SELECT-only role the service runs as."""
-    return make_dsn(database_url, user=READER, password=READER)
+def reader_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same database as the SELECT-only role the service runs as.
+
+    With ZDM_TEST_PGBOUNCER=1 (make e2e) the app's connections go through a PgBouncer in
+    transaction pooling mode with two server connections, which its clients take in turn: a
+    test then fails if the service relied on anything kept in a server session.
+    """
+    if not THROUGH_PGBOUNCER:
+        yield make_dsn(database_url, user=READER, password=READER)
+        return
+    logs = tmp_path_factory.mktemp("pgbouncer-log")
+    bouncer = PgBouncer(
+        tmp_path_factory.mktemp("pgbouncer"),
+        free_port(),
+        {"zdm": database_url},
+        {READER: READER},
+        pool_size=PGBOUNCER_POOL_SIZE,
+    )
+    with (logs / "pgbouncer.log").open("wb") as log:
+        bouncer.start(log)
+    try:
+        yield bouncer.url("zdm", READER, READER)
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture
@@ -150,6 +171,8 @@ def make_app(reader_url: str) -> Iterator[Callable[..., Flask]]:
     yield build
     for app in apps:
         app.extensions["zdm_db"].close()
+        if app.extensions["zdm_replicas"] is not None:
+            app.extensions["zdm_replicas"].close()
 
 
 @pytest.fixture

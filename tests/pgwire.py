@@ -73,6 +73,8 @@ class CountingProxy:
                 sink.sendall(chunk)
         with suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
+        # Each side's reader closes it once that side is done, not the garbage collector.
+        source.close()
 
     def _client_to_server(self, client: socket.socket, upstream: socket.socket) -> None:
         buffer = b""
@@ -84,6 +86,7 @@ class CountingProxy:
                 upstream.sendall(chunk)
         with suppress(OSError):
             upstream.shutdown(socket.SHUT_WR)
+        client.close()
 
     def _parse(self, buffer: bytes, started: bool) -> tuple[bytes, bool]:
         """Consume whole messages from the buffer, recording queries; keep the rest."""

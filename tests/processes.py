@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from contextlib import closing
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,27 +27,32 @@ def free_port() -> int:
 
 
 def free_port_pair() -> int:
-    """A port p with p and p + 1 both free: nginx listens on p, gunicorn on p + 1.
+    """A port p with p and p + 1 both free: nginx listens on p, gunicorn on p + 1."""
+    return free_ports(2)
 
-    Both lie below the kernel's ephemeral range: a connect() to a dead port inside that range
+
+def free_ports(count: int) -> int:
+    """A port p with p, p + 1, ... p + count - 1 all free.
+
+    All lie below the kernel's ephemeral range: a connect() to a dead port inside that range
     can, now and then, pick the same port as its source and connect to itself (TCP
     simultaneous open), which would turn "gunicorn is gone" into a hanging upstream.
     """
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    candidates = list(range(max(1025, low - 12000), low - 1))
+    candidates = list(range(max(1025, low - 12000), low - count))
     random.shuffle(candidates)
     for port in candidates[:200]:
-        with (
-            closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as first,
-            closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as second,
-        ):
+        with ExitStack() as stack:
             try:
-                first.bind(("127.0.0.1", port))
-                second.bind(("127.0.0.1", port + 1))
+                for offset in range(count):
+                    sock = stack.enter_context(
+                        closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    )
+                    sock.bind(("127.0.0.1", port + offset))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no two consecutive free ports below the ephemeral range")
+    raise RuntimeError(f"no {count} consecutive free ports below the ephemeral range")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -84,3 +84,12 @@ def test_nginx_config_fills_every_placeholder() -> None:
     assert "access_log /var/log/zdm/access.log zdm_json;" in result.output
     # nginx's own variables are left alone.
     assert "$proxy_add_x_forwarded_for" in result.output
+
+
+def test_nginx_config_lists_every_gunicorn_node() -> None:
+    nodes = ["127.0.0.1:8001", "127.0.0.1:8002", "10.0.0.3:8001"]
+    result = CliRunner().invoke(main, ["nginx-config", *(f"--upstream={n}" for n in nodes)])
+    assert result.exit_code == 0, result.output
+    servers = [line.split()[1] for line in result.output.splitlines() if "max_fails=" in line]
+    assert servers == nodes
+    assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in result.output

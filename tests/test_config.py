@@ -343,3 +343,46 @@ def test_every_bad_polling_setting_reported_at_once() -> None:
     )
     for variable in ("ZDM_CORS_ORIGINS", *POLLING_SECONDS):
         assert variable in message
+
+
+# --- Read replicas ------------------------------------------------------------------------------
+
+
+def test_no_replicas_by_default() -> None:
+    settings = load_settings(BASE)
+    assert settings.database_replica_urls == ()
+    assert settings.replica_max_lag_s == 5.0
+
+
+def test_replica_urls_split_on_spaces_and_commas_but_not_inside_a_url() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "DATABASE_REPLICA_URLS": "postgresql://a/zdm, postgresql://b1,b2/zdm\n postgres://c/z",
+            "ZDM_REPLICA_MAX_LAG_S": "0.5",
+        }
+    )
+    assert settings.database_replica_urls == (
+        "postgresql://a/zdm",
+        "postgresql://b1,b2/zdm",
+        "postgres://c/z",
+    )
+    assert settings.replica_max_lag_s == 0.5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_REPLICA_URLS", "host=replica password=hunter2"),
+        ("DATABASE_REPLICA_URLS", "postgresql://a/zdm mysql://hunter2@b/zdm"),
+        ("ZDM_REPLICA_MAX_LAG_S", "0"),
+        ("ZDM_REPLICA_MAX_LAG_S", "-1"),
+        ("ZDM_REPLICA_MAX_LAG_S", "soon"),
+        ("ZDM_REPLICA_MAX_LAG_S", "nan"),
+        ("ZDM_REPLICA_MAX_LAG_S", "inf"),
+    ],
+)
+def test_bad_replica_settings_are_named(variable: str, value: str) -> None:
+    message = config_error({**BASE, variable: value})
+    assert variable in message
+    assert "hunter2" not in message  # URLs may carry passwords: never echoed

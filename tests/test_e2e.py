@@ -80,26 +80,30 @@ class Launcher:
         EmbeddedPostgres(self.data_dir / "postgres").stop()
 
 
+def launch(command: str, data_dir: Path, port: int, log_path: Path) -> Launcher:
+    """Start `zdm-monitor <command>` on a data folder and PORT, from log_path's folder."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(LAUNCHER), command],
+            env=clean_env(ZDM_DATA_DIR=str(data_dir), PORT=str(port)),
+            cwd=log_path.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Launcher(data_dir, port, log_path, process)
+
+
 @pytest.fixture
 def start_launcher(tmp_path: Path) -> Iterator[Any]:
     """Start `zdm-monitor serve` on a data folder; whatever is left running is stopped after."""
     started: list[Launcher] = []
 
     def start(data_dir: Path) -> Launcher:
-        port = free_port()
-        log_path = tmp_path / f"serve-{len(started) + 1}.log"
-        env = clean_env(ZDM_DATA_DIR=str(data_dir), PORT=str(port))
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [str(LAUNCHER), "serve"],
-                env=env,
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        launcher = Launcher(data_dir, port, log_path, process)
+        launcher = launch(
+            "serve", data_dir, free_port(), tmp_path / f"serve-{len(started) + 1}.log"
+        )
         started.append(launcher)
         launcher.wait_healthy()
         return launcher

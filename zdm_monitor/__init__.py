@@ -19,6 +19,7 @@ from .db import Database, close_db
 from .envelope import assign_request_id, echo_request_id
 from .errors import register_error_handlers
 from .logs import configure_logging, log_request, start_timer
+from .replicas import Replicas
 from .schemas import ErrorResponseSchema
 
 DOCS_ASSETS = "/api/docs/assets/"
@@ -32,6 +33,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     configure_json(app)
     configure_logging()
     app.extensions["zdm_db"] = Database(settings, on_change=metrics.record_pool)
+    app.extensions["zdm_replicas"] = Replicas(settings) if settings.database_replica_urls else None
     register_blueprints(app)
     register_error_handlers(app)
     register_request_hooks(app)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import psycopg2
 
+from .cluster import Cluster
 from .db import apply_schema
 from .generate import generate
 from .stack import DEV_TOKEN_TTL, Stack, dev_secret, make_token, prepare_database, render_site
@@ -78,12 +79,19 @@ def token(subject: str, ttl: int) -> None:
 
 @main.command("nginx-config")
 @click.option("--listen", default="80", show_default=True, help="nginx's listen address.")
-@click.option("--upstream", default="127.0.0.1:8000", show_default=True, help="gunicorn.")
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    default=["127.0.0.1:8000"],
+    show_default=True,
+    help="A gunicorn node; repeat it for several.",
+)
 @click.option("--server-name", default="localhost", show_default=True)
 @click.option("--log-dir", default="/var/log/nginx", show_default=True)
-def nginx_config(listen: str, upstream: str, server_name: str, log_dir: str) -> None:
+def nginx_config(listen: str, upstreams: tuple[str, ...], server_name: str, log_dir: str) -> None:
     """Print config/nginx/zdm-monitor.conf filled in for these values."""
-    click.echo(render_site(listen, upstream, Path(log_dir), server_name))
+    click.echo(render_site(listen, list(upstreams), Path(log_dir), server_name))
 
 
 @main.command()
@@ -112,12 +120,7 @@ def serve(port: int, workers: int | None, nginx: bool) -> None:
 
 def banner(stack: Stack) -> None:
     base = f"http://127.0.0.1:{stack.port}"
-    where = (
-        f"nginx on {base} -> gunicorn on 127.0.0.1:{stack.gunicorn_port}"
-        if stack.with_nginx
-        else base
-    )
-    click.echo(f"\nServing: {where}  (API docs: {base}/api/docs)")
+    click.echo(f"\nServing: {stack.where()}  (API docs: {base}/api/docs)")
     if stack.env.get("ZDM_JWT_PUBLIC_KEY"):
         return
     bearer = stack.env.get("ZDM_DEV_TOKEN") or make_token(
@@ -129,3 +132,33 @@ def banner(stack: Stack) -> None:
         f'  curl -X GET "{base}/api/backups/monitoring/job/1" \\\n'
         f'    -H "Authorization: Bearer {bearer}"\n'
     )
+
+
+@main.command("cluster")
+@click.option(
+    "--port",
+    envvar="PORT",
+    default=8000,
+    show_default=True,
+    type=int,
+    help="nginx's port; the gunicorn nodes and PgBouncer take the next ones.",
+)
+@click.option("--workers", default=2, show_default=True, type=int, help="Workers per node.")
+def cluster_command(port: int, workers: int) -> None:
+    """Serve through nginx, two gunicorn nodes, PgBouncer, a primary and a streaming replica."""
+    cluster = Cluster(data_dir(), port, workers=workers)
+    cluster.catch_signals()
+    status = 1
+    try:
+        cluster.start()
+        if cluster.demo_loaded:
+            click.echo("Demo data loaded.")
+        click.echo(f"Cluster on loopback, data in {cluster.folder}:")
+        for name, where in cluster.layers():
+            click.echo(f"  {name:<10} {where}")
+        banner(cluster)
+        status = cluster.wait()
+    finally:
+        cluster.stop()
+        click.echo("Stopped nginx, the gunicorn nodes, PgBouncer, the replica and the primary.")
+    sys.exit(status)

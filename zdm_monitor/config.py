@@ -23,6 +23,10 @@ ORIGIN_PATTERN = re.compile(
 
 T = TypeVar("T")
 
+# Replica URLs are separated by spaces or commas; a comma inside one (libpq's host1,host2) is not.
+URL_SEPARATOR = re.compile(r"\s+|,\s*(?=postgres(?:ql)?://)")
+DEFAULT_MAX_LAG_S = "5"
+
 
 class ConfigError(Exception):
     """The environment does not describe a service that can start."""
@@ -31,6 +35,8 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     database_url: str
+    database_replica_urls: tuple[str, ...]
+    replica_max_lag_s: float
     jwt_key: str
     jwt_algorithms: tuple[str, ...]
     jwt_audience: str | None
@@ -97,6 +103,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     database_url = get("DATABASE_URL")
     if database_url is None:
         problems.append("DATABASE_URL is not set: give the ZDM PostgreSQL URL (postgresql://...).")
+    replica_urls, max_lag = _replicas(get, problems)
 
     key, algorithms = _jwt_key(get, problems)
     leeway = parse("ZDM_JWT_LEEWAY", "30", _int, "a whole number of seconds")
@@ -129,6 +136,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     assert stall and poll_active and poll_waiting
     return Settings(
         database_url=database_url,
+        database_replica_urls=replica_urls,
+        replica_max_lag_s=max_lag,
         jwt_key=key,
         jwt_algorithms=algorithms,
         jwt_audience=get("ZDM_JWT_AUDIENCE"),
@@ -145,6 +154,27 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         poll_waiting_seconds=poll_waiting,
         dev_token=get("ZDM_DEV_TOKEN"),
     )
+
+
+def _replicas(
+    get: Callable[[str], str | None], problems: list[str]
+) -> tuple[tuple[str, ...], float]:
+    """Read the replicas' URLs and the lag beyond which a replica is skipped."""
+    raw = get("DATABASE_REPLICA_URLS") or ""
+    urls = tuple(u for u in URL_SEPARATOR.split(raw) if u)
+    wrong = [u for u in urls if not u.startswith(("postgresql://", "postgres://"))]
+    if wrong:
+        problems.append(
+            f"DATABASE_REPLICA_URLS holds {len(wrong)} value(s) that are not postgresql:// URLs."
+        )
+    lag_text = get("ZDM_REPLICA_MAX_LAG_S") or DEFAULT_MAX_LAG_S
+    try:
+        max_lag = float(lag_text)
+    except ValueError:
+        max_lag = 0.0
+    if not 0 < max_lag < float("inf"):
+        problems.append(f"ZDM_REPLICA_MAX_LAG_S={lag_text!r} is not a number of seconds above 0.")
+    return urls, max_lag
 
 
 def _jwt_key(get: Callable[[str], str | None], problems: list[str]) -> tuple[str, tuple[str, ...]]:

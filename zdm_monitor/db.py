@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Callable
 from importlib.resources import files
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -14,6 +14,9 @@ from flask import current_app, g
 from psycopg2.extensions import connection
 
 from .config import Settings
+
+if TYPE_CHECKING:
+    from .replicas import Replicas
 
 IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 T = TypeVar("T")
@@ -36,9 +39,13 @@ class Database:
     """
 
     def __init__(
-        self, settings: Settings, on_change: Callable[[int, int], None] | None = None
+        self,
+        settings: Settings,
+        on_change: Callable[[int, int], None] | None = None,
+        url: str | None = None,
     ) -> None:
         self.settings = settings
+        self.url = url or settings.database_url
         self._on_change = on_change
         self._idle: list[connection] = []
         self._in_use = 0
@@ -68,9 +75,7 @@ class Database:
             self._in_use += 1
             self._report()
         try:
-            conn: connection = psycopg2.connect(
-                self.settings.database_url, **connect_kwargs(self.settings)
-            )
+            conn: connection = psycopg2.connect(self.url, **connect_kwargs(self.settings))
         except BaseException:
             with self._lock:
                 self._in_use -= 1
@@ -112,7 +117,15 @@ def get_db() -> connection:
 
 
 def read(query: Callable[[connection], T]) -> T:
-    """Run a read on this request's connection, replacing it once if it was found dead.
+    """Run a read on a healthy replica when there are any (replicas.py), else on the primary."""
+    replicas: Replicas | None = current_app.extensions.get("zdm_replicas")
+    if replicas is not None:
+        return replicas.read(query, read_primary)
+    return read_primary(query)
+
+
+def read_primary(query: Callable[[connection], T]) -> T:
+    """Run a read on this request's primary connection, replacing it once if it was found dead.
 
     After PostgreSQL restarts, every pooled connection is dead; the first request on each would
     fail. Instead the dead one and its idle siblings are dropped and the read is retried on a new

@@ -6,9 +6,12 @@ import os
 import pwd
 import subprocess
 import tempfile
+from contextlib import closing
 from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import quote
+
+import psycopg2
 
 # PostgreSQL refuses to run as root; root sessions run it as this system user.
 SYSTEM_USER = "zdm-postgres"
@@ -27,12 +30,38 @@ def bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def service_user() -> str | None:
+    """The user PostgreSQL and PgBouncer run as: SYSTEM_USER for root, else None (this one)."""
+    return SYSTEM_USER if os.geteuid() == 0 else None
+
+
+def own_folder(folder: Path, user: str | None) -> None:
+    """Create a private folder owned by user (a system user made on first use), reachable from /."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if user is None:
+        folder.chmod(0o700)
+        return
+    if subprocess.run(["id", user], capture_output=True).returncode != 0:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+            check=True,
+            capture_output=True,
+        )
+    entry = pwd.getpwnam(user)
+    os.chown(folder, entry.pw_uid, entry.pw_gid)
+    folder.chmod(0o700)
+    for parent in folder.parents:
+        mode = parent.stat().st_mode
+        if mode & 0o005 != 0o005:
+            parent.chmod(mode | 0o005)
+
+
 class EmbeddedPostgres:
     """Initialise, start and stop one PostgreSQL cluster that listens on a Unix socket only."""
 
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata.resolve()
-        self.user = SYSTEM_USER if os.geteuid() == 0 else None
+        self.user = service_user()
 
     def _run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
         # Drop root's groups too: a root group match would deny what "other" allows.
@@ -49,31 +78,7 @@ class EmbeddedPostgres:
         return result
 
     def _prepare(self) -> None:
-        """Create the folder for the server's user, able to reach it from the root."""
-        self.pgdata.mkdir(parents=True, exist_ok=True)
-        if self.user is None:
-            self.pgdata.chmod(0o700)
-            return
-        if subprocess.run(["id", self.user], capture_output=True).returncode != 0:
-            subprocess.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    self.user,
-                ],
-                check=True,
-                capture_output=True,
-            )
-        entry = pwd.getpwnam(self.user)
-        os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
-        self.pgdata.chmod(0o700)
-        for parent in self.pgdata.parents:
-            mode = parent.stat().st_mode
-            if mode & 0o005 != 0o005:
-                parent.chmod(mode | 0o005)
+        own_folder(self.pgdata, self.user)
 
     def running(self) -> bool:
         pid_file = self.pgdata / "postmaster.pid"
@@ -117,6 +122,37 @@ class EmbeddedPostgres:
                 str(self.pgdata / "server.log"),
             )
         return self.url()
+
+    def replicate(self, primary: EmbeddedPostgres, slot: str) -> str:
+        """Start this cluster as a streaming replica of the running primary; return its URL.
+
+        The first time, pg_basebackup -R copies the primary and writes the standby settings,
+        with a replication slot so that the primary keeps the WAL the replica has not received.
+        """
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._prepare()
+            primary.drop_slot(slot)
+            self._run(
+                "pg_basebackup",
+                *("--pgdata", str(self.pgdata), "--dbname", primary.url()),
+                *("--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast"),
+                *("--create-slot", "--slot", slot),
+            )
+            # With its socket in its data folder, the primary's socket lock file came along.
+            for stale in self.pgdata.glob(".s.PGSQL.*"):
+                stale.unlink()
+        return self.start()
+
+    def drop_slot(self, slot: str) -> None:
+        """Drop a replication slot a replica that no longer exists left behind."""
+        with closing(psycopg2.connect(self.url())) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                    " WHERE slot_name = %s",
+                    (slot,),
+                )
 
     def url(self) -> str:
         """Build the URL from postmaster.pid, which names the port and socket folder in use."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app
 
 from . import repository
 from .db import read
 from .envelope import success
 from .errors import ServiceUnavailable
+from .replicas import Replicas
 
 READY_TIMEOUT_MS = 1000
 
@@ -22,8 +25,17 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Answer 200 when the database answers within a second and no shutdown has begun."""
+    """Answer 200 when the database answers within a second and no shutdown has begun.
+
+    With read replicas, "the database" is the one reads go to (a replica, else the primary), and
+    the body lists each replica's state and lag.
+    """
     if current_app.config.get("ZDM_DRAINING"):
         raise ServiceUnavailable("종료 중입니다. 새 요청은 다른 인스턴스로 보내세요.")
     read(lambda conn: repository.ping(conn, timeout_ms=READY_TIMEOUT_MS))
-    return success({"status": "ready"}, message="Database is reachable")
+    data: dict[str, Any] = {"status": "ready"}
+    replicas: Replicas | None = current_app.extensions.get("zdm_replicas")
+    if replicas is not None:
+        # What this process's monitor last saw: no query of its own.
+        data["replicas"] = replicas.describe()
+    return success(data, message="Database is reachable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import cache
 
@@ -33,6 +34,23 @@ POOL = Gauge(
     "Database connections held by the workers' pools.",
     ["state"],
     multiprocess_mode="livesum",
+)
+READS = Counter(
+    "zdm_db_reads_total",
+    "Reads answered, by the database that answered them (with read replicas configured).",
+    ["target"],
+)
+REPLICA_LAG = Gauge(
+    "zdm_db_replica_lag_seconds",
+    "How far each read replica is behind the primary, as last measured (+Inf: unreachable).",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+REPLICA_USABLE = Gauge(
+    "zdm_db_replica_usable",
+    "1 while reads may go to the replica: it answers and lags at most ZDM_REPLICA_MAX_LAG_S.",
+    ["replica"],
+    multiprocess_mode="livemin",
 )
 
 bp = Blueprint("metrics", __name__)
@@ -69,6 +87,15 @@ def record_pool(idle: int, in_use: int) -> None:
     idle_gauge, in_use_gauge = pool_series()
     idle_gauge.set(idle)
     in_use_gauge.set(in_use)
+
+
+def record_read(target: str) -> None:
+    READS.labels(target).inc()
+
+
+def record_replica(name: str, usable: bool, lag_s: float | None) -> None:
+    REPLICA_USABLE.labels(name).set(1 if usable else 0)
+    REPLICA_LAG.labels(name).set(math.inf if lag_s is None else lag_s)
 
 
 @bp.get("/metrics")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -17,6 +18,7 @@ from typing import IO
 
 import jwt
 import psycopg2
+from psycopg2 import sql
 
 from .db import apply_schema, load_demo
 from .embedded import EmbeddedPostgres
@@ -42,6 +44,18 @@ http {
 """
 
 
+# What the service's role needs: see the README's "Database role".
+READER_GRANTS = """
+GRANT USAGE ON SCHEMA public TO {role};
+GRANT SELECT ON server, repository, backup, backup_info, backup_log TO {role};
+GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot TO {role};
+"""
+
+
+# The line of the nginx site that names the gunicorn node, repeated once per node.
+UPSTREAM_LINE = re.compile(r"^.*\$\{ZDM_UPSTREAM\}.*$", re.MULTILINE)
+
+
 class StackError(RuntimeError):
     """A part of the stack could not start."""
 
@@ -54,6 +68,15 @@ def dev_secret(folder: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def use_dev_secret(env: dict[str, str], folder: Path) -> None:
+    """Without a configured key, sign with the folder's development secret and offer a token."""
+    if env.get("ZDM_JWT_SECRET") or env.get("ZDM_JWT_PUBLIC_KEY"):
+        return
+    secret = env["ZDM_JWT_SECRET"] = dev_secret(folder)
+    # The live page at / offers this token; only a development secret's is ever offered.
+    env["ZDM_DEV_TOKEN"] = make_token(secret, "dashboard", DEV_TOKEN_TTL)
 
 
 def make_token(secret: str, subject: str, ttl: int) -> str:
@@ -73,12 +96,24 @@ def prepare_database(url: str) -> bool:
         return load_demo(conn)
 
 
-def render_site(listen: str, upstream: str, log_dir: Path, server_name: str) -> str:
-    """Fill the placeholders of config/nginx/zdm-monitor.conf."""
-    template = Template((CONFIG_DIR / "nginx" / "zdm-monitor.conf").read_text())
-    return template.safe_substitute(
+def create_reader(url: str, role: str, password: str | None = None) -> None:
+    """Create (once) a login role that may only read the ZDM tables, as the service should run."""
+    with closing(psycopg2.connect(url)) as conn, conn, conn.cursor() as cur:
+        cur.execute("SELECT FROM pg_roles WHERE rolname = %s", (role,))
+        name = sql.Identifier(role)
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(name), (password,))
+        cur.execute(sql.SQL(READER_GRANTS).format(role=name))
+
+
+def render_site(listen: str, upstreams: list[str], log_dir: Path, server_name: str) -> str:
+    """Fill the placeholders of config/nginx/zdm-monitor.conf, one upstream line per node."""
+    text = (CONFIG_DIR / "nginx" / "zdm-monitor.conf").read_text()
+    text = UPSTREAM_LINE.sub(
+        lambda line: "\n".join(line[0].replace("${ZDM_UPSTREAM}", u) for u in upstreams), text
+    )
+    return Template(text).safe_substitute(
         ZDM_LISTEN=listen,
-        ZDM_UPSTREAM=upstream,
         ZDM_LOG_DIR=str(log_dir),
         ZDM_SERVER_NAME=server_name,
     )
@@ -125,6 +160,37 @@ def spawn_gunicorn(
         command, env=env, start_new_session=True, stdout=output, stderr=output
     )
     wait_until_up("gunicorn", f"http://127.0.0.1:{port}/healthz", 30, process)
+    return process
+
+
+def start_nginx(
+    prefix: Path, port: int, gunicorn_ports: list[int], output: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start nginx on 127.0.0.1:port in front of the gunicorn nodes, files under prefix."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        raise StackError("nginx is not installed: apt-get install nginx")
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    # nginx's workers run as an unprivileged user when started by root.
+    for folder in (prefix / "tmp", *(prefix / "tmp").iterdir()):
+        folder.chmod(0o1777)
+    (prefix / "zdm-monitor.conf").write_text(
+        render_site(
+            f"127.0.0.1:{port}",
+            [f"127.0.0.1:{p}" for p in gunicorn_ports],
+            prefix,
+            "localhost 127.0.0.1",
+        )
+    )
+    (prefix / "nginx.conf").write_text(Template(NGINX_MAIN).substitute(prefix=prefix))
+    process = subprocess.Popen(
+        [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+        start_new_session=True,
+        stdout=output,
+        stderr=output,
+    )
+    wait_until_up("nginx", f"http://127.0.0.1:{port}/healthz", 10, process)
     return process
 
 
@@ -176,10 +242,7 @@ class Stack:
             self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
             self.env["DATABASE_URL"] = self.postgres.start()
         self.demo_loaded = prepare_database(self.env["DATABASE_URL"])
-        if not self.env.get("ZDM_JWT_SECRET") and not self.env.get("ZDM_JWT_PUBLIC_KEY"):
-            secret = self.env["ZDM_JWT_SECRET"] = dev_secret(self.data_dir)
-            # The live page at / offers this token; only a development secret's is ever offered.
-            self.env["ZDM_DEV_TOKEN"] = make_token(secret, "dashboard", DEV_TOKEN_TTL)
+        use_dev_secret(self.env, self.data_dir)
 
     def _start_gunicorn(self) -> None:
         env = {
@@ -192,31 +255,7 @@ class Stack:
         self.gunicorn = spawn_gunicorn(env, self.gunicorn_port, self.data_dir, self.output)
 
     def _start_nginx(self) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not Path(binary).exists():
-            raise StackError("nginx is not installed: apt-get install nginx")
-        prefix = self.nginx_dir
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-        # nginx's workers run as an unprivileged user when started by root.
-        for folder in (prefix / "tmp", *(prefix / "tmp").iterdir()):
-            folder.chmod(0o1777)
-        (prefix / "zdm-monitor.conf").write_text(
-            render_site(
-                f"127.0.0.1:{self.port}",
-                f"127.0.0.1:{self.gunicorn_port}",
-                prefix,
-                "localhost 127.0.0.1",
-            )
-        )
-        (prefix / "nginx.conf").write_text(Template(NGINX_MAIN).substitute(prefix=prefix))
-        self.nginx = subprocess.Popen(
-            [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
-            start_new_session=True,
-            stdout=self.output,
-            stderr=self.output,
-        )
-        wait_until_up("nginx", f"http://127.0.0.1:{self.port}/healthz", 10, self.nginx)
+        self.nginx = start_nginx(self.nginx_dir, self.port, [self.gunicorn_port], self.output)
 
     def catch_signals(self) -> None:
         """From now on Ctrl-C and SIGTERM ask wait() to return, even while starting."""
@@ -227,9 +266,20 @@ class Stack:
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
 
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        """The long-running children wait() watches."""
+        return [p for p in (self.gunicorn, self.nginx) if p is not None]
+
+    def where(self) -> str:
+        """Where the stack listens, for the banner."""
+        base = f"http://127.0.0.1:{self.port}"
+        if self.with_nginx:
+            return f"nginx on {base} -> gunicorn on 127.0.0.1:{self.gunicorn_port}"
+        return base
+
     def wait(self) -> int:
         """Block until a signal asks to stop or a process dies; return an exit status."""
-        children = [p for p in (self.gunicorn, self.nginx) if p is not None]
+        children = self.processes()
         while not self.stopping:
             if any(p.poll() is not None for p in children):
                 return 1

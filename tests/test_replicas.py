@@ -1,0 +1,271 @@
+"""Reads on streaming replicas: spread, skipped when lagging or unreachable, primary last.
+
+A real primary and two real streaming replicas made with pg_basebackup -R serve the module.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+import pytest
+from conftest import JOB_URL, LINUX_EXAMPLE, READER, bearer, prepare_database
+from flask import Flask
+from flask.testing import FlaskClient
+from processes import wait_until
+from test_metrics import sample
+
+from zdm_monitor.embedded import EmbeddedPostgres
+from zdm_monitor.replicas import Replicas
+
+MAX_LAG_S = 1.0
+# The monitor looks once a second; a change shows within two checks.
+NOTICE_S = 5.0
+MONITOR = "zdm-replica-monitor"
+NEW_LINE = "written on the primary"
+INSERT_LINE = """
+INSERT INTO backup_log (backup_id, line, logged_at, message)
+SELECT 1, max(line) + 1, now(), %s FROM backup_log WHERE backup_id = 1
+"""
+
+
+@dataclass
+class Servers:
+    primary: EmbeddedPostgres
+    replicas: list[EmbeddedPostgres]
+
+    def write(self, statement: str, *params: Any) -> None:
+        with closing(psycopg2.connect(self.primary.url())) as conn, conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+
+    def on_replica(self, number: int, statement: str) -> Any:
+        """Run a statement as the superuser on replica 1 or 2; its first value."""
+        with closing(psycopg2.connect(self.replicas[number - 1].url())) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                row = cur.fetchone()
+        return None if row is None else row[0]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    root = tmp_path_factory.mktemp("replication")
+    primary = EmbeddedPostgres(root / "primary")
+    replicas = [EmbeddedPostgres(root / f"replica{n}") for n in (1, 2)]
+    try:
+        prepare_database(primary.start())
+        for number, replica in enumerate(replicas, start=1):
+            replica.replicate(primary, f"replica{number}")
+        yield Servers(primary, replicas)
+    finally:
+        for server in (*replicas, primary):
+            server.stop()
+
+
+@pytest.fixture
+def replicated(servers: Servers, make_app: Callable[..., Flask]) -> Iterator[Flask]:
+    """An app reading from both replicas (as the SELECT-only role), each seen usable."""
+    for replica in servers.replicas:
+        replica.start()
+    for number in (1, 2):
+        servers.on_replica(number, "SELECT pg_wal_replay_resume()")
+    app = make_app(
+        DATABASE_URL=reader(servers.primary),
+        DATABASE_REPLICA_URLS=" ".join(reader(r) for r in servers.replicas),
+        ZDM_REPLICA_MAX_LAG_S=str(MAX_LAG_S),
+    )
+    app.test_client().get("/readyz")  # the first read starts the monitor
+    assert wait_until(lambda: states(app) == ["ok", "ok"], NOTICE_S), describe(app)
+    yield app
+    servers.write("DELETE FROM backup_log WHERE message = %s", NEW_LINE)
+
+
+def reader(server: EmbeddedPostgres) -> str:
+    """The server's URL for the SELECT-only role."""
+    return server.url().replace("postgresql://postgres@", f"postgresql://{READER}:{READER}@", 1)
+
+
+def describe(app: Flask) -> list[dict[str, Any]]:
+    replicas: Replicas = app.extensions["zdm_replicas"]
+    return replicas.describe()
+
+
+def states(app: Flask) -> list[str]:
+    return [r["state"] for r in describe(app)]
+
+
+def reads(client: FlaskClient) -> dict[str, float]:
+    return {
+        target: sample(client, "zdm_db_reads_total", target=target)
+        for target in ("primary", "replica1", "replica2")
+    }
+
+
+def get_seed(client: FlaskClient) -> dict[str, Any]:
+    response = client.get(f"{JOB_URL}1?limit=100", headers=bearer())
+    assert response.status_code == 200, response.get_json()
+    data: dict[str, Any] = response.get_json()["data"]
+    return data
+
+
+def read_many(client: FlaskClient, count: int) -> dict[str, float]:
+    """Read the seed job count times; how many reads each target answered meanwhile."""
+    before = reads(client)
+    for _ in range(count):
+        get_seed(client)
+    after = reads(client)
+    return {target: after[target] - before[target] for target in after}
+
+
+def monitor_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == MONITOR)
+
+
+def test_reads_go_to_the_replicas_in_turn(servers: Servers, replicated: Flask) -> None:
+    client = replicated.test_client()
+    assert get_seed(client) == LINUX_EXAMPLE
+    assert read_many(client, 20) == {"primary": 0, "replica1": 10, "replica2": 10}
+    # Each replica's own statistics show the service's role calling the read function there.
+    for number in (1, 2):
+        last = servers.on_replica(
+            number,
+            f"SELECT query FROM pg_stat_activity WHERE usename = '{READER}'"
+            " AND query LIKE '%zdm_monitor_job_snapshot%' LIMIT 1",
+        )
+        assert last is not None, number
+
+
+def test_readyz_and_metrics_show_each_replica_s_lag(replicated: Flask) -> None:
+    client = replicated.test_client()
+    body = client.get("/readyz").get_json()
+    assert body["data"]["status"] == "ready"
+    assert [(r["name"], r["state"]) for r in body["data"]["replicas"]] == [
+        ("replica1", "ok"),
+        ("replica2", "ok"),
+    ]
+    for replica in body["data"]["replicas"]:
+        assert 0 <= replica["lag_s"] <= MAX_LAG_S
+        assert sample(client, "zdm_db_replica_usable", replica=replica["name"]) == 1
+        assert 0 <= sample(client, "zdm_db_replica_lag_seconds", replica=replica["name"]) <= 1
+
+
+def test_a_lagging_replica_is_skipped_until_it_catches_up(
+    servers: Servers, replicated: Flask
+) -> None:
+    client = replicated.test_client()
+    # The lag is counted from the last transaction replayed: have one, then stop replaying.
+    servers.write(INSERT_LINE, NEW_LINE)
+    servers.write("DELETE FROM backup_log WHERE message = %s", NEW_LINE)
+    replayed = "SELECT pg_last_xact_replay_timestamp() IS NOT NULL"
+    assert wait_until(lambda: servers.on_replica(1, replayed), NOTICE_S)
+    servers.on_replica(1, "SELECT pg_wal_replay_pause()")
+    servers.write(INSERT_LINE, NEW_LINE)
+    # Replica 1 received the line but does not replay it: its lag grows past the bound.
+    assert wait_until(lambda: states(replicated) == ["lagging", "ok"], NOTICE_S), describe(
+        replicated
+    )
+    assert describe(replicated)[0]["lag_s"] > MAX_LAG_S
+    assert sample(client, "zdm_db_replica_usable", replica="replica1") == 0
+    assert read_many(client, 6) == {"primary": 0, "replica1": 0, "replica2": 6}
+    assert get_seed(client)["job"]["log"][-1] == NEW_LINE
+
+    # Both behind: the primary answers, with the new line.
+    servers.on_replica(2, "SELECT pg_wal_replay_pause()")
+    servers.write(INSERT_LINE, NEW_LINE)
+    assert wait_until(lambda: states(replicated) == ["lagging", "lagging"], NOTICE_S)
+    assert read_many(client, 4) == {"primary": 4, "replica1": 0, "replica2": 0}
+    assert get_seed(client)["job"]["log"][-2:] == [NEW_LINE, NEW_LINE]
+
+    for number in (1, 2):
+        servers.on_replica(number, "SELECT pg_wal_replay_resume()")
+    assert wait_until(lambda: states(replicated) == ["ok", "ok"], NOTICE_S)
+    assert read_many(client, 4) == {"primary": 0, "replica1": 2, "replica2": 2}
+    assert get_seed(client)["job"]["log"][-2:] == [NEW_LINE, NEW_LINE]
+
+
+def test_an_unreachable_replica_is_skipped_at_once(servers: Servers, replicated: Flask) -> None:
+    client = replicated.test_client()
+    get_seed(client)  # both pools hold a connection now
+    servers.replicas[0].stop()
+    # No wait for the monitor: a read that finds replica 1 gone marks it and moves on.
+    assert sum(read_many(client, 4).values()) == 4
+    assert states(replicated)[0] == "unreachable"
+    assert sample(client, "zdm_db_replica_lag_seconds", replica="replica1") == float("inf")
+    assert read_many(client, 4) == {"primary": 0, "replica1": 0, "replica2": 4}
+
+    servers.replicas[1].stop()
+    assert read_many(client, 4) == {"primary": 4, "replica1": 0, "replica2": 0}
+    assert states(replicated) == ["unreachable", "unreachable"]
+    body = client.get("/readyz").get_json()
+    assert body["success"] is True
+    assert [r["lag_s"] for r in body["data"]["replicas"]] == [None, None]
+
+    for replica in servers.replicas:
+        replica.start()
+    assert wait_until(lambda: states(replicated) == ["ok", "ok"], NOTICE_S), describe(replicated)
+    assert read_many(client, 4) == {"primary": 0, "replica1": 2, "replica2": 2}
+
+
+def test_the_monitor_starts_with_the_first_read_and_stops_on_close(
+    servers: Servers, make_app: Callable[..., Flask]
+) -> None:
+    before = monitor_threads()
+    app = make_app(DATABASE_REPLICA_URLS=reader(servers.replicas[0]))
+    assert monitor_threads() == before  # not at import or app creation: gunicorn forks later
+    assert states(app) == ["starting"]
+    assert app.test_client().get("/readyz").status_code == 200
+    assert monitor_threads() == before + 1
+    assert states(app) == ["ok"]  # the first read waited for the first check
+    app.extensions["zdm_replicas"].close()
+    assert monitor_threads() == before
+
+
+def test_without_replicas_nothing_changes(make_app: Callable[..., Flask]) -> None:
+    before = monitor_threads()
+    app = make_app()
+    assert app.extensions["zdm_replicas"] is None
+    client = app.test_client()
+    assert get_seed(client) == LINUX_EXAMPLE
+    assert client.get("/readyz").get_json()["data"] == {"status": "ready"}
+    assert monitor_threads() == before
+    assert read_many(client, 3) == {"primary": 0, "replica1": 0, "replica2": 0}
+
+
+def test_a_forked_worker_watches_on_its_own_and_leaves_the_parent_s_connection(
+    servers: Servers, make_app: Callable[..., Flask]
+) -> None:
+    """What gunicorn's fork does to an app whose monitor already runs in the parent."""
+    app = make_app(DATABASE_REPLICA_URLS=reader(servers.replicas[0]))
+    assert app.test_client().get("/readyz").status_code == 200
+    replica = app.extensions["zdm_replicas"].replicas[0]
+    assert replica._monitor_conn is not None
+    # Only its server's process ID: a reference here would keep the child from dropping it.
+    session = replica._monitor_conn.info.backend_pid
+    answer_from, answer_to = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports through the pipe and leaves without any clean-up
+        verdict = b"0"
+        try:
+            before = monitor_threads()
+            served = app.test_client().get("/readyz").status_code == 200
+            ok = served and states(app) == ["ok"] and monitor_threads() == before + 1
+            own = replica._monitor_conn is not None
+            if ok and own and replica._monitor_conn.info.backend_pid != session:
+                verdict = b"1"
+        finally:
+            os.write(answer_to, verdict)
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(answer_from, 1) == b"1"
+    os.close(answer_from)
+    os.close(answer_to)
+    # The parent's session still works: the child neither used nor closed it.
+    assert replica.check().status == "ok"
+    assert replica._monitor_conn is not None
+    assert replica._monitor_conn.info.backend_pid == session

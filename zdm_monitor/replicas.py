@@ -1,0 +1,237 @@
+"""Reads spread over PostgreSQL streaming replicas; failed and lagging ones are skipped.
+
+Each worker process keeps one pool per replica and one monitor thread, started by the process's
+first read (never at import, never carried across fork), that asks every replica about once a
+second how far behind the primary it is: one small query per replica per second, whatever the
+request rate. A read goes to the next usable replica in turn; a replica that cannot be reached
+is marked down at once and the read moves on, the primary last.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg2
+from psycopg2.extensions import connection
+
+from . import metrics
+from .config import Settings
+from .db import Database, connect_kwargs
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PRIMARY = "primary"
+CHECK_INTERVAL_S = 1.0
+CHECK_TIMEOUT_MS = 1000
+# How long close() waits for the monitor's check in progress.
+STOP_WAIT_S = 5.0
+# How far the replica's data is behind the primary, in seconds. The time since the last replayed
+# transaction alone would grow while the primary is idle; so a replica that has replayed all it
+# received, with its WAL receiver connected, is current. (After a restart the receiver reports
+# the start of the segment it streams from, before what was already replayed: hence <=.)
+# NULL: not known, e.g. behind with no transaction replayed yet.
+LAG_QUERY = """
+SET LOCAL statement_timeout = %(timeout_ms)s;
+SELECT CASE
+    WHEN NOT pg_is_in_recovery() THEN 0
+    WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()
+        AND EXISTS (SELECT FROM pg_stat_wal_receiver) THEN 0
+    ELSE EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())
+END
+"""
+
+# Errors that say the server is going away or not there, though the connection may still be
+# open (PgBouncer relays them): connection exceptions, shutdowns, "the database is starting up".
+GONE = ("08", "57P")
+
+# A replica's states: only "ok" takes reads.
+STARTING, OK, LAGGING, UNREACHABLE = "starting", "ok", "lagging", "unreachable"
+
+
+@dataclass(frozen=True)
+class State:
+    status: str
+    lag_s: float | None
+
+
+class Unreachable(Exception):
+    """The replica could not be reached; the read moves on to the next target."""
+
+
+class Replica:
+    """One replica: its pool, its last known state and the monitor's own connection to it."""
+
+    def __init__(self, name: str, url: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.database = Database(settings, url=url)
+        self.state = State(STARTING, None)
+        self._monitor_conn: connection | None = None
+
+    def read(self, query: Callable[[connection], T]) -> T:
+        """Run the read here; raise Unreachable when the replica cannot be reached."""
+        try:
+            conn = self.database.getconn()
+        except psycopg2.OperationalError as exc:
+            raise Unreachable from exc
+        try:
+            return query(conn)
+        except psycopg2.OperationalError as exc:
+            if conn.closed or (exc.pgcode or "").startswith(GONE):
+                raise Unreachable from exc
+            raise  # it answered, e.g. a statement timeout, which another would not answer faster
+        finally:
+            self.database.putconn(conn)
+
+    def check(self) -> State:
+        """Measure the lag on the monitor's connection, opening it again when it broke."""
+        try:
+            if self._monitor_conn is None or self._monitor_conn.closed:
+                self._monitor_conn = psycopg2.connect(
+                    self.database.url, **connect_kwargs(self.settings)
+                )
+                self._monitor_conn.autocommit = True
+            with self._monitor_conn.cursor() as cur:
+                cur.execute(LAG_QUERY, {"timeout_ms": CHECK_TIMEOUT_MS})
+                row = cur.fetchone()
+        except psycopg2.Error:
+            self.close_monitor_connection()
+            return State(UNREACHABLE, None)
+        lag = None if row is None or row[0] is None else float(row[0])
+        usable = lag is not None and lag <= self.settings.replica_max_lag_s
+        return State(OK if usable else LAGGING, lag)
+
+    def close_monitor_connection(self) -> None:
+        if self._monitor_conn is not None:
+            self._monitor_conn.close()
+            self._monitor_conn = None
+
+    def forget_parent(self) -> None:
+        """After fork, start from scratch without touching the parent's connection."""
+        self.state = State(STARTING, None)
+        # Dropped, not closed: close() would end the parent's session on the socket both
+        # processes share (psycopg2 closes nothing it collects in another process).
+        self._monitor_conn = None
+
+
+class Replicas:
+    """This process's replicas, the order a read tries them in, and the thread watching them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.replicas = [
+            Replica(f"replica{number}", url, settings)
+            for number, url in enumerate(settings.database_replica_urls, start=1)
+        ]
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def read(
+        self,
+        query: Callable[[connection], T],
+        read_primary: Callable[[Callable[[connection], T]], T],
+    ) -> T:
+        """Run the read on the next usable replica, moving on past unreachable ones."""
+        self._start_monitor()
+        for replica in self._rotation():
+            try:
+                result = replica.read(query)
+            except Unreachable:
+                self._mark_unreachable(replica)
+                continue
+            metrics.record_read(replica.name)
+            return result
+        result = read_primary(query)
+        metrics.record_read(PRIMARY)
+        return result
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each replica's state and lag as this process last saw them (for /readyz)."""
+        return [
+            {
+                "name": r.name,
+                "state": r.state.status,
+                "lag_s": None if r.state.lag_s is None else round(r.state.lag_s, 3),
+            }
+            for r in self.replicas
+        ]
+
+    def close(self) -> None:
+        """Stop the monitor and close this process's replica connections."""
+        with self._lock:
+            thread, self._thread, self._pid = self._thread, None, None
+            self._stop.set()
+        if thread is not None:
+            thread.join(STOP_WAIT_S)
+        for replica in self.replicas:
+            replica.database.close()
+
+    def _rotation(self) -> list[Replica]:
+        """The usable replicas, starting one further along at each read."""
+        usable = [r for r in self.replicas if r.state.status == OK]
+        if len(usable) > 1:
+            turn = next(self._turn) % len(usable)
+            usable = usable[turn:] + usable[:turn]
+        return usable
+
+    def _start_monitor(self) -> None:
+        """Start this process's monitor on its first read: never at import, never across fork.
+
+        That first read waits for one check of every replica (a millisecond each), so even a
+        new worker's first reads go to a replica.
+        """
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            if self._pid is not None:  # forked: the parent's thread does not run here
+                for replica in self.replicas:
+                    replica.forget_parent()
+            self._check_all()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._watch, args=(self._stop,), name="zdm-replica-monitor", daemon=True
+            )
+            self._thread.start()
+            self._pid = os.getpid()
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.wait(CHECK_INTERVAL_S):
+            self._check_all()
+        for replica in self.replicas:
+            replica.close_monitor_connection()
+
+    def _check_all(self) -> None:
+        for replica in self.replicas:
+            try:
+                self._update(replica, replica.check())
+            except Exception:  # the monitor must outlive any surprise
+                log.exception("replica check failed", extra=fields(replica))
+
+    def _mark_unreachable(self, replica: Replica) -> None:
+        self._update(replica, State(UNREACHABLE, None))
+        # Its idle connections are most likely dead too.
+        replica.database.close()
+
+    def _update(self, replica: Replica, state: State) -> None:
+        if state.status != replica.state.status:
+            level = logging.INFO if state.status == OK else logging.WARNING
+            log.log(level, "replica %s", state.status, extra=fields(replica, state))
+        replica.state = state
+        metrics.record_replica(replica.name, state.status == OK, state.lag_s)
+
+
+def fields(replica: Replica, state: State | None = None) -> dict[str, Any]:
+    """The `extra` of a log record about a replica."""
+    state = state or replica.state
+    return {"fields": {"replica": replica.name, "state": state.status, "lag_s": state.lag_s}}
