@@ -32,6 +32,7 @@ def answer_preflight() -> Response | None:
     if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
         return None
     response = Response(status=204)
+    del response.headers["Content-Type"]  # no body, so no text/html label either
     if allowed_origin() is not None:
         response.headers.update(
             {

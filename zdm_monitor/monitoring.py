@@ -220,8 +220,9 @@ class JobMonitoring(MethodView):
             if query.detail
             else None
         )
-        tag = entity_tag(job, query, zone, stalled)
-        headers = polling_headers(job, query, settings, tag)
+        cursor, gap = serializers.log_cursor(job, query.after)
+        tag = entity_tag(job, query, cursor, zone, stalled)
+        headers = polling_headers(job, query, settings, tag, cursor, gap)
         if request.if_none_match.contains_weak(tag):
             return not_modified(headers)
         payload = serializers.monitoring_payload(
@@ -236,7 +237,11 @@ TAGGED_FIELDS = attrgetter(
 
 
 def entity_tag(
-    job: JobSnapshot, query: MonitoringQuery, zone: ZoneInfo, stalled: bool | None
+    job: JobSnapshot,
+    query: MonitoringQuery,
+    cursor: int | None,
+    zone: ZoneInfo,
+    stalled: bool | None,
 ) -> str:
     """Name this answer's content: the job's halves, its log's ends, the query, the zone.
 
@@ -246,13 +251,18 @@ def entity_tag(
     of new lines, finding nothing newer, matches the tag of that batch's answer and is a 304.
     """
     if query.after is not None:
-        query = replace(query, after=serializers.log_cursor(job, query.after)[0])
+        query = replace(query, after=cursor)
     state = (TAGGED_FIELDS(job), query, zone.key, stalled)
     return hashlib.blake2b(repr(state).encode(), digest_size=12).hexdigest()
 
 
 def polling_headers(
-    job: JobSnapshot, query: MonitoringQuery, settings: Settings, tag: str
+    job: JobSnapshot,
+    query: MonitoringQuery,
+    settings: Settings,
+    tag: str,
+    cursor: int | None,
+    gap: bool,
 ) -> dict[str, str]:
     """The headers of a 200 and of its 304: validator, caching, pagination, cursor, pace."""
     total = job.log_total
@@ -265,7 +275,6 @@ def polling_headers(
         "Cache-Control": "private, no-cache",
         "X-Pagination": json.dumps(meta),
     }
-    cursor, gap = serializers.log_cursor(job, query.after)
     if cursor is not None:
         headers["X-Log-Cursor"] = str(cursor)
     if gap:
