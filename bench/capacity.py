@@ -17,20 +17,17 @@ CAPACITY_CONNECTIONS (16), ZDM_CAPACITY_DIR (var/capacity).
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg2
-from run import WRK, Run, machine, wrk
+from run import WRK, Run, machine, measured, tree, wrk
 
 from zdm_monitor.cli import make_token
 from zdm_monitor.cluster import PRIMARY_DB, REPLICA_DB, ROLE, Cluster
@@ -45,40 +42,9 @@ CONNECTIONS = int(os.environ.get("CAPACITY_CONNECTIONS", "16"))
 LINES, SERVERS, DEEP_LINES = 10, 1000, 1000
 SECRET = "capacity-secret-capacity-secret-capacity"
 POLL_S = 5
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CLIENT_STATES = ("cl_active", "cl_waiting", "cl_idle")
 SERVER_STATES = ("sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login")
 CONNECTION_QUERY = "SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
-
-
-def tree(pid: int) -> list[int]:
-    """pid and every process below it."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
-        except OSError:
-            continue
-        if stat:
-            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
-    found, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        found.append(current)
-        queue.extend(children.get(current, []))
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU time of the processes, with their children already reaped (a postmaster's backends)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-    return total / CLOCK_TICKS
 
 
 def layers(cluster: Cluster, one_node_nginx: subprocess.Popen[bytes]) -> dict[str, list[int]]:
@@ -96,21 +62,6 @@ def layers(cluster: Cluster, one_node_nginx: subprocess.Popen[bytes]) -> dict[st
         "PostgreSQL replica": tree(postmaster(cluster.replica.pgdata)),
         "PostgreSQL primary": tree(postmaster(cluster.postgres.pgdata)),
     }
-
-
-def measured(run: Callable[[], Run], cluster: Cluster, one: Any) -> tuple[Run, dict[str, float]]:
-    """Run the load; also the CPU seconds each layer (and wrk) spent meanwhile."""
-    groups = layers(cluster, one)
-    before = {name: cpu_seconds(pids) for name, pids in groups.items()}
-    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = run()
-    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    groups = layers(cluster, one)
-    spent = {name: cpu_seconds(pids) - before[name] for name, pids in groups.items()}
-    spent["wrk (the load)"] = (wrk_after.ru_utime + wrk_after.ru_stime) - (
-        wrk_before.ru_utime + wrk_before.ru_stime
-    )
-    return result, spent
 
 
 def connections(cluster: Cluster) -> dict[str, int]:
@@ -209,7 +160,9 @@ def measure(
         print(f"round {round_ + 1}/{ROUNDS}")
         for name, port in targets.items():
             if port == cluster.port:
-                result, spent = measured(lambda p=port: load(p, SECONDS), cluster, one)
+                result, spent = measured(
+                    lambda p=port: load(p, SECONDS), lambda: layers(cluster, one)
+                )
                 served += result.requests
                 for layer, seconds in spent.items():
                     cpu[layer] = cpu.get(layer, 0.0) + seconds

@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +43,7 @@ DEEP_LINES = 20000
 SHARED_BUFFERS = os.environ.get("BENCH_SHARED_BUFFERS", "2GB")
 SECRET = "bench-secret-bench-secret-bench-secret"
 JOB = "/api/backups/monitoring/job/"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WRK = ["wrk", "--threads", "2", "--latency"]
 
 
@@ -105,6 +108,51 @@ def wrk(
         requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
         errors=int(errors.group(1)) if errors else 0,
     )
+
+
+def tree(pid: int) -> list[int]:
+    """pid and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        if stat:
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time of the processes, with their children already reaped (a postmaster's backends)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / CLOCK_TICKS
+
+
+def measured(
+    load: Callable[[], Run], groups: Callable[[], dict[str, list[int]]]
+) -> tuple[Run, dict[str, float]]:
+    """Run the load; also the CPU seconds each group of processes (and wrk) spent meanwhile."""
+    before = {name: cpu_seconds(pids) for name, pids in groups().items()}
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = load()
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = {name: cpu_seconds(pids) - before[name] for name, pids in groups().items()}
+    spent["wrk (the load)"] = (wrk_after.ru_utime + wrk_after.ru_stime) - (
+        wrk_before.ru_utime + wrk_before.ru_stime
+    )
+    return result, spent
 
 
 def database(server_url: str, name: str) -> str:
@@ -217,13 +265,23 @@ def main() -> None:
             with open(run_dir / "gunicorn.log", "wb") as log:
                 servers[key] = spawn_gunicorn(env, port, run_dir, log)
         results: dict[str, list[Run]] = {c.name: [] for c in CASES}
+        cpu: dict[str, list[dict[str, float]]] = {c.name: [] for c in CASES}
+        postmaster = int((postgres.pgdata / "postmaster.pid").read_text().split()[0])
         for case in CASES:  # warm-up: caches, pools, the token cache
             wrk(f"http://127.0.0.1:{ports[case.port_key]}{case.path}", token, 2, case.script)
         for round_ in range(ROUNDS):
             print(f"round {round_ + 1}/{ROUNDS}")
             for case in CASES:
                 url = f"http://127.0.0.1:{ports[case.port_key]}{case.path or '/'}"
-                results[case.name].append(wrk(url, token, SECONDS, case.script))
+                result, spent = measured(
+                    lambda u=url, c=case: wrk(u, token, SECONDS, c.script),
+                    lambda k=case.port_key: {
+                        "gunicorn": tree(servers[k].pid),
+                        "PostgreSQL": tree(postmaster),
+                    },
+                )
+                results[case.name].append(result)
+                cpu[case.name].append({k: v / result.requests * 1e6 for k, v in spent.items()})
         for server in servers.values():
             server.terminate()
             server.wait(timeout=30)
@@ -233,40 +291,48 @@ def main() -> None:
         for server in servers.values():
             server.terminate()
         postgres.stop()
-    report(results, rss)
+    report(results, cpu, rss)
 
 
 def median(runs: list[Run], field: str) -> float:
     return statistics.median(getattr(r, field) for r in runs)
 
 
-def report(results: dict[str, list[Run]], rss: tuple[int, int, int]) -> None:
+def report(
+    results: dict[str, list[Run]],
+    cpu: dict[str, list[dict[str, float]]],
+    rss: tuple[int, int, int],
+) -> None:
     names = [c.name for c in CASES]
     ceiling = median(results[names[0]], "rps")
+    layers = list(cpu[names[0]][0])
     rows = [
-        "| case | req/s | p50 ms | p99 ms | vs ceiling | non-2xx |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| case | req/s | p50 ms | p99 ms | vs ceiling | non-2xx | "
+        + " | ".join(f"{layer} CPU us" for layer in layers)
+        + " |",
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(layers),
     ]
     for name in names:
         runs = results[name]
+        spent = [statistics.median(r[layer] for r in cpu[name]) for layer in layers]
         rows.append(
             f"| {name} | {median(runs, 'rps'):,.0f} | {median(runs, 'p50_ms'):.2f} | "
             f"{median(runs, 'p99_ms'):.2f} | {median(runs, 'rps') / ceiling:.2f} | "
-            f"{sum(r.errors for r in runs)} |"
+            f"{sum(r.errors for r in runs)} | " + " | ".join(f"{us:,.0f}" for us in spent) + " |"
         )
 
-    def ratio(a: str, b: str, field: str = "rps") -> float:
-        return median(results[a], field) / median(results[b], field)
+    def ratio(a: str, b: str, field: str = "rps", other: str = "") -> tuple[float, list[float]]:
+        """The ratio of the medians, and the same ratio within each round (the spread)."""
+        other = other or field
+        pairs = zip(results[a], results[b], strict=True)
+        rounds = [getattr(x, field) / getattr(y, other) for x, y in pairs]
+        return median(results[a], field) / median(results[b], other), rounds
 
     large, small = names[2], names[1]
     checks = [
         ("demo endpoint / ceiling (req/s)", ratio(small, names[0]), ">= 0.5"),
         ("large / small (req/s, case 3 / case 2)", ratio(large, small), ">= 0.8"),
-        (
-            "case 3 p99 / p50",
-            median(results[large], "p99_ms") / median(results[large], "p50_ms"),
-            "<= 3",
-        ),
+        ("case 3 p99 / p50", ratio(large, large, "p99_ms", "p50_ms"), "<= 3"),
         (
             "deep page / page 1 (p50 latency, 5b / 5a)",
             ratio(names[5], names[4], "p50_ms"),
@@ -286,13 +352,18 @@ def report(results: dict[str, list[Run]], rss: tuple[int, int, int]) -> None:
         "6 connections (where throughput peaks here: 8 or 16 give fewer requests per second "
         "and only add queueing to latency), "
         f"{SECONDS} s per run, medians of {ROUNDS} rounds "
-        "(one round runs every case in turn), all on this machine.",
+        "(one round runs every case in turn), all on this machine. CPU us: the CPU time each "
+        "group of processes spent per request during the run (gunicorn: master and workers; "
+        "PostgreSQL: postmaster and backends; wrk: the load generator).",
         "",
         *rows,
         "",
-        "| ratio | value | target |",
-        "|---|---:|---|",
-        *(f"| {name} | {value:.2f} | {target} |" for name, value, target in checks),
+        "| ratio | value | each round | target |",
+        "|---|---:|---|---|",
+        *(
+            f"| {name} | {value:.2f} | {', '.join(f'{r:.2f}' for r in rounds)} | {target} |"
+            for name, (value, rounds), target in checks
+        ),
         "",
         f"Worker RSS (one worker, no recycling): {first / 1024:.1f} MiB after ~1,000 requests, "
         f"{last / 1024:.1f} MiB after {done:,} ({(last - first) / first * 100:+.1f}%).",
