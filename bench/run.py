@@ -3,7 +3,7 @@
 make bench  (or: .venv/bin/python bench/run.py)
 
 Environment: BENCH_JOBS (1000000), BENCH_LINES (10 per job), BENCH_SERVERS (1000),
-BENCH_SECONDS per run (10), BENCH_ROUNDS (3; medians are reported), BENCH_MEMORY_REQUESTS
+BENCH_SECONDS per run (10), BENCH_ROUNDS (5; medians are reported), BENCH_MEMORY_REQUESTS
 (100000), ZDM_BENCH_DIR (var/bench; the generated data is kept there between runs).
 """
 
@@ -35,7 +35,7 @@ JOBS = int(os.environ.get("BENCH_JOBS", "1000000"))
 LINES = int(os.environ.get("BENCH_LINES", "10"))
 SERVERS = int(os.environ.get("BENCH_SERVERS", "1000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 MEMORY_REQUESTS = int(os.environ.get("BENCH_MEMORY_REQUESTS", "100000"))
 DEEP_LINES = 20000
 # The 1M-job database is about 1.3 GB: a server for it would keep its working set in memory,
