@@ -29,10 +29,10 @@ from pathlib import Path
 import psycopg2
 from run import WRK, Run, machine, measured, tree, wrk
 
+from zdm_devstack.cluster import PRIMARY_DB, REPLICA_DB, ROLE, Cluster
+from zdm_devstack.generate import generate
+from zdm_devstack.stack import start_nginx
 from zdm_monitor.cli import make_token
-from zdm_monitor.cluster import PRIMARY_DB, REPLICA_DB, ROLE, Cluster
-from zdm_monitor.generate import generate
-from zdm_monitor.stack import start_nginx
 
 HERE = Path(__file__).resolve().parent
 JOBS = int(os.environ.get("CAPACITY_JOBS", "100000"))

@@ -25,10 +25,12 @@ from pathlib import Path
 
 import psycopg2
 
-from zdm_monitor.db import apply_schema, load_demo
-from zdm_monitor.embedded import EmbeddedPostgres
-from zdm_monitor.generate import generate
-from zdm_monitor.stack import make_token, spawn_gunicorn
+from zdm_devstack.demo import load_demo
+from zdm_devstack.generate import generate
+from zdm_devstack.postgres import EmbeddedPostgres
+from zdm_devstack.stack import SERVICE_APP, spawn_gunicorn
+from zdm_monitor.cli import make_token
+from zdm_monitor.db import apply_schema
 
 HERE = Path(__file__).resolve().parent
 JOBS = int(os.environ.get("BENCH_JOBS", "1000000"))
@@ -220,7 +222,7 @@ def memory(url: str, token: str, run_dir: Path) -> tuple[int, int, int]:
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "gunicorn.log", "wb") as log:
-        process = spawn_gunicorn(env, 18099, run_dir, log)
+        process = spawn_gunicorn(env, 18099, run_dir, log, SERVICE_APP)
     try:
         base = "http://127.0.0.1:18099/"
         done = wrk(base, token, 2, "id", connections=4).requests
@@ -263,7 +265,7 @@ def main() -> None:
             run_dir = folder / f"run-{key}"
             run_dir.mkdir(parents=True, exist_ok=True)
             with open(run_dir / "gunicorn.log", "wb") as log:
-                servers[key] = spawn_gunicorn(env, port, run_dir, log)
+                servers[key] = spawn_gunicorn(env, port, run_dir, log, SERVICE_APP)
         results: dict[str, list[Run]] = {c.name: [] for c in CASES}
         cpu: dict[str, list[dict[str, float]]] = {c.name: [] for c in CASES}
         postmaster = int((postgres.pgdata / "postmaster.pid").read_text().split()[0])

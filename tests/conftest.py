@@ -19,11 +19,12 @@ from processes import free_port
 from psycopg2.extensions import connection, make_dsn
 from werkzeug.test import TestResponse
 
+from zdm_devstack.demo import load_demo
+from zdm_devstack.pgbouncer import PgBouncer
+from zdm_devstack.postgres import EmbeddedPostgres
+from zdm_devstack.stack import create_reader
 from zdm_monitor import create_app
-from zdm_monitor.db import apply_schema, load_demo
-from zdm_monitor.embedded import EmbeddedPostgres
-from zdm_monitor.pgbouncer import PgBouncer
-from zdm_monitor.stack import create_reader
+from zdm_monitor.db import apply_schema
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JOB_URL = "/api/backups/monitoring/job/"
@@ -161,9 +162,9 @@ def make_app(reader_url: str) -> Iterator[Callable[..., Flask]]:
     """Build apps (as the SELECT-only role) from environment overrides; pools closed after."""
     apps: list[Flask] = []
 
-    def build(**env: str) -> Flask:
+    def build(factory: Callable[..., Flask] = create_app, **env: str | None) -> Flask:
         settings = {"DATABASE_URL": reader_url, "ZDM_JWT_SECRET": SECRET, **env}
-        app = create_app({k: v for k, v in settings.items() if v is not None})
+        app = factory({k: v for k, v in settings.items() if v is not None})
         app.config["TESTING"] = True
         apps.append(app)
         return app

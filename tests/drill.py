@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import JOB_URL, SECRET, bearer
 from processes import free_port
 
-from zdm_monitor.stack import Stack
+from zdm_devstack.stack import Stack
 
 RECOVERY_TARGET_S = 2.0
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg2.extensions import connection
 
+from zdm_devstack.stack import dev_secret
 from zdm_monitor.cli import main
 
 
@@ -43,22 +44,54 @@ def test_token_uses_the_configured_secret() -> None:
     secret = "s" * 40
     result = CliRunner(env={"ZDM_JWT_SECRET": secret}).invoke(main, ["token", "--subject", "ops"])
     assert result.exit_code == 0, result.output
-    claims = jwt.decode(result.output.strip(), secret, algorithms=["HS256"])
+    assert "Signed with ZDM_JWT_SECRET." in result.stderr
+    claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])
     assert claims["sub"] == "ops"
     assert claims["exp"] - claims["iat"] == 7 * 24 * 3600
 
 
-def test_token_uses_one_development_secret_per_data_folder(tmp_path: Path) -> None:
+def test_token_uses_the_data_folder_s_development_secret(tmp_path: Path) -> None:
+    """The secret a server made in the data folder signs the token; which one is said on stderr."""
+    secret = dev_secret(tmp_path)  # as `zdm-monitor serve` makes it on its first start
     env = {"ZDM_JWT_SECRET": "", "ZDM_DATA_DIR": str(tmp_path)}
-    first = CliRunner(env=env).invoke(main, ["token"]).output.strip()
-    second = CliRunner(env=env).invoke(main, ["token", "--ttl", "60"]).output.strip()
-    secret = (tmp_path / "dev-jwt-secret").read_text()
+    first = CliRunner(env=env).invoke(main, ["token"])
+    second = CliRunner(env=env).invoke(main, ["token", "--ttl", "60"])
     assert len(secret) == 64
     assert oct((tmp_path / "dev-jwt-secret").stat().st_mode & 0o777) == "0o600"
-    for token in (first, second):
-        assert jwt.decode(token, secret, algorithms=["HS256"])["sub"] == "dashboard"
-    with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(first, "x" * 64, algorithms=["HS256"])
+    for result in (first, second):
+        assert result.exit_code == 0, result.output
+        assert f"Signed with the development secret {tmp_path / 'dev-jwt-secret'}." in result.stderr
+        assert jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])["sub"] == "dashboard"
+        with pytest.raises(jwt.InvalidSignatureError):
+            jwt.decode(result.stdout.strip(), "x" * 64, algorithms=["HS256"])
+
+
+def test_token_refuses_to_invent_a_secret_where_no_server_ran(tmp_path: Path) -> None:
+    """Outside a data folder a server used, a new secret would sign tokens no server accepts."""
+    result = CliRunner(env={"ZDM_JWT_SECRET": "", "ZDM_DATA_DIR": str(tmp_path)}).invoke(
+        main, ["token"]
+    )
+    assert result.exit_code == 1
+    assert f"no development secret at {tmp_path / 'dev-jwt-secret'}" in result.stderr
+    assert "ZDM_JWT_SECRET" in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "dev-jwt-secret").exists()
+
+
+@pytest.mark.parametrize("ttl", ["0", "-60", "soon"])
+def test_token_ttl_must_be_positive(ttl: str) -> None:
+    result = CliRunner(env={"ZDM_JWT_SECRET": "s" * 40}).invoke(main, ["token", "--ttl", ttl])
+    assert result.exit_code == 2
+    assert "--ttl" in result.stderr
+    assert result.stdout == ""
+
+
+def test_token_refuses_where_the_service_verifies_a_public_key() -> None:
+    result = CliRunner(env={"ZDM_JWT_SECRET": "", "ZDM_JWT_PUBLIC_KEY": "/etc/zdm/key.pem"}).invoke(
+        main, ["token"]
+    )
+    assert result.exit_code == 1
+    assert "cannot sign" in result.stderr
 
 
 def test_nginx_config_fills_every_placeholder() -> None:

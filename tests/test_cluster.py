@@ -35,8 +35,8 @@ from processes import (
 from prometheus_client.parser import text_string_to_metric_families
 from test_e2e import launch
 
-from zdm_monitor.cluster import REPLICA_DB, ROLE, Cluster
-from zdm_monitor.embedded import EmbeddedPostgres
+from zdm_devstack.cluster import REPLICA_DB, ROLE, Cluster
+from zdm_devstack.postgres import EmbeddedPostgres
 
 WORKERS = 2
 # gunicorn.conf.py's default threads per worker: a node has WORKERS x THREADS requests in flight.

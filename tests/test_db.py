@@ -11,7 +11,8 @@ from conftest import READER, THROUGH_PGBOUNCER, bearer
 from flask import Flask
 from psycopg2.extensions import connection
 
-from zdm_monitor.db import PoolExhausted, apply_schema, get_db, load_demo, read
+from zdm_devstack.demo import load_demo
+from zdm_monitor.db import PoolExhausted, apply_schema, get_db, read
 from zdm_monitor.repository import READ_GUARD
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from drill import database_outage, soak, start_stack, worker_kill
 
-from zdm_monitor.stack import Stack
+from zdm_devstack.stack import Stack
 
 
 @pytest.fixture(scope="module")

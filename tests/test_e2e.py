@@ -18,7 +18,7 @@ import pytest
 from conftest import JOB_URL, LINUX_EXAMPLE, TIMESTAMP, WINDOWS_EXAMPLE, success_body
 from processes import alive, clean_env, descendants, free_port, http_get, kill_leftovers, wait_until
 
-from zdm_monitor.embedded import EmbeddedPostgres
+from zdm_devstack.postgres import EmbeddedPostgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent

@@ -9,8 +9,8 @@ from typing import Any
 from click.testing import CliRunner
 from psycopg2.extensions import connection
 
+from zdm_devstack.generate import ChunkReader, escape, generate
 from zdm_monitor.cli import main
-from zdm_monitor.generate import ChunkReader, escape, generate
 from zdm_monitor.schemas import STATUSES
 
 GetJob = Callable[..., Any]

@@ -19,7 +19,9 @@ from playwright.sync_api import Browser, Page, Response, Route, expect, sync_pla
 from processes import clean_env, free_port, json_lines, kill_leftovers
 from psycopg2.extensions import connection
 
-from zdm_monitor.stack import spawn_gunicorn
+from zdm_devstack.app import create_app as create_dev_app
+from zdm_devstack.stack import spawn_gunicorn
+from zdm_monitor import create_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO_ROOT / "var" / "test-artifacts"
@@ -310,13 +312,18 @@ def test_pruned_lines_are_marked_as_a_gap(watched: Watched, db: connection) -> N
 
 
 @pytest.mark.parametrize(
-    ("dev_token", "offered"),
-    [(None, ""), ('a.b-c_d"<x>', "a.b-c_d&#34;&lt;x&gt;")],
+    ("factory", "dev_token", "offered"),
+    [
+        (create_dev_app, None, ""),
+        (create_dev_app, 'a.b-c_d"<x>', "a.b-c_d&#34;&lt;x&gt;"),
+        # The production app never reads the development stack's variable.
+        (create_app, 'a.b-c_d"<x>', ""),
+    ],
 )
 def test_page_needs_no_token_and_offers_only_a_development_one(
-    make_app: Callable[..., Any], dev_token: str | None, offered: str
+    make_app: Callable[..., Any], factory: Callable[..., Any], dev_token: str | None, offered: str
 ) -> None:
-    client = make_app(ZDM_DEV_TOKEN=dev_token).test_client()
+    client = make_app(factory, ZDM_DEV_TOKEN=dev_token).test_client()
     response = client.get("/")
     assert response.status_code == 200
     assert response.mimetype == "text/html"

@@ -34,7 +34,7 @@ from processes import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from zdm_monitor.stack import Stack
+from zdm_devstack.stack import Stack
 
 WORKERS = 3
 JOB_ROUTE = "/api/backups/monitoring/job/<path:identifier>"

@@ -14,8 +14,8 @@ from flask import Flask
 from processes import free_port
 from psycopg2.extensions import connection
 
-from zdm_monitor.pgbouncer import PgBouncer
-from zdm_monitor.stack import CONFIG_DIR
+from zdm_devstack.pgbouncer import PgBouncer
+from zdm_monitor.config import CONFIG_DIR
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from conftest import reset_demo
 from psycopg2.extensions import connection
 
-from zdm_monitor.generate import generate
+from zdm_devstack.generate import generate
 from zdm_monitor.repository import JobFilters, JobSnapshot, get_job_snapshot
 
 JOBS, SERVERS, LINES, DEEP_LINES = 50_000, 200, 2, 20_000

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from processes import wait_until
 from test_metrics import sample
 
-from zdm_monitor.embedded import EmbeddedPostgres
+from zdm_devstack.postgres import EmbeddedPostgres
 from zdm_monitor.replicas import Replicas
 
 MAX_LAG_S = 1.0

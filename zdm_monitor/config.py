@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ ORIGIN_PATTERN = re.compile(
 )
 
 T = TypeVar("T")
+
+# The shipped gunicorn, nginx and PgBouncer files: the checkout's config/ unless ZDM_CONFIG_DIR.
+CONFIG_DIR = Path(
+    os.environ.get("ZDM_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "config"
+)
 
 # Replica URLs are separated by spaces or commas; a comma inside one (libpq's host1,host2) is not.
 URL_SEPARATOR = re.compile(r"\s+|,\s*(?=postgres(?:ql)?://)")
@@ -51,7 +57,6 @@ class Settings:
     stall_seconds: int
     poll_active_seconds: int
     poll_waiting_seconds: int
-    dev_token: str | None
 
 
 def _int(value: str) -> int:
@@ -152,7 +157,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         stall_seconds=stall,
         poll_active_seconds=poll_active,
         poll_waiting_seconds=poll_waiting,
-        dev_token=get("ZDM_DEV_TOKEN"),
     )
 
 

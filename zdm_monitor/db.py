@@ -1,4 +1,4 @@
-"""Connections: a pool per worker process, one connection per request, schema and demo data."""
+"""Connections: a pool per worker process, one connection per request, and the schema."""
 
 from __future__ import annotations
 
@@ -159,17 +159,3 @@ def apply_schema(conn: connection) -> None:
     with conn, conn.cursor() as cur:
         cur.execute(read_sql("schema.sql"))
         cur.execute(read_sql("job_snapshot.sql"))
-
-
-def load_demo(conn: connection) -> bool:
-    """Load the demo data into an empty database; return whether anything was loaded."""
-    with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT EXISTS (SELECT 1 FROM server) OR EXISTS (SELECT 1 FROM backup)"
-            " OR EXISTS (SELECT 1 FROM backup_info)"
-        )
-        row = cur.fetchone()
-        if row is None or row[0]:
-            return False
-        cur.execute(read_sql("demo.sql"))
-    return True

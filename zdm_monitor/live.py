@@ -5,11 +5,12 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Flask, Response, current_app
 from markupsafe import escape
 
 STATIC = Path(__file__).with_name("static")
-# index.html carries this empty slot; `make run` fills it with its development token.
+# index.html carries this empty slot; only the development stack fills it, with its token.
+OFFERED_TOKEN = "ZDM_LIVE_PAGE_TOKEN"
 TOKEN_SLOT = '<meta name="zdm-dev-token" content="">'
 # The page loads only its own three files and talks only to this service: no inline code,
 # nothing from elsewhere, not framed.
@@ -31,11 +32,16 @@ def page_template() -> str:
     return (STATIC / "index.html").read_text(encoding="utf-8")
 
 
+def offer_token(app: Flask, token: str) -> None:
+    """Have the page offer this token (the development stack's own, never a production one)."""
+    app.config[OFFERED_TOKEN] = token
+
+
 @bp.get("/")
 def page() -> Response:
-    """Serve the live page, offering the development token when the service has one."""
+    """Serve the live page, offering the development token when the stack gave one."""
     html = page_template()
-    token = current_app.config["ZDM_SETTINGS"].dev_token
+    token = current_app.config.get(OFFERED_TOKEN)
     if token:
         html = html.replace(TOKEN_SLOT, f'<meta name="zdm-dev-token" content="{escape(token)}">')
     response = Response(html, mimetype="text/html")

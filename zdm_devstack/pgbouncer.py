@@ -16,8 +16,10 @@ from typing import IO, Any
 import psycopg2
 from psycopg2.extensions import parse_dsn
 
-from .embedded import own_folder, service_user
-from .stack import CONFIG_DIR, StackError
+from zdm_monitor.config import CONFIG_DIR
+
+from .postgres import own_folder, service_user
+from .stack import StackError
 
 START_TIMEOUT_S = 10.0
 # Where a server is. Not who logs in: PgBouncer logs in as each client's own user, so a

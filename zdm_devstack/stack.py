@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -16,18 +15,21 @@ from pathlib import Path
 from string import Template
 from typing import IO
 
-import jwt
 import psycopg2
 from psycopg2 import sql
 
-from .db import apply_schema, load_demo
-from .embedded import EmbeddedPostgres
+from zdm_monitor.cli import DEFAULT_TOKEN_TTL, make_token
+from zdm_monitor.config import CONFIG_DIR
+from zdm_monitor.nginx import render_site
 
-CONFIG_DIR = Path(
-    os.environ.get("ZDM_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "config"
-)
+from .app import DEV_TOKEN_VARIABLE
+from .demo import prepare_database
+from .postgres import EmbeddedPostgres
+
 DEV_SECRET_FILE = "dev-jwt-secret"
-DEV_TOKEN_TTL = 7 * 24 * 3600
+# The app the stack's gunicorn serves: the service's, with the live page offering the token.
+DEV_APP = "zdm_devstack.app:create_app()"
+SERVICE_APP = "zdm_monitor:create_app()"
 NGINX_MAIN = """\
 worker_processes 1;
 pid $prefix/nginx.pid;
@@ -52,10 +54,6 @@ GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot TO {role};
 """
 
 
-# The line of the nginx site that names the gunicorn node, repeated once per node.
-UPSTREAM_LINE = re.compile(r"^.*\$\{ZDM_UPSTREAM\}.*$", re.MULTILINE)
-
-
 class StackError(RuntimeError):
     """A part of the stack could not start."""
 
@@ -76,24 +74,7 @@ def use_dev_secret(env: dict[str, str], folder: Path) -> None:
         return
     secret = env["ZDM_JWT_SECRET"] = dev_secret(folder)
     # The live page at / offers this token; only a development secret's is ever offered.
-    env["ZDM_DEV_TOKEN"] = make_token(secret, "dashboard", DEV_TOKEN_TTL)
-
-
-def make_token(secret: str, subject: str, ttl: int) -> str:
-    """Sign an HS256 bearer token with the audience and issuer the service expects."""
-    now = int(time.time())
-    claims = {"sub": subject, "iat": now, "exp": now + ttl}
-    for claim, name in (("aud", "ZDM_JWT_AUDIENCE"), ("iss", "ZDM_JWT_ISSUER")):
-        if os.environ.get(name):
-            claims[claim] = os.environ[name]
-    return jwt.encode(claims, secret, algorithm="HS256")
-
-
-def prepare_database(url: str) -> bool:
-    """Apply the schema and load the demo data into an empty database."""
-    with closing(psycopg2.connect(url)) as conn:
-        apply_schema(conn)
-        return load_demo(conn)
+    env[DEV_TOKEN_VARIABLE] = make_token(secret, "dashboard", DEFAULT_TOKEN_TTL)
 
 
 def create_reader(url: str, role: str, password: str | None = None) -> None:
@@ -104,19 +85,6 @@ def create_reader(url: str, role: str, password: str | None = None) -> None:
         if cur.fetchone() is None:
             cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(name), (password,))
         cur.execute(sql.SQL(READER_GRANTS).format(role=name))
-
-
-def render_site(listen: str, upstreams: list[str], log_dir: Path, server_name: str) -> str:
-    """Fill the placeholders of config/nginx/zdm-monitor.conf, one upstream line per node."""
-    text = (CONFIG_DIR / "nginx" / "zdm-monitor.conf").read_text()
-    text = UPSTREAM_LINE.sub(
-        lambda line: "\n".join(line[0].replace("${ZDM_UPSTREAM}", u) for u in upstreams), text
-    )
-    return Template(text).safe_substitute(
-        ZDM_LISTEN=listen,
-        ZDM_LOG_DIR=str(log_dir),
-        ZDM_SERVER_NAME=server_name,
-    )
 
 
 def wait_until_up(name: str, url: str, seconds: float, process: subprocess.Popen[bytes]) -> None:
@@ -134,7 +102,11 @@ def wait_until_up(name: str, url: str, seconds: float, process: subprocess.Popen
 
 
 def spawn_gunicorn(
-    env: dict[str, str], port: int, run_dir: Path, output: IO[bytes] | None = None
+    env: dict[str, str],
+    port: int,
+    run_dir: Path,
+    output: IO[bytes] | None = None,
+    app: str = DEV_APP,
 ) -> subprocess.Popen[bytes]:
     """Start gunicorn with config/gunicorn.conf.py on 127.0.0.1:port and wait until it answers.
 
@@ -154,7 +126,7 @@ def spawn_gunicorn(
         str(CONFIG_DIR / "gunicorn.conf.py"),
         "--pid",
         str(run_dir / "gunicorn.pid"),
-        "zdm_monitor:create_app()",
+        app,
     ]
     process = subprocess.Popen(
         command, env=env, start_new_session=True, stdout=output, stderr=output

@@ -12,16 +12,10 @@ import subprocess
 from pathlib import Path
 from typing import IO
 
-from .embedded import EmbeddedPostgres
+from .demo import prepare_database
 from .pgbouncer import PgBouncer
-from .stack import (
-    Stack,
-    create_reader,
-    prepare_database,
-    spawn_gunicorn,
-    start_nginx,
-    use_dev_secret,
-)
+from .postgres import EmbeddedPostgres
+from .stack import Stack, create_reader, spawn_gunicorn, start_nginx, use_dev_secret
 
 NODES = 2
 # The role the nodes log in as: SELECT only (README, "Database role").

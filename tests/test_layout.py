@@ -1,0 +1,77 @@
+"""The service package is the service: nothing in it starts processes or needs the dev stack."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from zdm_monitor.cli import token
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICE = REPO / "zdm_monitor"
+# What only the development stack may use: process control and its PostgreSQL binaries.
+FORBIDDEN = ("subprocess", "multiprocessing", "pgserver", "zdm_devstack")
+MAX_SERVICE_LINES = 3000
+
+
+def imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(SERVICE.rglob("*.py")), ids=lambda p: p.name)
+def test_no_service_module_starts_processes_or_reaches_the_dev_stack(path: Path) -> None:
+    wrong = {m for m in imported_modules(path) if m.split(".")[0] in FORBIDDEN}
+    assert not wrong, f"{path.name} imports {sorted(wrong)}"
+
+
+def test_the_service_package_stays_small() -> None:
+    lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in SERVICE.rglob("*.py"))
+    assert lines <= MAX_SERVICE_LINES, lines
+
+
+def test_the_service_s_own_token_command_needs_the_real_key() -> None:
+    """Without the dev stack, `token` signs only with ZDM_JWT_SECRET."""
+    refused = CliRunner(env={"ZDM_JWT_SECRET": ""}).invoke(token, [])
+    assert refused.exit_code == 1
+    assert "ZDM_JWT_SECRET is not set" in refused.stderr
+    signed = CliRunner(env={"ZDM_JWT_SECRET": "k" * 40}).invoke(token, ["--subject", "ops"])
+    assert signed.exit_code == 0, signed.output
+    assert signed.stdout.count(".") == 2
+
+
+BUILD_THE_APP = """
+import importlib.util, os
+assert importlib.util.find_spec("pgserver") is None, "pgserver came with a plain install"
+os.environ.update(DATABASE_URL="postgresql://zdm@127.0.0.1:1/zdm", ZDM_JWT_SECRET="k" * 40)
+from zdm_monitor import create_app
+print(sorted(rule.rule for rule in create_app().url_map.iter_rules())[1])
+"""
+
+
+def test_a_plain_install_brings_no_postgresql_and_builds_the_app(tmp_path: Path) -> None:
+    """`pip install .` with no extras: what production runs, and nothing that starts a database."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    built = subprocess.run(
+        [python, "-c", BUILD_THE_APP], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.strip() == "/api/backups/monitoring/job/<path:identifier>"

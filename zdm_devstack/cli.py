@@ -1,0 +1,152 @@
+"""The development commands of zdm-monitor: serve, cluster, generate, load-demo and token.
+
+They join the service's `zdm-monitor` command through the `zdm_monitor.commands` entry points.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import click
+import psycopg2
+
+from zdm_monitor.cli import (
+    DEFAULT_TOKEN_TTL,
+    configured_secret,
+    database_url,
+    make_token,
+    print_token,
+    subject_option,
+    ttl_option,
+)
+from zdm_monitor.db import apply_schema
+
+from .cluster import Cluster
+from .demo import prepare_database
+from .generate import generate as generate_jobs
+from .stack import DEV_SECRET_FILE, Stack
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("ZDM_DATA_DIR") or "var").resolve()
+
+
+@click.command("load-demo")
+def load_demo() -> None:
+    """Load the demo data set into DATABASE_URL if it holds no jobs yet."""
+    loaded = prepare_database(database_url())
+    click.echo("Demo data loaded." if loaded else "Jobs already present; demo data not loaded.")
+
+
+@click.command()
+@click.option("--jobs", required=True, type=click.IntRange(min=0), help="Jobs 1..N.")
+@click.option("--servers", required=True, type=click.IntRange(min=1), help="Servers.")
+@click.option("--lines", required=True, type=click.IntRange(min=0), help="Log lines per job.")
+@click.option("--deep-lines", default=20_000, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", default=1, show_default=True, type=int)
+def generate(jobs: int, servers: int, lines: int, deep_lines: int, seed: int) -> None:
+    """Replace the data in DATABASE_URL with a generated set (job 1 gets --deep-lines lines)."""
+    with closing(psycopg2.connect(database_url())) as conn:
+        apply_schema(conn)
+        loaded = generate_jobs(
+            conn, jobs=jobs, servers=servers, lines=lines, deep_lines=deep_lines, seed=seed
+        )
+    seconds = loaded["seconds"]
+    click.echo(
+        f"Loaded {loaded['servers']:,} servers, {loaded['repositories']} repositories, "
+        f"{loaded['jobs']:,} jobs with runtime halves, {loaded['log_lines']:,} log lines "
+        f"in {seconds:.1f} s ({loaded['rows'] / max(seconds, 1e-9):,.0f} rows/s)."
+    )
+    click.echo("  " + ", ".join(f"{k} {v:.1f} s" for k, v in loaded["timings"].items()))
+
+
+@click.command()
+@subject_option
+@ttl_option
+def token(subject: str, ttl: int) -> None:
+    """Print an HS256 token signed with ZDM_JWT_SECRET, else with the data folder's dev secret."""
+    secret = configured_secret()
+    if secret is not None:
+        print_token(secret, "ZDM_JWT_SECRET", subject, ttl)
+        return
+    path = data_dir() / DEV_SECRET_FILE
+    if not path.is_file():
+        raise click.ClickException(
+            f"No ZDM_JWT_SECRET, and no development secret at {path}: no server has used this "
+            "data folder. Run this where `make run` runs (or with its ZDM_DATA_DIR), or set "
+            "ZDM_JWT_SECRET to the key the server verifies with."
+        )
+    print_token(path.read_text().strip(), f"the development secret {path}", subject, ttl)
+
+
+@click.command()
+@click.option("--port", envvar="PORT", default=8000, show_default=True, type=int)
+@click.option(
+    "--workers", type=int, help="gunicorn workers [default: 2, or 2 x cores + 1 with nginx]"
+)
+@click.option("--nginx", is_flag=True, help="Put nginx on PORT in front of gunicorn on PORT+1.")
+def serve(port: int, workers: int | None, nginx: bool) -> None:
+    """Serve on 127.0.0.1 through gunicorn, on an embedded PostgreSQL unless DATABASE_URL is set."""
+    stack = Stack(data_dir(), port, nginx=nginx, workers=workers or (None if nginx else 2))
+    stack.catch_signals()
+    try:
+        stack.start()
+        if stack.postgres is not None:
+            click.echo(f"PostgreSQL: embedded, data in {stack.postgres.pgdata}")
+        if stack.demo_loaded:
+            click.echo("Demo data loaded.")
+        banner(stack)
+        status = stack.wait()
+    finally:
+        stack.stop()
+        click.echo("Stopped" + (", PostgreSQL stopped." if stack.postgres else "."))
+    sys.exit(status)
+
+
+def banner(stack: Stack) -> None:
+    base = f"http://127.0.0.1:{stack.port}"
+    click.echo(f"\nServing: {stack.where()}  (API docs: {base}/api/docs)")
+    if stack.env.get("ZDM_JWT_PUBLIC_KEY"):
+        return
+    bearer = stack.env.get("ZDM_DEV_TOKEN") or make_token(
+        stack.env["ZDM_JWT_SECRET"], "dashboard", DEFAULT_TOKEN_TTL
+    )
+    click.echo(
+        f"Bearer token (valid 7 days):\n  {bearer}\n"
+        "Try:\n"
+        f'  curl -X GET "{base}/api/backups/monitoring/job/1" \\\n'
+        f'    -H "Authorization: Bearer {bearer}"\n'
+    )
+
+
+@click.command()
+@click.option(
+    "--port",
+    envvar="PORT",
+    default=8000,
+    show_default=True,
+    type=int,
+    help="nginx's port; the gunicorn nodes and PgBouncer take the next ones.",
+)
+@click.option("--workers", default=2, show_default=True, type=int, help="Workers per node.")
+def cluster(port: int, workers: int) -> None:
+    """Serve through nginx, two gunicorn nodes, PgBouncer, a primary and a streaming replica."""
+    running = Cluster(data_dir(), port, workers=workers)
+    running.catch_signals()
+    status = 1
+    try:
+        running.start()
+        if running.demo_loaded:
+            click.echo("Demo data loaded.")
+        click.echo(f"Cluster on loopback, data in {running.folder}:")
+        for name, where in running.layers():
+            click.echo(f"  {name:<10} {where}")
+        banner(running)
+        status = running.wait()
+    finally:
+        running.stop()
+        click.echo("Stopped nginx, the gunicorn nodes, PgBouncer, the replica and the primary.")
+    sys.exit(status)

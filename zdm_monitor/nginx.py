@@ -1,0 +1,25 @@
+"""The nginx site of config/nginx/zdm-monitor.conf, filled in for one deployment."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from string import Template
+
+from .config import CONFIG_DIR
+
+# The line of the site that names the gunicorn node, repeated once per node.
+UPSTREAM_LINE = re.compile(r"^.*\$\{ZDM_UPSTREAM\}.*$", re.MULTILINE)
+
+
+def render_site(listen: str, upstreams: list[str], log_dir: Path, server_name: str) -> str:
+    """Fill the placeholders of the site, one upstream line per gunicorn node."""
+    text = (CONFIG_DIR / "nginx" / "zdm-monitor.conf").read_text()
+    text = UPSTREAM_LINE.sub(
+        lambda line: "\n".join(line[0].replace("${ZDM_UPSTREAM}", u) for u in upstreams), text
+    )
+    return Template(text).safe_substitute(
+        ZDM_LISTEN=listen,
+        ZDM_LOG_DIR=str(log_dir),
+        ZDM_SERVER_NAME=server_name,
+    )
