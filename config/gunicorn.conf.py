@@ -111,10 +111,13 @@ def on_starting(server: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     """Make /readyz answer 503 from the moment a worker is told to stop."""
+    # Imported here, not at the top: the app's metrics read PROMETHEUS_MULTIPROC_DIR on import.
+    from zdm_monitor.state import start_draining
+
     graceful_exit = signal.getsignal(signal.SIGTERM)
 
     def draining(signum: int, frame: Any) -> None:
-        worker.wsgi.config["ZDM_DRAINING"] = True
+        start_draining(worker.wsgi)
         if callable(graceful_exit):
             graceful_exit(signum, frame)
 
@@ -123,10 +126,9 @@ def post_worker_init(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Close the worker's database connections once its last request is done."""
-    extensions = getattr(worker.wsgi, "extensions", {})
-    for name in ("zdm_db", "zdm_replicas"):
-        if extensions.get(name) is not None:
-            extensions[name].close()
+    from zdm_monitor.state import close
+
+    close(worker.wsgi)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -23,7 +23,7 @@ from zdm_devstack.demo import load_demo
 from zdm_devstack.pgbouncer import PgBouncer
 from zdm_devstack.postgres import EmbeddedPostgres
 from zdm_devstack.stack import create_reader
-from zdm_monitor import create_app
+from zdm_monitor import create_app, state
 from zdm_monitor.db import apply_schema
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -171,9 +171,7 @@ def make_app(reader_url: str) -> Iterator[Callable[..., Flask]]:
 
     yield build
     for app in apps:
-        app.extensions["zdm_db"].close()
-        if app.extensions["zdm_replicas"] is not None:
-            app.extensions["zdm_replicas"].close()
+        state.close(app)
 
 
 @pytest.fixture

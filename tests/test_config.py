@@ -10,7 +10,7 @@ from conftest import SECRET
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from zdm_monitor import create_app
+from zdm_monitor import create_app, state
 from zdm_monitor.config import ConfigError, Settings, load_settings
 
 DB = "postgresql://zdm@127.0.0.1:5432/zdm"
@@ -281,7 +281,7 @@ def test_create_app_without_database_url_raises() -> None:
 def test_create_app_with_good_settings_does_not_connect() -> None:
     """Settings are checked at start-up; the database is only reached by a request."""
     app = create_app({"DATABASE_URL": "postgresql://u@127.0.0.1:1/x", "ZDM_JWT_SECRET": SECRET})
-    assert app.config["ZDM_SETTINGS"].database_url == "postgresql://u@127.0.0.1:1/x"
+    assert state.of(app).settings.database_url == "postgresql://u@127.0.0.1:1/x"
 
 
 # --- Polling settings ---------------------------------------------------------------------------

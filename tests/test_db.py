@@ -12,24 +12,26 @@ from flask import Flask
 from psycopg2.extensions import connection
 
 from zdm_devstack.demo import load_demo
-from zdm_monitor.db import PoolExhausted, apply_schema, get_db, read
+from zdm_monitor import state
+from zdm_monitor.db import apply_schema
+from zdm_monitor.pool import PoolExhausted
 from zdm_monitor.repository import READ_GUARD
 
 
 def test_connection_is_returned_and_reused(app: Flask) -> None:
     with app.app_context():
-        first = get_db()
-        assert get_db() is first
+        first = state.database().connection()
+        assert state.database().connection() is first
     with app.app_context():
-        assert get_db() is first
+        assert state.database().connection() is first
 
 
 def test_broken_connection_is_discarded(app: Flask) -> None:
     with app.app_context():
-        first = get_db()
+        first = state.database().connection()
         first.close()
     with app.app_context():
-        second = get_db()
+        second = state.database().connection()
         assert second is not first
         assert not second.closed
 
@@ -37,7 +39,7 @@ def test_broken_connection_is_discarded(app: Flask) -> None:
 def test_reads_are_read_only_and_carry_no_session_settings(app: Flask) -> None:
     """Nothing is set per session (PgBouncer's transaction mode); each read brings its guard."""
     with app.app_context():
-        cur = get_db().cursor()
+        cur = state.database().connection().cursor()
         cur.execute("SHOW default_transaction_read_only")
         assert cur.fetchone() == ("off",)
         cur.execute("SHOW statement_timeout")
@@ -73,7 +75,7 @@ def test_schema_is_idempotent_and_demo_loads_once(db: connection) -> None:
 
 
 def test_pool_is_bounded_and_keeps_idle_connections(make_app: Callable[..., Flask]) -> None:
-    pool = make_app(ZDM_DB_POOL_SIZE="1").extensions["zdm_db"]
+    pool = state.of(make_app(ZDM_DB_POOL_SIZE="1")).database.primary
     conn = pool.getconn()
     with pytest.raises(PoolExhausted):
         pool.getconn()
@@ -82,7 +84,7 @@ def test_pool_is_bounded_and_keeps_idle_connections(make_app: Callable[..., Flas
 
 
 def test_the_app_runs_as_a_select_only_role(app: Flask) -> None:
-    with app.app_context(), get_db().cursor() as cur:
+    with app.app_context(), state.database().connection().cursor() as cur:
         cur.execute(
             "SELECT current_user, has_table_privilege('backup_log', 'SELECT'),"
             " has_table_privilege('backup_log', 'INSERT'), has_table_privilege('backup', 'UPDATE')"
@@ -100,7 +102,7 @@ def server_pids(db: connection) -> list[int]:
 def test_connections_killed_by_a_server_restart_are_replaced(app: Flask, db: connection) -> None:
     """The first requests after PostgreSQL restarts are answered, not failed with a 503."""
     client = app.test_client()
-    pool = app.extensions["zdm_db"]
+    pool = state.of(app).database.primary
     held = [pool.getconn() for _ in range(3)]
     for conn in held:
         pool.putconn(conn)
@@ -132,5 +134,5 @@ def test_a_statement_timeout_is_not_retried(make_app: Callable[..., Flask]) -> N
             cur.execute(READ_GUARD + "SELECT pg_sleep(0.2)", {"timeout_ms": 1})
 
     with app.test_request_context(), pytest.raises(psycopg2.errors.QueryCanceled):
-        read(slow)
+        state.database().read(slow)
     assert len(calls) == 1

@@ -35,6 +35,34 @@ def test_no_service_module_starts_processes_or_reaches_the_dev_stack(path: Path)
     assert not wrong, f"{path.name} imports {sorted(wrong)}"
 
 
+def package_imports(path: Path) -> set[str]:
+    """The service modules a module imports (relative imports: `from . import x`, `from .x`)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_the_service_s_imports_have_no_circle() -> None:
+    graph = {p.stem: package_imports(p) for p in SERVICE.glob("*.py") if p.stem != "__init__"}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, " -> ".join((*path, module))
+        if module in done:
+            return
+        for imported in graph.get(module, ()):
+            visit(imported, (*path, module))
+        done.add(module)
+
+    for module in graph:
+        visit(module, ())
+
+
 def test_the_service_package_stays_small() -> None:
     lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in SERVICE.rglob("*.py"))
     assert lines <= MAX_SERVICE_LINES, lines

@@ -8,6 +8,8 @@ from conftest import JOB_URL, bearer
 from flask import Flask
 from flask.testing import FlaskClient
 
+from zdm_monitor import state
+
 ROUTE = "/api/backups/monitoring/job/<path:identifier>"
 
 
@@ -53,7 +55,7 @@ def test_metrics_are_text_format(client: FlaskClient) -> None:
 def test_readyz_turns_503_while_draining(app: Flask) -> None:
     client = app.test_client()
     assert client.get("/readyz").status_code == 200
-    app.config["ZDM_DRAINING"] = True
+    state.start_draining(app)
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["code"] == "SERVICE-UNAVAILABLE"

@@ -21,7 +21,7 @@ from processes import wait_until
 from test_metrics import sample
 
 from zdm_devstack.postgres import EmbeddedPostgres
-from zdm_monitor.replicas import Replicas
+from zdm_monitor import state
 
 MAX_LAG_S = 1.0
 # The monitor looks once a second; a change shows within two checks.
@@ -92,8 +92,9 @@ def reader(server: EmbeddedPostgres) -> str:
 
 
 def describe(app: Flask) -> list[dict[str, Any]]:
-    replicas: Replicas = app.extensions["zdm_replicas"]
-    return replicas.describe()
+    replicas = state.of(app).database.describe_replicas()
+    assert replicas is not None
+    return replicas
 
 
 def states(app: Flask) -> list[str]:
@@ -222,14 +223,14 @@ def test_the_monitor_starts_with_the_first_read_and_stops_on_close(
     assert app.test_client().get("/readyz").status_code == 200
     assert monitor_threads() == before + 1
     assert states(app) == ["ok"]  # the first read waited for the first check
-    app.extensions["zdm_replicas"].close()
+    state.close(app)
     assert monitor_threads() == before
 
 
 def test_without_replicas_nothing_changes(make_app: Callable[..., Flask]) -> None:
     before = monitor_threads()
     app = make_app()
-    assert app.extensions["zdm_replicas"] is None
+    assert state.of(app).database.replicas is None
     client = app.test_client()
     assert get_seed(client) == LINUX_EXAMPLE
     assert client.get("/readyz").get_json()["data"] == {"status": "ready"}
@@ -243,7 +244,9 @@ def test_a_forked_worker_watches_on_its_own_and_leaves_the_parent_s_connection(
     """What gunicorn's fork does to an app whose monitor already runs in the parent."""
     app = make_app(DATABASE_REPLICA_URLS=reader(servers.replicas[0]))
     assert app.test_client().get("/readyz").status_code == 200
-    replica = app.extensions["zdm_replicas"].replicas[0]
+    replicas = state.of(app).database.replicas
+    assert replicas is not None
+    replica = replicas.replicas[0]
     assert replica._monitor_conn is not None
     # Only its server's process ID: a reference here would keep the child from dropping it.
     session = replica._monitor_conn.info.backend_pid

@@ -7,6 +7,8 @@ from conftest import JOB_URL, bearer, fetch
 from flask.testing import FlaskClient
 from pgwire import CountingProxy
 
+from zdm_monitor import state
+
 
 @pytest.mark.parametrize(
     ("path", "status"),
@@ -56,7 +58,7 @@ def test_connection_is_reused_across_requests(wired: FlaskClient, proxy: Countin
     for _ in range(5):
         assert wired.get(JOB_URL + "1", headers=bearer()).status_code == 200
     assert len(proxy.take()) == 5
-    assert wired.application.extensions["zdm_db"]._in_use == 0
+    assert state.of(wired.application).database.primary._in_use == 0
 
 
 def test_a_304_costs_one_statement(wired: FlaskClient, proxy: CountingProxy) -> None:

@@ -12,14 +12,12 @@ from flask import Flask, Response, send_from_directory
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import health, live, metrics, monitoring
+from . import health, live, metrics, monitoring, state
 from .config import load_settings
+from .context import begin_request, echo_request_id
 from .cors import register_cors
-from .db import Database, close_db
-from .envelope import assign_request_id, echo_request_id
 from .errors import register_error_handlers
-from .logs import configure_logging, log_request, start_timer
-from .replicas import Replicas
+from .logs import configure_logging, log_request
 from .schemas import ErrorResponseSchema
 
 DOCS_ASSETS = "/api/docs/assets/"
@@ -29,11 +27,10 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment (or the given mapping), failing fast on bad settings."""
     # No app-wide /static route: the live page's blueprint serves zdm_monitor/static itself.
     app = SyncFlask(__name__, static_folder=None)
-    app.config["ZDM_SETTINGS"] = settings = load_settings(os.environ if env is None else env)
+    settings = load_settings(os.environ if env is None else env)
+    state.install(app, settings)
     configure_json(app)
     configure_logging()
-    app.extensions["zdm_db"] = Database(settings, on_change=metrics.record_pool)
-    app.extensions["zdm_replicas"] = Replicas(settings) if settings.database_replica_urls else None
     register_blueprints(app)
     register_error_handlers(app)
     register_request_hooks(app)
@@ -56,13 +53,12 @@ class SyncFlask(Flask):
 
 
 def register_request_hooks(app: Flask) -> None:
-    app.before_request(assign_request_id)
-    app.before_request(start_timer)
+    app.before_request(begin_request)
     register_cors(app)
     app.after_request(log_request)
     app.after_request(metrics.observe)
     app.after_request(echo_request_id)
-    app.teardown_appcontext(close_db)
+    app.teardown_appcontext(state.release_connection)
 
 
 class MonitorApi(Api):  # type: ignore[misc]

@@ -8,8 +8,9 @@ from functools import lru_cache
 from typing import Any
 
 import jwt
-from flask import current_app, g, request
+from flask import g, request
 
+from . import state
 from .config import Settings
 from .errors import Unauthorized
 
@@ -35,9 +36,7 @@ def require_token() -> None:
     """Authenticate the request or raise 401; preflight requests carry no token."""
     if request.method == "OPTIONS":
         return
-    g.token_claims = verify(
-        request.headers.get("Authorization"), current_app.config["ZDM_SETTINGS"]
-    )
+    g.token_claims = verify(request.headers.get("Authorization"), state.settings())
 
 
 def verify(header: str | None, settings: Settings) -> dict[str, Any]:

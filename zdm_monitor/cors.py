@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
+
+from . import state
 
 ALLOWED_HEADERS = "Authorization, If-None-Match, X-Request-ID"
 EXPOSED_HEADERS = "ETag, X-Pagination, X-Request-ID, X-Log-Cursor, X-Log-Gap, X-Poll-Interval"
@@ -11,7 +13,7 @@ PREFLIGHT_MAX_AGE = "600"
 
 def register_cors(app: Flask) -> None:
     """Answer preflights and label responses, only when some origin is allowed."""
-    if app.config["ZDM_SETTINGS"].cors_origins:
+    if state.of(app).settings.cors_origins:
         app.before_request(answer_preflight)
         app.after_request(label_response)
 
@@ -19,7 +21,7 @@ def register_cors(app: Flask) -> None:
 def allowed_origin() -> str | None:
     """The Access-Control-Allow-Origin value for this request's Origin, or None."""
     origin = request.headers.get("Origin")
-    origins: frozenset[str] = current_app.config["ZDM_SETTINGS"].cors_origins
+    origins = state.settings().cors_origins
     if origin is None:
         return None
     if "*" in origins:
@@ -51,7 +53,7 @@ def label_response(response: Response) -> Response:
         response.headers["Access-Control-Allow-Origin"] = origin
         if request.method != "OPTIONS":
             response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-    if "*" not in current_app.config["ZDM_SETTINGS"].cors_origins:
+    if "*" not in state.settings().cors_origins:
         # The answer differs by Origin: caches must keep one per origin.
         response.vary.add("Origin")
     return response

@@ -9,9 +9,9 @@ import psycopg2
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from .db import PoolExhausted
 from .envelope import failure
 from .logs import in_request
+from .pool import PoolExhausted
 
 log = logging.getLogger(__name__)
 

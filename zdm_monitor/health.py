@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
-from . import repository
-from .db import read
+from . import repository, state
 from .envelope import success
 from .errors import ServiceUnavailable
-from .replicas import Replicas
 
 READY_TIMEOUT_MS = 1000
 
@@ -30,12 +28,13 @@ def readyz() -> Response:
     With read replicas, "the database" is the one reads go to (a replica, else the primary), and
     the body lists each replica's state and lag.
     """
-    if current_app.config.get("ZDM_DRAINING"):
+    current = state.of()
+    if current.draining:
         raise ServiceUnavailable("종료 중입니다. 새 요청은 다른 인스턴스로 보내세요.")
-    read(lambda conn: repository.ping(conn, timeout_ms=READY_TIMEOUT_MS))
+    current.database.read(lambda conn: repository.ping(conn, timeout_ms=READY_TIMEOUT_MS))
     data: dict[str, Any] = {"status": "ready"}
-    replicas: Replicas | None = current_app.extensions.get("zdm_replicas")
+    replicas = current.database.describe_replicas()
     if replicas is not None:
         # What this process's monitor last saw: no query of its own.
-        data["replicas"] = replicas.describe()
+        data["replicas"] = replicas
     return success(data, message="Database is reachable")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, current_app
+from flask import Blueprint, Flask, Response
 from markupsafe import escape
+
+from . import state
 
 STATIC = Path(__file__).with_name("static")
 # index.html carries this empty slot; only the development stack fills it, with its token.
-OFFERED_TOKEN = "ZDM_LIVE_PAGE_TOKEN"
 TOKEN_SLOT = '<meta name="zdm-dev-token" content="">'
 # The page loads only its own three files and talks only to this service: no inline code,
 # nothing from elsewhere, not framed.
@@ -34,14 +35,14 @@ def page_template() -> str:
 
 def offer_token(app: Flask, token: str) -> None:
     """Have the page offer this token (the development stack's own, never a production one)."""
-    app.config[OFFERED_TOKEN] = token
+    state.of(app).offered_token = token
 
 
 @bp.get("/")
 def page() -> Response:
     """Serve the live page, offering the development token when the stack gave one."""
     html = page_template()
-    token = current_app.config.get(OFFERED_TOKEN)
+    token = state.of().offered_token
     if token:
         html = html.replace(TOKEN_SLOT, f'<meta name="zdm-dev-token" content="{escape(token)}">')
     response = Response(html, mimetype="text/html")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, g, request
 from gunicorn.glogging import Logger as GunicornBaseLogger
 
-from .envelope import request_id
+from .context import elapsed_seconds, request_id, route_template
 
 request_log = logging.getLogger("zdm_monitor.request")
 
@@ -48,20 +47,6 @@ def configure_logging() -> None:
 def in_request(**fields: Any) -> dict[str, Any]:
     """The `extra` of a record written while serving a request: it carries the request ID."""
     return {"fields": {"request_id": request_id(), **fields}}
-
-
-def route_template() -> str:
-    """The matched route's template (bounded cardinality), not the raw path."""
-    return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-
-
-def start_timer() -> None:
-    g.started = time.perf_counter()
-
-
-def elapsed_seconds() -> float:
-    started: float = g.get("started", time.perf_counter())
-    return time.perf_counter() - started
 
 
 def log_request(response: Response) -> Response:

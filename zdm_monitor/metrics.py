@@ -18,7 +18,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from .logs import elapsed_seconds, route_template
+from .context import elapsed_seconds, route_template
 
 REQUESTS = Counter(
     "zdm_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
@@ -31,8 +31,8 @@ LATENCY = Histogram(
 )
 POOL = Gauge(
     "zdm_db_pool_connections",
-    "Database connections held by the workers' pools.",
-    ["state"],
+    "Database connections held by the workers' pools, by server (primary, replicaN) and state.",
+    ["target", "state"],
     multiprocess_mode="livesum",
 )
 READS = Counter(
@@ -70,8 +70,8 @@ def request_series(method: str, route: str, status: int) -> tuple[Counter, Histo
 
 
 @cache
-def pool_series() -> tuple[Gauge, Gauge]:
-    return POOL.labels("idle"), POOL.labels("in_use")
+def pool_series(target: str) -> tuple[Gauge, Gauge]:
+    return POOL.labels(target, "idle"), POOL.labels(target, "in_use")
 
 
 def observe(response: Response) -> Response:
@@ -83,8 +83,8 @@ def observe(response: Response) -> Response:
     return response
 
 
-def record_pool(idle: int, in_use: int) -> None:
-    idle_gauge, in_use_gauge = pool_series()
+def record_pool(target: str, idle: int, in_use: int) -> None:
+    idle_gauge, in_use_gauge = pool_series(target)
     idle_gauge.set(idle)
     in_use_gauge.set(in_use)
 

@@ -11,17 +11,16 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 from zoneinfo import ZoneInfo
 
-from flask import Request, Response, current_app, request
+from flask import Request, Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError
 from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import MultiDict
 
-from . import repository, serializers
+from . import repository, serializers, state
 from .auth import require_token
 from .config import Settings
-from .db import read
 from .envelope import success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
 from .repository import MAX_BIGINT, JobSnapshot
@@ -199,8 +198,8 @@ class JobMonitoring(MethodView):
     def get(self, query: MonitoringQuery, identifier: str) -> Response:
         """Monitoring info of one backup job, by ID or by name."""
         job_id, name = parse_identifier(identifier)
-        settings = current_app.config["ZDM_SETTINGS"]
-        snapshot = read(
+        settings = state.settings()
+        snapshot = state.database().read(
             lambda conn: repository.get_job_snapshot(
                 conn,
                 job_id=job_id,

@@ -4,7 +4,8 @@ Each worker process keeps one pool per replica and one monitor thread, started b
 first read (never at import, never carried across fork), that asks every replica about once a
 second how far behind the primary it is: one small query per replica per second, whatever the
 request rate. A read goes to the next usable replica in turn; a replica that cannot be reached
-is marked down at once and the read moves on, the primary last.
+is marked down at once and the read moves on. When none can take it, NoUsableReplica says so
+and the database (db.py) reads the primary.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from psycopg2.extensions import connection
 
 from . import metrics
 from .config import Settings
-from .db import Database, connect_kwargs
+from .pool import Pool, connect_kwargs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PRIMARY = "primary"
 CHECK_INTERVAL_S = 1.0
 CHECK_TIMEOUT_MS = 1000
 # How long close() waits for the monitor's check in progress.
@@ -65,20 +65,24 @@ class Unreachable(Exception):
     """The replica could not be reached; the read moves on to the next target."""
 
 
+class NoUsableReplica(Exception):
+    """No replica could take the read: it goes to the primary."""
+
+
 class Replica:
     """One replica: its pool, its last known state and the monitor's own connection to it."""
 
     def __init__(self, name: str, url: str, settings: Settings) -> None:
         self.name = name
         self.settings = settings
-        self.database = Database(settings, url=url)
+        self.pool = Pool(settings, url, name)
         self.state = State(STARTING, None)
         self._monitor_conn: connection | None = None
 
     def read(self, query: Callable[[connection], T]) -> T:
         """Run the read here; raise Unreachable when the replica cannot be reached."""
         try:
-            conn = self.database.getconn()
+            conn = self.pool.getconn()
         except psycopg2.OperationalError as exc:
             raise Unreachable from exc
         try:
@@ -88,14 +92,14 @@ class Replica:
                 raise Unreachable from exc
             raise  # it answered, e.g. a statement timeout, which another would not answer faster
         finally:
-            self.database.putconn(conn)
+            self.pool.putconn(conn)
 
     def check(self) -> State:
         """Measure the lag on the monitor's connection, opening it again when it broke."""
         try:
             if self._monitor_conn is None or self._monitor_conn.closed:
                 self._monitor_conn = psycopg2.connect(
-                    self.database.url, **connect_kwargs(self.settings)
+                    self.pool.url, **connect_kwargs(self.settings)
                 )
                 self._monitor_conn.autocommit = True
             with self._monitor_conn.cursor() as cur:
@@ -135,11 +139,7 @@ class Replicas:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def read(
-        self,
-        query: Callable[[connection], T],
-        read_primary: Callable[[Callable[[connection], T]], T],
-    ) -> T:
+    def read(self, query: Callable[[connection], T]) -> T:
         """Run the read on the next usable replica, moving on past unreachable ones."""
         self._start_monitor()
         for replica in self._rotation():
@@ -150,9 +150,7 @@ class Replicas:
                 continue
             metrics.record_read(replica.name)
             return result
-        result = read_primary(query)
-        metrics.record_read(PRIMARY)
-        return result
+        raise NoUsableReplica
 
     def describe(self) -> list[dict[str, Any]]:
         """Each replica's state and lag as this process last saw them (for /readyz)."""
@@ -173,7 +171,7 @@ class Replicas:
         if thread is not None:
             thread.join(STOP_WAIT_S)
         for replica in self.replicas:
-            replica.database.close()
+            replica.pool.close()
 
     def _rotation(self) -> list[Replica]:
         """The usable replicas, starting one further along at each read."""
@@ -221,7 +219,7 @@ class Replicas:
     def _mark_unreachable(self, replica: Replica) -> None:
         self._update(replica, State(UNREACHABLE, None))
         # Its idle connections are most likely dead too.
-        replica.database.close()
+        replica.pool.close()
 
     def _update(self, replica: Replica, state: State) -> None:
         if state.status != replica.state.status:

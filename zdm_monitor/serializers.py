@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .envelope import TIME_FORMAT
 from .repository import JobSnapshot
 
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 NONE = "-"
 ACTIVE = frozenset({"preparing", "processing", "canceling"})
 WAITING = frozenset({"scheduled", "registered"})

@@ -1,0 +1,56 @@
+"""What an app holds for its requests, reached through typed accessors rather than string keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from flask import Flask, current_app
+
+from .config import Settings
+from .db import Database
+
+KEY = "zdm_monitor"
+
+
+@dataclass
+class State:
+    settings: Settings
+    database: Database
+    # Set from the moment the worker is told to stop: /readyz then answers 503.
+    draining: bool = False
+    # The token the live page offers; only the development stack sets one.
+    offered_token: str | None = None
+
+
+def install(app: Flask, settings: Settings) -> State:
+    state = app.extensions[KEY] = State(settings, Database(settings))
+    return state
+
+
+def of(app: Flask | None = None) -> State:
+    """The state of the given app, or of the one serving the current request."""
+    return cast(State, (app or current_app).extensions[KEY])
+
+
+def settings() -> Settings:
+    return of().settings
+
+
+def database() -> Database:
+    return of().database
+
+
+def start_draining(app: Flask) -> None:
+    """Have /readyz answer 503 from now on (gunicorn's worker got SIGTERM)."""
+    of(app).draining = True
+
+
+def close(app: Flask) -> None:
+    """Close the app's database connections (gunicorn's worker is exiting)."""
+    of(app).database.close()
+
+
+def release_connection(exc: BaseException | None = None) -> None:
+    """Give the request's connection back at teardown."""
+    of().database.release(exc)
