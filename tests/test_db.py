@@ -136,3 +136,27 @@ def test_a_statement_timeout_is_not_retried(make_app: Callable[..., Flask]) -> N
     with app.test_request_context(), pytest.raises(psycopg2.errors.QueryCanceled):
         state.database().read(slow)
     assert len(calls) == 1
+
+
+SNAPSHOT_SIGNATURES = """
+SELECT pg_get_function_identity_arguments(oid) FROM pg_proc
+WHERE proname = 'zdm_monitor_job_snapshot'
+"""
+
+
+def test_init_db_upgrades_the_read_function_of_an_older_release(db: connection) -> None:
+    """upgrade.sql removes the 13-argument function 0.1.0 installed; one function remains."""
+    with db.cursor() as cur:
+        cur.execute(
+            "CREATE FUNCTION zdm_monitor_job_snapshot(bigint, text, text, text, text, numeric,"
+            " text, text, text, text, text, integer, integer) RETURNS SETOF record"
+            " LANGUAGE sql AS 'SELECT NULL::record WHERE false'"
+        )
+        cur.execute(SNAPSHOT_SIGNATURES)
+        assert len(cur.fetchall()) == 2
+    apply_schema(db)
+    with db.cursor() as cur:
+        cur.execute(SNAPSHOT_SIGNATURES)
+        (signature,) = cur.fetchall()
+    assert signature[0].startswith("p_job_id bigint, p_name text,")
+    assert signature[0].endswith("p_after integer, p_detail boolean")

@@ -34,7 +34,7 @@ def test_with_a_valid_token(app: Flask, data: st.DataObject) -> None:
     if query.get("after", "") != "" and query.get("page", "") != "":
         # OpenAPI cannot say that two parameters exclude each other: checked here instead.
         response = case.call(headers=bearer())
-        assert response.status_code == 400, response.text
+        assert response.status_code == 400, (case.formatted_path, query, response.text)
         assert response.json()["details"]["after"] == ["page와 함께 지정할 수 없습니다."]
         return
     case.call_and_validate(headers=bearer())

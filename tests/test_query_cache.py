@@ -5,7 +5,8 @@ from __future__ import annotations
 from conftest import JOB_URL, bearer
 from flask.testing import FlaskClient
 
-from zdm_monitor.monitoring import PARSED_QUERIES, blp
+from zdm_monitor.monitoring import blp
+from zdm_monitor.schemas import PARSED_QUERIES
 
 
 def cached_queries() -> dict[tuple[object, ...], object]:

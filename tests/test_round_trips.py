@@ -45,6 +45,9 @@ def test_each_answer_costs_one_statement(
         ("1", {"Authorization": "Bearer not-a-token"}, 401),
         ("1?mode=bogus", bearer(), 400),
         ("x" * 300, bearer(), 400),
+        # Longer than any bigint: no job can have that ID, decided before the database.
+        ("9223372036854775808", bearer(), 404),
+        ("9" * 40, bearer(), 404),
     ],
 )
 def test_rejected_requests_never_reach_the_database(

@@ -10,16 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import LINUX_EXAMPLE, PROGRESS_KEYS, TIMESTAMP, WINDOWS_EXAMPLE
 
+from zdm_monitor.polling import is_stalled, log_cursor, poll_interval
 from zdm_monitor.repository import JobSnapshot
-from zdm_monitor.serializers import (
-    format_elapsed,
-    format_time,
-    is_stalled,
-    log_cursor,
-    monitoring_payload,
-    pagination,
-    poll_interval,
-)
+from zdm_monitor.serializers import format_elapsed, format_time, monitoring_payload, pagination
 
 UTC_ZONE = ZoneInfo("UTC")
 SEOUL = ZoneInfo("Asia/Seoul")

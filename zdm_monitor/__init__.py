@@ -18,7 +18,7 @@ from .context import begin_request, echo_request_id
 from .cors import register_cors
 from .errors import register_error_handlers
 from .logs import configure_logging, log_request
-from .schemas import ErrorResponseSchema
+from .openapi import ErrorResponseSchema
 
 DOCS_ASSETS = "/api/docs/assets/"
 

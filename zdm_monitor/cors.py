@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
-from . import state
+from . import polling, state
 
 ALLOWED_HEADERS = "Authorization, If-None-Match, X-Request-ID"
-EXPOSED_HEADERS = "ETag, X-Pagination, X-Request-ID, X-Log-Cursor, X-Log-Gap, X-Poll-Interval"
+EXPOSED_HEADERS = ", ".join(("X-Request-ID", *polling.HEADERS))
 PREFLIGHT_MAX_AGE = "600"
 
 

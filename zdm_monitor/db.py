@@ -77,8 +77,12 @@ def read_sql(name: str) -> str:
     return files("zdm_monitor").joinpath("sql", name).read_text(encoding="utf-8")
 
 
+# In this order, in one transaction: tables, then the upgrade steps, then the functions.
+SCHEMA_FILES = ("schema.sql", "upgrade.sql", "job_snapshot.sql")
+
+
 def apply_schema(conn: connection) -> None:
-    """Create the ZDM tables and indexes that are missing, and (re)create the read function."""
+    """Create the missing tables and indexes, upgrade older objects, (re)create the functions."""
     with conn, conn.cursor() as cur:
-        cur.execute(read_sql("schema.sql"))
-        cur.execute(read_sql("job_snapshot.sql"))
+        for name in SCHEMA_FILES:
+            cur.execute(read_sql(name))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from psycopg2.extensions import connection
 
+# backup.id and server.id are bigint.
 MAX_BIGINT = 2**63 - 1
 
 
@@ -63,15 +64,23 @@ class JobSnapshot:
 READ_GUARD = "SET LOCAL statement_timeout = %(timeout_ms)s; SET TRANSACTION READ ONLY;"
 
 # One round trip answers the whole request: which halves exist, whether every filter holds, the
-# log's size and the requested page. The statements live in sql/job_snapshot.sql.
-GET_JOB_SNAPSHOT = f"""
-{READ_GUARD}
-SELECT * FROM zdm_monitor_job_snapshot(
-    %(job_id)s, %(name)s, %(mode)s, %(partition)s, %(drive)s, %(server_id)s, %(server_name)s,
-    %(repository_type)s, %(repository_path)s, %(status)s, %(job_name)s, %(skip)s, %(limit)s,
-    %(after)s, %(detail)s
+# log's size and the requested page. The statements live in sql/job_snapshot.sql; the call names
+# each argument (p_<name> => %(name)s) and the row is read by column name, so a new argument or
+# column is one edit in the SQL and one here (JobFilters, JobSnapshot).
+SNAPSHOT_ARGUMENTS = (
+    "job_id",
+    "name",
+    *(f.name for f in fields(JobFilters)),
+    "skip",
+    "limit",
+    "after",
+    "detail",
 )
-"""
+GET_JOB_SNAPSHOT = (
+    f"{READ_GUARD} SELECT * FROM zdm_monitor_job_snapshot("
+    + ", ".join(f"p_{name} => %({name})s" for name in SNAPSHOT_ARGUMENTS)
+    + ")"
+)
 
 
 def get_job_snapshot(
@@ -90,9 +99,7 @@ def get_job_snapshot(
 
     With after, the page is the first limit lines after that line number instead.
     """
-    if job_id is not None and job_id > MAX_BIGINT:
-        return None
-    # vars(), not dataclasses.asdict: asdict deep-copies every field, a measurable cost here.
+    # vars(), not dataclasses.asdict: asdict deep-copies every field.
     params: dict[str, Any] = dict(vars(filters))
     params.update(
         job_id=job_id,
@@ -106,7 +113,11 @@ def get_job_snapshot(
     with conn.cursor() as cur:
         cur.execute(GET_JOB_SNAPSHOT, params)
         row = cur.fetchone()
-    return None if row is None else JobSnapshot(*row)
+        if row is None:
+            return None
+        assert cur.description is not None
+        names = [column.name for column in cur.description]
+    return JobSnapshot(**dict(zip(names, row, strict=True)))
 
 
 def ping(conn: connection, *, timeout_ms: int) -> None:

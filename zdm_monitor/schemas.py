@@ -1,4 +1,4 @@
-"""Marshmallow schemas: the query string (validated and normalised) and the documented bodies."""
+"""The query string: parsed strictly, validated and normalised by marshmallow schemas."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 import marshmallow as ma
-from marshmallow import ValidationError, fields, post_load, pre_load
+from flask import Request
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import MultiDict
 
 from .repository import JobFilters
 
@@ -270,83 +274,36 @@ class MonitoringQuerySchema(ma.Schema):
         )
 
 
-# Documentation only: the bodies below are built by serializers.py and envelope.py.
+PARSED_QUERIES = 1024
 
 
-DETAIL = "With detail=true only."
+class QueryParser(FlaskParser):
+    """Decode the query string strictly as UTF-8, marking undecodable bytes.
 
+    Werkzeug keeps an undecodable escape such as %FF as the literal text "%FF"; decoding with
+    errors="replace" turns it into U+FFFD, which the schema refuses by parameter name.
+    """
 
-class JobInfoSchema(ma.Schema):
-    name = fields.String(required=True)
-    partition = fields.String(metadata={"description": "Linux jobs only."})
-    drive = fields.String(metadata={"description": "Windows jobs only."})
-    id = fields.Integer(metadata={"description": DETAIL})
-    mode = fields.String(metadata={"enum": list(MODES), "description": DETAIL})
+    def __init__(self) -> None:
+        super().__init__()
+        self._parsed: dict[tuple[Any, ...], Any] = {}
 
+    def load_querystring(self, req: Request, schema: Schema) -> MultiDict[str, str]:
+        raw = quote(req.query_string, safe="&=%+")
+        return MultiDict(parse_qsl(raw, keep_blank_values=True, errors="replace"))
 
-class ProgressInfoSchema(ma.Schema):
-    status = fields.String(required=True, metadata={"enum": list(STATUSES)})
-    percent = fields.String(required=True, metadata={"example": "60%"})
-    message = fields.String(required=True, metadata={"description": "`-` when none."})
-    start = fields.String(required=True, metadata={"example": "2025-01-15 02:00:00"})
-    elapsed = fields.String(required=True, metadata={"example": "00:20:00"})
-    end = fields.String(required=True, metadata={"description": "`-` while not finished."})
-    lastReport = fields.String(metadata={"description": f"Last progress report; `-`. {DETAIL}"})
-    stalled = fields.Boolean(
-        metadata={
-            "description": "Preparing or processing with no report for ZDM_STALL_SECONDS. " + DETAIL
-        }
-    )
+    def parse(self, argmap: Any, req: Request | None = None, **kwargs: Any) -> Any:
+        """Validate each distinct query string once: a dashboard repeats its own on every poll.
 
-
-class RepositorySchema(ma.Schema):
-    type = fields.String(required=True, metadata={"enum": list(REPOSITORY_TYPES)})
-    path = fields.String(required=True)
-
-
-class LogEntrySchema(ma.Schema):
-    line = fields.Integer(required=True, metadata={"description": "1, 2, 3... within the job."})
-    time = fields.String(required=True)
-    message = fields.String(required=True)
-
-
-class JobSchema(ma.Schema):
-    info = fields.Nested(JobInfoSchema, required=True)
-    progressInfo = fields.Nested(ProgressInfoSchema, required=True)
-    log = fields.List(fields.String(), required=True)
-    repository = fields.Nested(RepositorySchema, allow_none=True, metadata={"description": DETAIL})
-    logEntries = fields.List(
-        fields.Nested(LogEntrySchema), metadata={"description": "The lines of `log`. " + DETAIL}
-    )
-
-
-class SystemSchema(ma.Schema):
-    name = fields.String(required=True)
-    id = fields.Integer(metadata={"description": DETAIL})
-    os = fields.String(metadata={"enum": ["linux", "windows"], "description": DETAIL})
-
-
-class MonitoringDataSchema(ma.Schema):
-    system = fields.Nested(SystemSchema, required=True)
-    job = fields.Nested(JobSchema, required=True)
-
-
-class MonitoringResponseSchema(ma.Schema):
-    success = fields.Boolean(required=True)
-    requestID = fields.String(required=True)
-    data = fields.Nested(MonitoringDataSchema, required=True)
-    message = fields.String(required=True)
-    timestamp = fields.String(required=True)
-
-
-class ErrorResponseSchema(ma.Schema):
-    requestID = fields.String(required=True)
-    success = fields.Boolean(required=True)
-    error = fields.String(required=True)
-    timestamp = fields.String(required=True)
-    code = fields.String(required=True)
-    details = fields.Dict(
-        keys=fields.String(),
-        values=fields.List(fields.String()),
-        metadata={"description": "Validation errors: parameter -> reasons."},
-    )
+        Only valid queries are kept (an invalid one raises), results are immutable, and the
+        cache is emptied when full, so unique query strings cannot grow it without bound.
+        """
+        request = req or self.get_default_request()
+        key = (id(argmap), request.query_string, tuple(sorted(kwargs.items())))
+        result = self._parsed.get(key)
+        if result is None:
+            result = super().parse(argmap, request, **kwargs)
+            if len(self._parsed) >= PARSED_QUERIES:
+                self._parsed.clear()
+            self._parsed[key] = result
+        return result

@@ -10,9 +10,6 @@ from .repository import JobSnapshot
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 NONE = "-"
-ACTIVE = frozenset({"preparing", "processing", "canceling"})
-WAITING = frozenset({"scheduled", "registered"})
-STALL_WATCHED = frozenset({"preparing", "processing"})
 
 
 def format_time(moment: datetime | None, zone: ZoneInfo) -> str:
@@ -77,37 +74,6 @@ def log_entries(job: JobSnapshot, zone: ZoneInfo, descending: bool) -> list[dict
         for i, (moment, message) in enumerate(zip(times, job.log_lines, strict=True))
     ]
     return entries[::-1] if descending else entries
-
-
-def is_stalled(job: JobSnapshot, now: datetime, stall_seconds: int) -> bool:
-    """A preparing or processing job that has reported nothing for stall_seconds."""
-    if job.status not in STALL_WATCHED:
-        return False
-    last = job.last_report_at or job.started_at
-    return last is not None and (now - last).total_seconds() > stall_seconds
-
-
-def poll_interval(status: str | None, active: int, waiting: int) -> int | None:
-    """Seconds until the next useful poll; None once the job can change no more."""
-    if status in ACTIVE:
-        return active
-    if status in WAITING:
-        return waiting
-    return None
-
-
-def log_cursor(job: JobSnapshot, after: int | None) -> tuple[int | None, bool]:
-    """Return (X-Log-Cursor, X-Log-Gap) for the returned lines.
-
-    The cursor is the newest line delivered; with nothing delivered, after itself, or 0 for
-    page 1 of an empty log. The gap says lines after the cursor were pruned unseen.
-    """
-    if job.log_lines and job.first_line is not None:
-        newest = job.first_line + len(job.log_lines) - 1
-        return newest, after is not None and job.first_line > after + 1
-    if after is not None:
-        return after, False
-    return (0 if job.log_last is None else None), False
 
 
 def pagination(page: int | None, limit: int, total: int) -> dict[str, int]:

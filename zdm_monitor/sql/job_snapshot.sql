@@ -5,10 +5,8 @@
 -- statements themselves. Unlike prepared statements this holds no session state in the
 -- client, so it works unchanged through PgBouncer in transaction pooling mode.
 
--- Earlier signatures, so that re-applying the schema leaves one function.
-DROP FUNCTION IF EXISTS zdm_monitor_job_snapshot(
-    bigint, text, text, text, text, numeric, text, text, text, text, text, integer, integer
-);
+-- Called with named arguments (p_job_id => ...) and read by column name (repository.py).
+-- Changing the arguments or the columns needs a step in upgrade.sql for the old signature.
 
 CREATE OR REPLACE FUNCTION zdm_monitor_job_snapshot(
     p_job_id bigint,

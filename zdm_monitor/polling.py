@@ -1,0 +1,123 @@
+"""Polling: the validator, the log cursor, the pace, the stall mark, the headers and the 304.
+
+One call, decide(), answers everything the view needs to know about a poll; the serializer then
+builds the body only when the client's copy is not current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+from operator import attrgetter
+
+from flask import Response
+from werkzeug.datastructures import ETags
+
+from .config import Settings
+from .repository import JobSnapshot
+from .schemas import MonitoringQuery
+from .serializers import pagination
+
+# What a poller reads from a 200 or a 304, besides Cache-Control: documented in the OpenAPI
+# document (openapi.py) and exposed to allowed origins (cors.py) from this one list.
+HEADERS = ("ETag", "X-Pagination", "X-Log-Cursor", "X-Log-Gap", "X-Poll-Interval")
+# Proxies and browsers must revalidate: progress changes between polls.
+CACHE_CONTROL = "private, no-cache"
+
+ACTIVE = frozenset({"preparing", "processing", "canceling"})
+WAITING = frozenset({"scheduled", "registered"})
+STALL_WATCHED = frozenset({"preparing", "processing"})
+
+# The log's lines are named by its first and last numbers (lines never change once written).
+TAGGED_FIELDS = attrgetter(
+    *(f.name for f in fields(JobSnapshot) if f.name not in ("log_lines", "log_times", "first_line"))
+)
+
+
+@dataclass(frozen=True)
+class Poll:
+    """What the view needs to know about a poll."""
+
+    headers: dict[str, str]
+    stalled: bool | None  # detail=true only
+    current: bool  # the client's copy is this answer: 304
+
+
+def decide(
+    job: JobSnapshot, query: MonitoringQuery, settings: Settings, if_none_match: ETags
+) -> Poll:
+    """The headers of the answer, its stall mark, and whether the client's copy is current."""
+    stalled = is_stalled(job, datetime.now(UTC), settings.stall_seconds) if query.detail else None
+    cursor, gap = log_cursor(job, query.after)
+    tag = entity_tag(job, query, cursor, settings.timezone.key, stalled)
+    meta = pagination(None if query.after is not None else query.page, query.limit, job.log_total)
+    headers = {
+        "ETag": f'W/"{tag}"',
+        "Cache-Control": CACHE_CONTROL,
+        "X-Pagination": json.dumps(meta),
+    }
+    if cursor is not None:
+        headers["X-Log-Cursor"] = str(cursor)
+    if gap:
+        headers["X-Log-Gap"] = "true"
+    interval = poll_interval(
+        job.status, settings.poll_active_seconds, settings.poll_waiting_seconds
+    )
+    if interval is not None:
+        headers["X-Poll-Interval"] = str(interval)
+    return Poll(headers, stalled, if_none_match.contains_weak(tag))
+
+
+def not_modified(headers: dict[str, str]) -> Response:
+    """A 304: the client's copy is current; no body is built or sent."""
+    response = Response(status=304, headers=headers)
+    del response.headers["Content-Type"]
+    return response
+
+
+def entity_tag(
+    job: JobSnapshot, query: MonitoringQuery, cursor: int | None, zone: str, stalled: bool | None
+) -> str:
+    """Name this answer's content: the job's halves, its log's ends, the query, the zone.
+
+    With after, the tag names where the answer leaves the client (its X-Log-Cursor), not where
+    it started: the poll after a batch of new lines, finding nothing newer, matches the tag of
+    that batch's answer and is a 304.
+    """
+    if query.after is not None:
+        query = replace(query, after=cursor)
+    state = (TAGGED_FIELDS(job), query, zone, stalled)
+    return hashlib.blake2b(repr(state).encode(), digest_size=12).hexdigest()
+
+
+def log_cursor(job: JobSnapshot, after: int | None) -> tuple[int | None, bool]:
+    """Return (X-Log-Cursor, X-Log-Gap) for the returned lines.
+
+    The cursor is the newest line delivered; with nothing delivered, after itself, or 0 for
+    page 1 of an empty log. The gap says lines after the cursor were pruned unseen.
+    """
+    if job.log_lines and job.first_line is not None:
+        newest = job.first_line + len(job.log_lines) - 1
+        return newest, after is not None and job.first_line > after + 1
+    if after is not None:
+        return after, False
+    return (0 if job.log_last is None else None), False
+
+
+def is_stalled(job: JobSnapshot, now: datetime, stall_seconds: int) -> bool:
+    """A preparing or processing job that has reported nothing for stall_seconds."""
+    if job.status not in STALL_WATCHED:
+        return False
+    last = job.last_report_at or job.started_at
+    return last is not None and (now - last).total_seconds() > stall_seconds
+
+
+def poll_interval(status: str | None, active: int, waiting: int) -> int | None:
+    """Seconds until the next useful poll; None once the job can change no more."""
+    if status in ACTIVE:
+        return active
+    if status in WAITING:
+        return waiting
+    return None
