@@ -21,7 +21,7 @@ from werkzeug.test import TestResponse
 
 from zdm_devstack.demo import load_demo
 from zdm_devstack.pgbouncer import PgBouncer
-from zdm_devstack.postgres import EmbeddedPostgres
+from zdm_devstack.postgres import EmbeddedPostgres, remove_folders_under
 from zdm_devstack.stack import create_reader
 from zdm_monitor import create_app, state
 from zdm_monitor.db import apply_schema
@@ -90,6 +90,13 @@ QUERY_PARAMETERS = [
 def success_body(data: dict[str, Any]) -> dict[str, Any]:
     """The success envelope around data, without its requestID and timestamp."""
     return {"success": True, "data": data, "message": "Backup monitoring info"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def relocated_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Remove what the run's PostgreSQL and PgBouncer folders left in SERVICE_HOME (as root)."""
+    yield
+    remove_folders_under(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

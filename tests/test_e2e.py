@@ -158,10 +158,17 @@ def count_rows(data_dir: Path) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def folder_modes(path: Path) -> dict[Path, int]:
+    """The mode of every folder above path."""
+    return {folder: folder.stat().st_mode for folder in path.parents}
+
+
 def test_serve_answers_the_seed_examples_and_stops_cleanly(
     tmp_path: Path, start_launcher: Any
 ) -> None:
     data_dir = tmp_path / "data"
+    # pytest's folders are mode 700, as root's home is: nothing above the data may change.
+    modes = folder_modes(data_dir)
     first: Launcher = start_launcher(data_dir)
     token = cli_token(data_dir)
     assert_seed_examples(first.base, token)
@@ -179,6 +186,14 @@ def test_serve_answers_the_seed_examples_and_stops_cleanly(
     assert curl in banner
     assert f'-H "Authorization: Bearer {banner_token}"' in banner
     assert_seed_examples(first.base, banner_token)
+    # How to reach the embedded database, and the banner only once gunicorn listens.
+    url = re.search(r"DATABASE_URL='(postgresql://[^']+)'", banner)
+    assert url, banner
+    assert f"psql '{url.group(1)}'" in banner
+    with closing(psycopg2.connect(url.group(1))) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name FROM backup WHERE id = 1")
+        assert cur.fetchone() == ("daily-backup",)
+    assert banner.index("Listening at") < banner.index("Bearer token"), banner
 
     assert first.interrupt() == 0, first.output()
     assert_stopped(first)
@@ -194,6 +209,46 @@ def test_serve_answers_the_seed_examples_and_stops_cleanly(
     assert_seed_examples(second.base, banner_token)
     assert second.interrupt() == 0, second.output()
     assert_stopped(second)
+    assert folder_modes(data_dir) == modes
+
+
+def wait_for_exit(launcher: Launcher, seconds: float) -> int:
+    try:
+        return launcher.process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        launcher.clean_up()
+        pytest.fail(f"still running after {seconds} s:\n{launcher.output()}")
+
+
+def test_a_second_serve_on_the_same_data_folder_refuses_and_harms_nothing(
+    tmp_path: Path, start_launcher: Any
+) -> None:
+    data_dir = tmp_path / "data"
+    first: Launcher = start_launcher(data_dir)
+    token = cli_token(data_dir)
+    second = launch("serve", data_dir, free_port(), tmp_path / "second.log")
+    assert wait_for_exit(second, 10) == 1, second.output()
+    assert f"The data folder {data_dir} is in use by another zdm-monitor serve" in second.output()
+    assert f"(pid {first.process.pid})" in second.output()
+    assert "Traceback" not in second.output()
+    # The first one's database and gunicorn are untouched: it still answers.
+    assert EmbeddedPostgres(data_dir / "postgres").running()
+    assert_seed_examples(first.base, token)
+    assert first.interrupt() == 0, first.output()
+    assert_stopped(first)
+
+
+def test_serve_refuses_a_port_in_use_before_starting_anything(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        launcher = launch("serve", data_dir, port, tmp_path / "serve.log")
+        assert wait_for_exit(launcher, 10) == 1, launcher.output()
+    assert f"Port {port} on 127.0.0.1 is in use" in launcher.output()
+    assert "Bearer token" not in launcher.output()
+    assert not (data_dir / "postgres").exists()
 
 
 def test_production_start_refuses_without_a_token_key() -> None:
@@ -210,3 +265,18 @@ def test_production_start_refuses_without_a_token_key() -> None:
     )
     assert result.returncode != 0
     assert "ZDM_JWT_SECRET" in result.stdout + result.stderr
+
+
+def test_serve_leaves_running_a_postgresql_it_did_not_start(
+    tmp_path: Path, start_launcher: Any
+) -> None:
+    data_dir = tmp_path / "data"
+    server = EmbeddedPostgres(data_dir / "postgres")
+    server.start()
+    try:
+        launcher: Launcher = start_launcher(data_dir)
+        assert launcher.interrupt() == 0, launcher.output()
+        assert "was already running: left running." in launcher.output()
+        assert server.running()
+    finally:
+        server.stop()

@@ -27,7 +27,8 @@ from zdm_monitor.db import apply_schema
 from .cluster import Cluster
 from .demo import prepare_database
 from .generate import generate as generate_jobs
-from .stack import DEV_SECRET_FILE, Stack
+from .postgres import EmbeddedPostgresError, bin_dir
+from .stack import DEV_SECRET_FILE, Stack, StackError
 
 
 def data_dir() -> Path:
@@ -93,17 +94,43 @@ def serve(port: int, workers: int | None, nginx: bool) -> None:
     stack = Stack(data_dir(), port, nginx=nginx, workers=workers or (None if nginx else 2))
     stack.catch_signals()
     try:
-        stack.start()
-        if stack.postgres is not None:
-            click.echo(f"PostgreSQL: embedded, data in {stack.postgres.pgdata}")
+        start(stack)
+        describe_database(stack)
         if stack.demo_loaded:
             click.echo("Demo data loaded.")
         banner(stack)
         status = stack.wait()
     finally:
         stack.stop()
-        click.echo("Stopped" + (", PostgreSQL stopped." if stack.postgres else "."))
+    postgres = stack.postgres
+    if postgres is not None and postgres.started:
+        click.echo("Stopped, PostgreSQL stopped.")
+    elif postgres is not None:
+        click.echo(f"Stopped; PostgreSQL in {postgres.pgdata} was already running: left running.")
+    else:
+        click.echo("Stopped.")
     sys.exit(status)
+
+
+def start(stack: Stack) -> None:
+    """Start the stack, or say in one line why it cannot start (exit status 1)."""
+    try:
+        stack.start()
+    except (StackError, EmbeddedPostgresError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def describe_database(stack: Stack) -> None:
+    """Say where the data is and how to reach it with psql or DATABASE_URL."""
+    url = stack.env["DATABASE_URL"]
+    if stack.postgres is None:
+        click.echo("PostgreSQL: DATABASE_URL (not started here)")
+        return
+    where = stack.data_dir / "postgres"
+    kept = "" if where.resolve() == where else f" (kept in {where.resolve()})"
+    click.echo(f"PostgreSQL: embedded, data in {where}{kept}")
+    click.echo(f"  DATABASE_URL='{url}'")
+    click.echo(f"  psql '{url}'   (or {bin_dir() / 'psql'})")
 
 
 def banner(stack: Stack) -> None:
@@ -138,7 +165,7 @@ def cluster(port: int, workers: int) -> None:
     running.catch_signals()
     status = 1
     try:
-        running.start()
+        start(running)
         if running.demo_loaded:
             click.echo("Demo data loaded.")
         click.echo(f"Cluster on loopback, data in {running.folder}:")

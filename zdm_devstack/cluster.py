@@ -48,17 +48,16 @@ class Cluster(Stack):
     def nginx_dir(self) -> Path:
         return self.folder / "nginx"
 
-    def start(self) -> None:
-        try:
-            self._start_databases()
-            self.pgbouncer.start(self.output)
-            self._configure_nodes()
-            for index in range(len(self.nodes)):
-                self.start_node(index)
-            self.nginx = start_nginx(self.nginx_dir, self.port, self.node_ports, self.output)
-        except BaseException:
-            self.stop()
-            raise
+    def ports(self) -> list[int]:
+        return [self.port, *self.node_ports, self.pgbouncer.port]
+
+    def _start_parts(self) -> None:
+        self._start_databases()
+        self.pgbouncer.start(self.output)
+        self._configure_nodes()
+        for index in range(len(self.nodes)):
+            self.start_node(index)
+        self.nginx = start_nginx(self.nginx_dir, self.port, self.node_ports, self.output)
 
     def _start_databases(self) -> None:
         self.postgres = EmbeddedPostgres(self.folder / "primary")
@@ -128,5 +127,6 @@ class Cluster(Stack):
             node.wait(timeout=60)
         self.pgbouncer.stop()
         for server in (self.replica, self.postgres):
-            if server is not None:
+            if server is not None and server.started:
                 server.stop()
+        self.release_data_folder()

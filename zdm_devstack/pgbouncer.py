@@ -99,7 +99,7 @@ class PgBouncer:
 
     def start(self, output: IO[bytes] | None = None) -> None:
         """Write the files and start PgBouncer in the foreground of its own session."""
-        own_folder(self.folder, self.user)
+        self.folder = own_folder(self.folder, self.user)
         ini = self.folder / "pgbouncer.ini"
         ini.write_text(self.config())
         users = "".join(f'"{name}" "{secret or ""}"\n' for name, secret in self.users.items())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import os
 import pwd
+import shutil
 import subprocess
 import tempfile
-from contextlib import closing
+from contextlib import closing, suppress
+from importlib.metadata import version
 from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import quote
@@ -15,6 +19,11 @@ import psycopg2
 
 # PostgreSQL refuses to run as root; root sessions run it as this system user.
 SYSTEM_USER = "zdm-postgres"
+# Where root sessions keep what that user must reach when the checkout or the data folder lies
+# in a folder others cannot enter (root's home, a mktemp -d folder): a copy of the binaries and
+# the data folders themselves, each linked from where it was asked for. No one's folder is
+# opened up to let the user in.
+SERVICE_HOME = Path("/var/lib/zdm-postgres")
 # A Unix socket path must fit in sun_path (108 bytes on Linux).
 MAX_SOCKET_DIR = 90
 
@@ -23,11 +32,31 @@ class EmbeddedPostgresError(RuntimeError):
     """A PostgreSQL program failed; the message carries what it printed."""
 
 
-def bin_dir() -> Path:
+def installed_binaries() -> Path:
     spec = find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("The pgserver package is not installed: pip install pgserver")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        raise EmbeddedPostgresError(
+            "The embedded PostgreSQL needs the pgserver package, which the dev extra brings:"
+            " pip install -e '.[dev]' (make run and make test install it), or set DATABASE_URL."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+
+
+def bin_dir() -> Path:
+    """pgserver's PostgreSQL binaries, copied once where the service user can run them."""
+    installed = installed_binaries()
+    user = service_user()
+    if user is None or reachable(installed / "bin" / "postgres", user):
+        return installed / "bin"
+    copy = SERVICE_HOME / f"pginstall-{version('pgserver')}"
+    if not copy.exists():
+        prepare_service_home()
+        staging = Path(tempfile.mkdtemp(prefix="pginstall-", dir=SERVICE_HOME))
+        shutil.copytree(installed, staging / "tree", symlinks=True)
+        with suppress(OSError):  # another process copied it first
+            (staging / "tree").rename(copy)
+        shutil.rmtree(staging, ignore_errors=True)
+    return copy / "bin"
 
 
 def service_user() -> str | None:
@@ -35,25 +64,111 @@ def service_user() -> str | None:
     return SYSTEM_USER if os.geteuid() == 0 else None
 
 
-def own_folder(folder: Path, user: str | None) -> None:
-    """Create a private folder owned by user (a system user made on first use), reachable from /."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if user is None:
-        folder.chmod(0o700)
-        return
-    if subprocess.run(["id", user], capture_output=True).returncode != 0:
+def ensure_user(user: str) -> pwd.struct_passwd:
+    """The system user, created on first use."""
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
         subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
             check=True,
             capture_output=True,
         )
-    entry = pwd.getpwnam(user)
-    os.chown(folder, entry.pw_uid, entry.pw_gid)
-    folder.chmod(0o700)
-    for parent in folder.parents:
-        mode = parent.stat().st_mode
-        if mode & 0o005 != 0o005:
-            parent.chmod(mode | 0o005)
+        return pwd.getpwnam(user)
+
+
+def reachable(path: Path, user: str) -> bool:
+    """Whether user may walk down to path: every folder above it searchable by that user."""
+    entry = ensure_user(user)
+    groups = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
+    for folder in reversed(path.parents):
+        try:
+            info = folder.stat()
+        except OSError:
+            return False
+        if info.st_uid == entry.pw_uid:
+            allowed = info.st_mode & 0o100
+        elif info.st_gid in groups:
+            allowed = info.st_mode & 0o010
+        else:
+            allowed = info.st_mode & 0o001
+        if not allowed:
+            return False
+    return True
+
+
+def prepare_service_home() -> None:
+    """SERVICE_HOME and its folders: root's, searchable by all, as /var/lib itself is."""
+    for folder in (SERVICE_HOME, SERVICE_HOME / "folders"):
+        folder.mkdir(mode=0o755, exist_ok=True)
+
+
+def own_folder(folder: Path, user: str | None) -> Path:
+    """A private folder at folder (mode 700) that user owns and can reach; return its real path.
+
+    When user cannot reach folder's place, the folder lives under SERVICE_HOME instead, and a
+    link at folder leads there. Leftovers whose link is gone are removed on the way.
+    """
+    if folder.is_symlink():
+        folder = folder.resolve()
+    if user is None or reachable(folder, user):
+        folder.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            entry = ensure_user(user)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+        folder.chmod(0o700)
+        return folder
+    prepare_service_home()
+    remove_abandoned_folders()
+    key = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+    real = SERVICE_HOME / "folders" / f"{key}-{folder.name}"
+    entry = ensure_user(user)
+    real.mkdir(mode=0o700, exist_ok=True)
+    os.chown(real, entry.pw_uid, entry.pw_gid)
+    real.with_suffix(".origin").write_text(str(folder))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.is_dir():
+        if any(folder.iterdir()):
+            raise EmbeddedPostgresError(
+                f"{folder} holds files, and {user} cannot reach it: move them where {user} can,"
+                " or remove the folder."
+            )
+        folder.rmdir()  # made empty for us (pytest's mktemp): its place takes the link
+    folder.symlink_to(real, target_is_directory=True)
+    return real
+
+
+def remove_abandoned_folders() -> None:
+    """Remove relocated folders whose link no longer leads to them and that nothing runs in."""
+    for origin_file in (SERVICE_HOME / "folders").glob("*.origin"):
+        real = origin_file.with_suffix("")
+        origin = Path(origin_file.read_text())
+        if origin.is_symlink() and origin.resolve() == real:
+            continue
+        if server_alive(real):
+            continue
+        shutil.rmtree(real, ignore_errors=True)
+        origin_file.unlink(missing_ok=True)
+
+
+def remove_folders_under(root: Path) -> None:
+    """Remove the relocated folders asked for below root (a test run's temporary folder)."""
+    for origin_file in (SERVICE_HOME / "folders").glob("*.origin"):
+        if Path(origin_file.read_text()).is_relative_to(root.resolve()):
+            real = origin_file.with_suffix("")
+            if server_alive(real):
+                EmbeddedPostgres(real).stop()
+            shutil.rmtree(real, ignore_errors=True)
+            origin_file.unlink(missing_ok=True)
+
+
+def server_alive(pgdata: Path) -> bool:
+    """Whether the postmaster that postmaster.pid names still runs."""
+    try:
+        os.kill(int((pgdata / "postmaster.pid").read_text().split()[0]), 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
 
 
 class EmbeddedPostgres:
@@ -62,6 +177,8 @@ class EmbeddedPostgres:
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata.resolve()
         self.user = service_user()
+        # Whether start() started the server; one found running belongs to someone else.
+        self.started = False
 
     def _run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
         # Drop root's groups too: a root group match would deny what "other" allows.
@@ -72,13 +189,15 @@ class EmbeddedPostgres:
             user=self.user,
             group=self.user,
             extra_groups=[] if self.user else None,
+            # Started where the service user may be, not in a folder it cannot enter.
+            cwd="/" if self.user else None,
         )
         if result.returncode != 0:
             raise EmbeddedPostgresError(f"{program} failed: {result.stderr.strip()}")
         return result
 
     def _prepare(self) -> None:
-        own_folder(self.pgdata, self.user)
+        self.pgdata = own_folder(self.pgdata, self.user)
 
     def running(self) -> bool:
         pid_file = self.pgdata / "postmaster.pid"
@@ -121,6 +240,7 @@ class EmbeddedPostgres:
                 "-l",
                 str(self.pgdata / "server.log"),
             )
+            self.started = True
         return self.url()
 
     def replicate(self, primary: EmbeddedPostgres, slot: str) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +29,8 @@ from .demo import prepare_database
 from .postgres import EmbeddedPostgres
 
 DEV_SECRET_FILE = "dev-jwt-secret"
+# Held (flock) by the stack using a data folder, for as long as it runs.
+LOCK_FILE = "stack.lock"
 # The app the stack's gunicorn serves: the service's, with the live page offering the token.
 DEV_APP = "zdm_devstack.app:create_app()"
 SERVICE_APP = "zdm_monitor:create_app()"
@@ -56,6 +60,20 @@ GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot TO {role};
 
 class StackError(RuntimeError):
     """A part of the stack could not start."""
+
+
+def check_ports_free(ports: list[int]) -> None:
+    """Refuse at once when something listens on a port the stack needs."""
+    for port in ports:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise StackError(
+                    f"Port {port} on 127.0.0.1 is in use: stop what listens there, or choose"
+                    " another PORT."
+                ) from None
 
 
 def dev_secret(folder: Path) -> str:
@@ -190,6 +208,7 @@ class Stack:
         self.nginx: subprocess.Popen[bytes] | None = None
         self.demo_loaded = False
         self.stopping = False
+        self._lock: IO[str] | None = None
 
     @property
     def gunicorn_port(self) -> int:
@@ -199,15 +218,45 @@ class Stack:
     def nginx_dir(self) -> Path:
         return self.data_dir / "nginx"
 
+    def ports(self) -> list[int]:
+        """The loopback ports the stack listens on."""
+        return [self.port, self.gunicorn_port] if self.with_nginx else [self.port]
+
     def start(self) -> None:
+        """Start every part, or refuse at once when the data folder or a port is taken."""
+        self._take_data_folder()
+        check_ports_free(self.ports())
         try:
-            self._start_database()
-            self._start_gunicorn()
-            if self.with_nginx:
-                self._start_nginx()
+            self._start_parts()
         except BaseException:
             self.stop()
             raise
+
+    def _take_data_folder(self) -> None:
+        """Hold the data folder's lock, so that a second stack on it refuses before doing harm."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = (self.data_dir / LOCK_FILE).open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            lock.close()
+            raise StackError(
+                f"The data folder {self.data_dir} is in use by another zdm-monitor serve or"
+                f" cluster (pid {holder}). Stop that one first, or give this one its own"
+                " ZDM_DATA_DIR."
+            ) from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        self._lock = lock
+
+    def _start_parts(self) -> None:
+        self._start_database()
+        self._start_gunicorn()
+        if self.with_nginx:
+            self._start_nginx()
 
     def _start_database(self) -> None:
         if not self.env.get("DATABASE_URL"):
@@ -266,5 +315,11 @@ class Stack:
         if self.gunicorn is not None and self.gunicorn.poll() is None:
             self.gunicorn.send_signal(signal.SIGTERM)
             self.gunicorn.wait(timeout=60)
-        if self.postgres is not None:
+        if self.postgres is not None and self.postgres.started:
             self.postgres.stop()
+        self.release_data_folder()
+
+    def release_data_folder(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
