@@ -48,15 +48,21 @@ def bin_dir() -> Path:
     user = service_user()
     if user is None or reachable(installed / "bin" / "postgres", user):
         return installed / "bin"
-    copy = SERVICE_HOME / f"pginstall-{version('pgserver')}"
+    # The copy keeps site-packages' layout: the binaries find their libraries at
+    # $ORIGIN/../../../pgserver.libs.
+    site = installed.parents[1]
+    copy = SERVICE_HOME / f"pgserver-{version('pgserver')}"
     if not copy.exists():
         prepare_service_home()
-        staging = Path(tempfile.mkdtemp(prefix="pginstall-", dir=SERVICE_HOME))
-        shutil.copytree(installed, staging / "tree", symlinks=True)
+        staging = Path(tempfile.mkdtemp(prefix="pgserver-", dir=SERVICE_HOME))
+        for part in ("pgserver/pginstall", "pgserver.libs"):
+            if (site / part).exists():
+                shutil.copytree(site / part, staging / "tree" / part, symlinks=True)
+        (staging / "tree").chmod(0o755)
         with suppress(OSError):  # another process copied it first
             (staging / "tree").rename(copy)
         shutil.rmtree(staging, ignore_errors=True)
-    return copy / "bin"
+    return copy / "pgserver" / "pginstall" / "bin"
 
 
 def service_user() -> str | None:
