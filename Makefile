@@ -63,16 +63,22 @@ bench: $(STAMP) wrk
 # Fault drills (60 s of load; PostgreSQL stopped for 10 s, then a worker SIGKILLed). A shorter
 # version runs in the tests (tests/test_drill.py).
 drill: $(STAMP)
-	$(BIN)/python tests/drill.py
+	$(BIN)/python tests/support/drill.py
 
 # 100,000 requests of a mixed workload (hits, misses, filters, bad tokens, bad parameters):
 # every answer as expected, no 5xx, worker memory flat after warm-up.
 soak: $(STAMP)
-	$(BIN)/python tests/drill.py --soak 100000
+	$(BIN)/python tests/support/drill.py --soak 100000
 
 # nginx, chromium and PgBouncer for the end-to-end, browser and cluster tests.
 test: $(STAMP) nginx chromium pgbouncer
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The edit loop: every test that starts no server, browser or pip of its own (about 30 s).
+# make test still runs everything, and is what CI runs.
+.PHONY: test-fast
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The API test suite again, with every connection of the app going through PgBouncer in
 # transaction pooling mode (tests/conftest.py: reader_url). The modules left out start servers
@@ -81,7 +87,7 @@ test: $(STAMP) nginx chromium pgbouncer
 .PHONY: e2e
 e2e: $(STAMP) pgbouncer
 	ZDM_TEST_PGBOUNCER=1 $(BIN)/python -m pytest \
-	  --ignore=tests/test_e2e.py --ignore=tests/test_nginx_e2e.py \
+	  --ignore=tests/test_serve.py --ignore=tests/test_nginx.py \
 	  --ignore=tests/test_drill.py --ignore=tests/test_cluster.py \
 	  --ignore=tests/test_replicas.py --ignore=tests/test_live_page.py $(PYTEST_ARGS)
 

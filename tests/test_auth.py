@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import JOB_URL, SECRET, bearer, make_token
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask
 from flask.testing import FlaskClient
+from support.api import JOB_URL, SECRET, bearer, make_token
 from werkzeug.test import TestResponse
 
 MakeApp = Callable[..., Flask]

@@ -20,9 +20,11 @@ from typing import Any
 
 import psycopg2
 import pytest
-from conftest import JOB_URL, LINUX_EXAMPLE, SECRET, make_token, success_body
-from drill import Tally, load
-from processes import (
+from prometheus_client.parser import text_string_to_metric_families
+from support.api import JOB_URL, LINUX_EXAMPLE, SECRET, make_token, success_body
+from support.drill import Tally, load
+from support.launcher import launch
+from support.processes import (
     alive,
     clean_env,
     descendants,
@@ -32,11 +34,12 @@ from processes import (
     kill_leftovers,
     wait_until,
 )
-from prometheus_client.parser import text_string_to_metric_families
-from test_e2e import launch
 
 from zdm_devstack.cluster import REPLICA_DB, ROLE, Cluster
 from zdm_devstack.postgres import EmbeddedPostgres
+
+# Starts servers (or a browser) of its own: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 WORKERS = 2
 # gunicorn.conf.py's default threads per worker: a node has WORKERS x THREADS requests in flight.

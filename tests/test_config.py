@@ -6,9 +6,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import SECRET
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from support.api import SECRET
 
 from zdm_monitor import create_app, state
 from zdm_monitor.config import ConfigError, Settings, load_settings

@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import psycopg2
 import pytest
-from conftest import READER, THROUGH_PGBOUNCER, bearer
 from flask import Flask
 from psycopg2.extensions import connection
+from support.api import bearer
+from support.database import READER, THROUGH_PGBOUNCER
 
 from zdm_devstack.demo import load_demo
 from zdm_monitor import state

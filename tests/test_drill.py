@@ -6,9 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from drill import database_outage, soak, start_stack, worker_kill
+from support.drill import database_outage, soak, start_stack, worker_kill
 
 from zdm_devstack.stack import Stack
+
+# Starts servers (or a browser) of its own: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,15 @@ loaded from the real app of the test's fixtures.
 
 from __future__ import annotations
 
+import pytest
 import schemathesis
-from conftest import bearer
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.api import bearer
+
+# Thousands of generated requests: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 EXAMPLES = 600  # per test; the two tests send 1,200 generated requests
 PATH = "/api/backups/monitoring/job/{identifier}"

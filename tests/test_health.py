@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from conftest import JOB_URL, bearer
 from flask import Flask
 from flask.testing import FlaskClient
+from support.api import JOB_URL, bearer
+from support.database import prepare_database
 from werkzeug.test import TestResponse
+
+from zdm_devstack.postgres import EmbeddedPostgres
 
 MakeApp = Callable[..., Flask]
 
@@ -73,9 +77,22 @@ def test_invalid_parameters_still_400_without_database(no_db_client: FlaskClient
     assert response.get_json()["code"] == "REQUEST-ERROR-01"
 
 
-def test_recovers_when_database_is_back(make_app: MakeApp, database_url: str) -> None:
-    """One failed connection does not poison the pool: a good app keeps answering."""
-    app = make_app()
-    client = app.test_client()
-    assert client.get("/readyz").status_code == 200
-    assert client.get(f"{JOB_URL}1", headers=bearer()).status_code == 200
+def test_recovers_when_database_is_back(make_app: MakeApp, tmp_path: Path) -> None:
+    """PostgreSQL really stops, then starts again: 503s meanwhile, then 200s, no restart."""
+    server = EmbeddedPostgres(tmp_path / "postgres")
+    try:
+        url = server.start()
+        prepare_database(url)
+        client = make_app(DATABASE_URL=url, ZDM_DB_CONNECT_TIMEOUT="1").test_client()
+        assert client.get("/readyz").status_code == 200
+        assert client.get(f"{JOB_URL}1", headers=bearer()).status_code == 200
+        server.stop()
+        assert_unavailable(client.get("/readyz"))
+        assert_unavailable(client.get(f"{JOB_URL}1", headers=bearer()))
+        server.start()
+        assert client.get("/readyz").status_code == 200
+        response = client.get(f"{JOB_URL}1", headers=bearer())
+        assert response.status_code == 200
+        assert response.get_json()["data"]["job"]["info"]["name"] == "daily-backup"
+    finally:
+        server.stop()

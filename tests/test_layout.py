@@ -87,6 +87,7 @@ print(sorted(rule.rule for rule in create_app().url_map.iter_rules())[1])
 """
 
 
+@pytest.mark.slow
 def test_a_plain_install_brings_no_postgresql_and_builds_the_app(tmp_path: Path) -> None:
     """`pip install .` with no extras: what production runs, and nothing that starts a database."""
     venv = tmp_path / "venv"

@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import JOB_URL, SECRET, make_token
 from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright
-from processes import clean_env, free_port, json_lines, kill_leftovers
 from psycopg2.extensions import connection
+from support.api import JOB_URL, SECRET, make_token
+from support.processes import clean_env, free_port, json_lines, kill_leftovers
 
 from zdm_devstack.app import create_app as create_dev_app
 from zdm_devstack.stack import spawn_gunicorn
 from zdm_monitor import create_app
+
+# Starts servers (or a browser) of its own: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO_ROOT / "var" / "test-artifacts"

@@ -7,8 +7,8 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import JOB_URL, bearer, make_token
 from flask import Flask
+from support.api import JOB_URL, bearer, make_token
 
 from zdm_monitor.logs import JsonFormatter
 

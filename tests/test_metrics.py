@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import re
 
-from conftest import JOB_URL, bearer
 from flask import Flask
 from flask.testing import FlaskClient
+from support.api import JOB_URL, bearer, sample
 
 from zdm_monitor import state
 
 ROUTE = "/api/backups/monitoring/job/<path:identifier>"
-
-
-def sample(client: FlaskClient, name: str, **labels: str) -> float:
-    text = client.get("/metrics").get_data(as_text=True)
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_requests_are_counted_by_route_template_and_status(client: FlaskClient) -> None:

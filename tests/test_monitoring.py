@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import JOB_URL, LINUX_EXAMPLE, PROGRESS_KEYS, TIMESTAMP, WINDOWS_EXAMPLE, bearer
-from flask import Flask
 from psycopg2.extensions import connection
-
-GetJob = Callable[..., Any]
-MakeApp = Callable[..., Flask]
+from support.api import (
+    BULK_PROGRESS,
+    ERROR_KEYS,
+    JOB_URL,
+    LINUX_EXAMPLE,
+    PROGRESS_KEYS,
+    SUCCESS_KEYS,
+    TIMESTAMP,
+    WINDOWS_EXAMPLE,
+    GetJob,
+    MakeApp,
+    add_job,
+    assert_error,
+    assert_invalid,
+    assert_success,
+    bearer,
+    lines,
+    pagination,
+)
 
 SCHEDULED_EXAMPLE = {
     "system": {"name": "linux-server-01"},
@@ -32,14 +45,6 @@ SCHEDULED_EXAMPLE = {
         },
         "log": [],
     },
-}
-BULK_PROGRESS = {
-    "status": "processing",
-    "percent": "45%",
-    "message": "Copying /data",
-    "start": "2025-01-15 01:00:00",
-    "elapsed": "00:41:40",
-    "end": "-",
 }
 KOREAN_NAME = "일일-백업"
 KOREAN_EXAMPLE = {
@@ -72,8 +77,6 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     quote(KOREAN_NAME): KOREAN_EXAMPLE,
 }
 
-SUCCESS_KEYS = ["success", "requestID", "data", "message", "timestamp"]
-ERROR_KEYS = ["requestID", "success", "error", "timestamp", "code"]
 GENERATED_ID = re.compile(r"req-[0-9a-f]+")
 SMB_PATH = quote("\\\\backup-server\\backups", safe="")
 NFS_PATH = quote("/backup/linux-server-01", safe="")
@@ -103,93 +106,6 @@ def assert_recent(stamp: str, zone: str = "UTC") -> None:
     assert TIMESTAMP.fullmatch(stamp), stamp
     now = datetime.now(ZoneInfo(zone)).replace(tzinfo=None)
     assert abs(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S") - now) < timedelta(seconds=10)
-
-
-def assert_success(response: Any) -> dict[str, Any]:
-    assert response.status_code == 200, response.get_json()
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert list(body) == SUCCESS_KEYS
-    assert body["success"] is True
-    assert body["message"] == "Backup monitoring info"
-    assert body["requestID"] == response.headers["X-Request-ID"]
-    assert TIMESTAMP.fullmatch(body["timestamp"])
-    return body["data"]  # type: ignore[no-any-return]
-
-
-def assert_error(response: Any, status: int, code: str, error: str | None = None) -> Any:
-    """The error envelope, in the contract's key order; returns the body."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert list(body)[:5] == ERROR_KEYS
-    assert set(body) <= {*ERROR_KEYS, "details"}
-    assert body["success"] is False
-    assert body["code"] == code
-    assert body["requestID"] == response.headers["X-Request-ID"]
-    assert TIMESTAMP.fullmatch(body["timestamp"])
-    if error is not None:
-        assert body["error"] == error
-    text = response.get_data(as_text=True)
-    assert "<html" not in text.lower() and "Traceback" not in text
-    return body
-
-
-def assert_invalid(response: Any, *params: str) -> Any:
-    """A 400 REQUEST-ERROR-01 whose error and details name each parameter."""
-    body = assert_error(response, 400, "REQUEST-ERROR-01")
-    for param in params:
-        assert param in body["error"]
-        assert param in body["details"]
-        assert body["details"][param] and all(isinstance(w, str) for w in body["details"][param])
-    return body
-
-
-def pagination(response: Any) -> dict[str, int]:
-    return json.loads(response.headers["X-Pagination"])  # type: ignore[no-any-return]
-
-
-def lines(numbers: Iterable[int]) -> list[str]:
-    return [f"line {n}" for n in numbers]
-
-
-def add_job(
-    db: connection,
-    job_id: int,
-    name: str,
-    *,
-    server_id: int = 1,
-    mode: str = "full",
-    partition: str | None = "/srv",
-    drive: str | None = None,
-    repository_id: int | None = 1,
-    status: str | None = "processing",
-    percent: int = 0,
-    message: str | None = None,
-    started: str | None = None,
-    ended: str | None = None,
-    last_report: str | None = None,
-    log: dict[int, str] | None = None,
-) -> None:
-    """Insert a job's definition, runtime (unless status is None) and log lines."""
-    with db.cursor() as cur:
-        cur.execute(
-            "INSERT INTO backup (id, name, server_id, mode, partition, drive, repository_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (job_id, name, server_id, mode, partition, drive, repository_id),
-        )
-        if status is not None:
-            cur.execute(
-                "INSERT INTO backup_info (backup_id, status, percent, message, started_at,"
-                " ended_at, last_report_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (job_id, status, percent, message, started, ended, last_report),
-            )
-        for line, text in (log or {}).items():
-            cur.execute(
-                "INSERT INTO backup_log (backup_id, line, logged_at, message)"
-                " VALUES (%s, %s, now(), %s)",
-                (job_id, line, text),
-            )
 
 
 # --- The seed's examples and the demo jobs ------------------------------------------------

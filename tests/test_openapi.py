@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 import pytest
-from conftest import PROGRESS_KEYS, QUERY_PARAMETERS
 from flask.testing import FlaskClient
+from support.api import PROGRESS_KEYS, QUERY_PARAMETERS
 
 PATH = "/api/backups/monitoring/job/{identifier}"
 ENUMS = {

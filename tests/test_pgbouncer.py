@@ -9,10 +9,11 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from conftest import READER, bearer
 from flask import Flask
-from processes import free_port
 from psycopg2.extensions import connection
+from support.api import bearer
+from support.database import READER
+from support.processes import free_port
 
 from zdm_devstack.pgbouncer import PgBouncer
 from zdm_monitor.config import CONFIG_DIR

@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg2
 import pytest
-from conftest import reset_demo
 from psycopg2.extensions import connection
+from support.database import reset_demo
 
 from zdm_devstack.generate import generate
 from zdm_monitor.repository import JobFilters, JobSnapshot, get_job_snapshot

@@ -8,24 +8,32 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import JOB_URL, LINUX_EXAMPLE, PROGRESS_KEYS, WINDOWS_EXAMPLE, bearer, fetch
 from flask.testing import FlaskClient
-from pgwire import CountingProxy
 from psycopg2.extensions import connection
-from test_monitoring import (
+from support.api import (
     BULK_PROGRESS,
+    JOB_URL,
+    LINUX_EXAMPLE,
+    PROGRESS_KEYS,
+    WINDOWS_EXAMPLE,
     GetJob,
     MakeApp,
     add_job,
     assert_error,
     assert_invalid,
     assert_success,
+    bearer,
+    fetch,
     lines,
     pagination,
 )
+from support.jobs import START, at, bulk, snapshot
+from support.pgwire import CountingProxy
 from werkzeug.test import TestResponse
 
 from zdm_monitor import serializers
+from zdm_monitor.polling import is_stalled, log_cursor, poll_interval
+from zdm_monitor.repository import JobSnapshot
 
 WEAK_TAG = re.compile(r'W/"[0-9a-f]{24}"')
 # What a 304 repeats from its 200 (X-Request-ID is the request's own).
@@ -709,3 +717,103 @@ def test_dashboard_replay_costs_304s_and_new_lines_only(
     assert body_bytes[304] == 0
     assert body_bytes[200] > 0
     assert len(proxy.take()) == POLLS
+
+
+# --- The rules, without HTTP: cursor, pace, stall -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("job", "after", "expected"),
+    [
+        (bulk(range(231, 251)), None, (250, False)),
+        (bulk(range(211, 231)), None, (230, False)),
+        (bulk(range(0)), None, (None, False)),
+        (bulk(range(0), None, None), None, (0, False)),
+        (bulk(range(1, 21)), 0, (20, False)),
+        (bulk(range(241, 251)), 240, (250, False)),
+        (bulk(range(0)), 250, (250, False)),
+        (bulk(range(0), None, None), 7, (7, False)),
+        (bulk(range(101, 111), 101), 100, (110, False)),
+        (bulk(range(101, 111), 101), 99, (110, True)),
+        (bulk(range(101, 111), 101), 0, (110, True)),
+    ],
+    ids=[
+        "page 1",
+        "page 2",
+        "page past the end",
+        "empty log",
+        "after 0",
+        "after, the rest",
+        "after, nothing new",
+        "after, empty log",
+        "after, next line kept",
+        "after, one line pruned unseen",
+        "after 0, start pruned",
+    ],
+)
+def test_log_cursor(job: JobSnapshot, after: int | None, expected: tuple[int | None, bool]) -> None:
+    assert log_cursor(job, after) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("preparing", 5),
+        ("processing", 5),
+        ("canceling", 5),
+        ("scheduled", 60),
+        ("registered", 60),
+        ("complete", None),
+        ("canceled", None),
+        ("error", None),
+    ],
+)
+def test_poll_interval(status: str, expected: int | None) -> None:
+    assert poll_interval(status, 5, 60) == expected
+    custom = None if expected is None else (1 if expected == 5 else 2)
+    assert poll_interval(status, 1, 2) == custom
+
+
+NOW = at(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("status", "started", "reported", "expected"),
+    [
+        ("processing", START, NOW - timedelta(seconds=300), False),
+        ("processing", START, NOW - timedelta(seconds=300, microseconds=1), True),
+        ("processing", START, NOW - timedelta(seconds=301), True),
+        ("preparing", START, NOW - timedelta(seconds=301), True),
+        ("processing", START, NOW, False),  # a recent report wins over an old start
+        ("processing", NOW - timedelta(seconds=300), None, False),
+        ("processing", NOW - timedelta(seconds=301), None, True),
+        ("processing", None, None, False),
+        ("canceling", START, START, False),
+        ("scheduled", START, START, False),
+        ("registered", START, START, False),
+        ("complete", START, START, False),
+        ("canceled", START, START, False),
+        ("error", START, START, False),
+    ],
+    ids=[
+        "exactly the limit",
+        "just past the limit",
+        "a second past",
+        "preparing",
+        "just reported",
+        "no report, started exactly at the limit",
+        "no report, started before the limit",
+        "no times",
+        "canceling",
+        "scheduled",
+        "registered",
+        "complete",
+        "canceled",
+        "error",
+    ],
+)
+def test_is_stalled(
+    status: str, started: datetime | None, reported: datetime | None, expected: bool
+) -> None:
+    job = snapshot(status=status, started_at=started, last_report_at=reported, ended_at=None)
+    assert is_stalled(job, NOW, 300) is expected

@@ -14,14 +14,17 @@ from typing import Any
 
 import psycopg2
 import pytest
-from conftest import JOB_URL, LINUX_EXAMPLE, READER, bearer, prepare_database
 from flask import Flask
 from flask.testing import FlaskClient
-from processes import wait_until
-from test_metrics import sample
+from support.api import JOB_URL, LINUX_EXAMPLE, bearer, sample
+from support.database import READER, prepare_database
+from support.processes import wait_until
 
 from zdm_devstack.postgres import EmbeddedPostgres
 from zdm_monitor import state
+
+# Starts servers (or a browser) of its own: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 MAX_LAG_S = 1.0
 # The monitor looks once a second; a change shows within two checks.

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import JOB_URL, bearer, fetch
 from flask.testing import FlaskClient
-from pgwire import CountingProxy
+from support.api import JOB_URL, bearer, fetch
+from support.pgwire import CountingProxy
 
 from zdm_monitor import state
 

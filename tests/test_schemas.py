@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from conftest import QUERY_PARAMETERS
+from flask.testing import FlaskClient
 from marshmallow import ValidationError
+from support.api import JOB_URL, QUERY_PARAMETERS, bearer
 from werkzeug.datastructures import MultiDict
 
+from zdm_monitor.monitoring import blp
 from zdm_monitor.repository import JobFilters
-from zdm_monitor.schemas import MonitoringQuery, MonitoringQuerySchema
+from zdm_monitor.schemas import PARSED_QUERIES, MonitoringQuery, MonitoringQuerySchema
 
 FULLWIDTH_TWELVE = "\uff11\uff12"
 FULLWIDTH_C = "\uff23"
@@ -357,3 +359,39 @@ def test_polling_parameters_with_the_others() -> None:
     )
     assert (query.after, query.limit, query.sort, query.detail) == (10, 50, "desc", True)
     assert query.filters == JobFilters(mode="full")
+
+
+# --- The parser validates each distinct valid query string once, in a bounded cache ---------
+
+
+def cached_queries() -> dict[tuple[object, ...], object]:
+    parsed: dict[tuple[object, ...], object] = blp.ARGUMENTS_PARSER._parsed
+    return parsed
+
+
+def test_a_repeated_query_is_served_from_the_cache(client: FlaskClient) -> None:
+    cached_queries().clear()
+    first = client.get(JOB_URL + "bulk-data?limit=5&page=2", headers=bearer())
+    (entry,) = cached_queries().values()
+    second = client.get(JOB_URL + "bulk-data?limit=5&page=2", headers=bearer())
+    assert list(cached_queries().values()) == [entry]
+    assert first.get_json()["data"] == second.get_json()["data"]
+    assert second.get_json()["data"]["job"]["log"] == [f"line {n}" for n in range(241, 246)]
+
+
+def test_invalid_queries_are_not_kept(client: FlaskClient) -> None:
+    cached_queries().clear()
+    for _ in range(2):
+        response = client.get(JOB_URL + "1?mode=weekly", headers=bearer())
+        assert response.status_code == 400
+        assert response.get_json()["details"] == {
+            "mode": ["full, increment, smart 중 하나여야 합니다."]
+        }
+    assert cached_queries() == {}
+
+
+def test_the_cache_is_bounded(client: FlaskClient) -> None:
+    cached_queries().clear()
+    for n in range(PARSED_QUERIES + 3):
+        assert client.get(f"{JOB_URL}1?_={n}", headers=bearer()).status_code == 200
+    assert 0 < len(cached_queries()) <= PARSED_QUERIES

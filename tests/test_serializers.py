@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import LINUX_EXAMPLE, PROGRESS_KEYS, TIMESTAMP, WINDOWS_EXAMPLE
+from support.api import LINUX_EXAMPLE, PROGRESS_KEYS, TIMESTAMP, WINDOWS_EXAMPLE
+from support.jobs import START, at, snapshot
 
-from zdm_monitor.polling import is_stalled, log_cursor, poll_interval
 from zdm_monitor.repository import JobSnapshot
 from zdm_monitor.serializers import format_elapsed, format_time, monitoring_payload, pagination
 
 UTC_ZONE = ZoneInfo("UTC")
 SEOUL = ZoneInfo("Asia/Seoul")
-START = datetime(2025, 1, 15, 2, 0, 0, tzinfo=UTC)
-
-
-def at(**delta: float) -> datetime:
-    return START + timedelta(**delta)
 
 
 # --- format_time --------------------------------------------------------------------------------
@@ -105,37 +99,6 @@ def test_format_elapsed(
 
 
 # --- monitoring_payload -------------------------------------------------------------------------
-
-
-def snapshot(**changes: Any) -> JobSnapshot:
-    base = JobSnapshot(
-        has_definition=True,
-        has_runtime=True,
-        matches=True,
-        name="daily-backup",
-        server_name="linux-server-01",
-        os="linux",
-        partition="/",
-        drive=None,
-        status="complete",
-        percent=100,
-        message="Backup completed successfully",
-        started_at=START,
-        ended_at=at(minutes=30),
-        last_report_at=at(minutes=30),
-        log_total=3,
-        log_lines=["Starting backup...", "Processing files...", "Backup completed"],
-        server_id=1,
-        mode="full",
-        repository_type="nfs",
-        repository_path="/backup/linux-server-01",
-        log_first=1,
-        log_last=3,
-        first_line=1,
-        log_times=None,
-        job_id=1,
-    )
-    return replace(base, **changes)
 
 
 def test_linux_payload_matches_the_contract_example() -> None:
@@ -346,123 +309,6 @@ def test_pagination_of_a_cursor_request_has_no_page_keys() -> None:
         "last_page": 13,
     }
     assert pagination(None, 20, 0) == {"total": 0, "total_pages": 0}
-
-
-# --- log_cursor ---------------------------------------------------------------------------------
-
-
-def bulk(numbers: range, log_first: int | None = 1, log_last: int | None = 250) -> JobSnapshot:
-    """bulk-data's snapshot returning the given lines of a log holding log_first..log_last."""
-    return snapshot(
-        log_lines=[f"line {n}" for n in numbers],
-        first_line=numbers.start if numbers else None,
-        log_first=log_first,
-        log_last=log_last,
-        log_total=0 if log_last is None or log_first is None else log_last - log_first + 1,
-    )
-
-
-@pytest.mark.parametrize(
-    ("job", "after", "expected"),
-    [
-        (bulk(range(231, 251)), None, (250, False)),
-        (bulk(range(211, 231)), None, (230, False)),
-        (bulk(range(0)), None, (None, False)),
-        (bulk(range(0), None, None), None, (0, False)),
-        (bulk(range(1, 21)), 0, (20, False)),
-        (bulk(range(241, 251)), 240, (250, False)),
-        (bulk(range(0)), 250, (250, False)),
-        (bulk(range(0), None, None), 7, (7, False)),
-        (bulk(range(101, 111), 101), 100, (110, False)),
-        (bulk(range(101, 111), 101), 99, (110, True)),
-        (bulk(range(101, 111), 101), 0, (110, True)),
-    ],
-    ids=[
-        "page 1",
-        "page 2",
-        "page past the end",
-        "empty log",
-        "after 0",
-        "after, the rest",
-        "after, nothing new",
-        "after, empty log",
-        "after, next line kept",
-        "after, one line pruned unseen",
-        "after 0, start pruned",
-    ],
-)
-def test_log_cursor(job: JobSnapshot, after: int | None, expected: tuple[int | None, bool]) -> None:
-    assert log_cursor(job, after) == expected
-
-
-# --- poll_interval ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "expected"),
-    [
-        ("preparing", 5),
-        ("processing", 5),
-        ("canceling", 5),
-        ("scheduled", 60),
-        ("registered", 60),
-        ("complete", None),
-        ("canceled", None),
-        ("error", None),
-    ],
-)
-def test_poll_interval(status: str, expected: int | None) -> None:
-    assert poll_interval(status, 5, 60) == expected
-    custom = None if expected is None else (1 if expected == 5 else 2)
-    assert poll_interval(status, 1, 2) == custom
-
-
-# --- is_stalled ---------------------------------------------------------------------------------
-
-
-NOW = at(hours=1)
-
-
-@pytest.mark.parametrize(
-    ("status", "started", "reported", "expected"),
-    [
-        ("processing", START, NOW - timedelta(seconds=300), False),
-        ("processing", START, NOW - timedelta(seconds=300, microseconds=1), True),
-        ("processing", START, NOW - timedelta(seconds=301), True),
-        ("preparing", START, NOW - timedelta(seconds=301), True),
-        ("processing", START, NOW, False),  # a recent report wins over an old start
-        ("processing", NOW - timedelta(seconds=300), None, False),
-        ("processing", NOW - timedelta(seconds=301), None, True),
-        ("processing", None, None, False),
-        ("canceling", START, START, False),
-        ("scheduled", START, START, False),
-        ("registered", START, START, False),
-        ("complete", START, START, False),
-        ("canceled", START, START, False),
-        ("error", START, START, False),
-    ],
-    ids=[
-        "exactly the limit",
-        "just past the limit",
-        "a second past",
-        "preparing",
-        "just reported",
-        "no report, started exactly at the limit",
-        "no report, started before the limit",
-        "no times",
-        "canceling",
-        "scheduled",
-        "registered",
-        "complete",
-        "canceled",
-        "error",
-    ],
-)
-def test_is_stalled(
-    status: str, started: datetime | None, reported: datetime | None, expected: bool
-) -> None:
-    job = snapshot(status=status, started_at=started, last_report_at=reported, ended_at=None)
-    assert is_stalled(job, NOW, 300) is expected
 
 
 # --- monitoring_payload with sort and detail ----------------------------------------------------

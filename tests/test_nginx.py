@@ -22,8 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import JOB_URL, LINUX_EXAMPLE, SECRET, TIMESTAMP, bearer, make_token, success_body
-from processes import (
+from prometheus_client.parser import text_string_to_metric_families
+from support.api import (
+    JOB_URL,
+    LINUX_EXAMPLE,
+    SECRET,
+    TIMESTAMP,
+    bearer,
+    make_token,
+    success_body,
+)
+from support.processes import (
     alive,
     children_of,
     clean_env,
@@ -32,9 +41,11 @@ from processes import (
     kill_leftovers,
     wait_until,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 from zdm_devstack.stack import Stack
+
+# Starts servers (or a browser) of its own: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 WORKERS = 3
 JOB_ROUTE = "/api/backups/monitoring/job/<path:identifier>"

@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import re
-import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
-from conftest import JOB_URL, LINUX_EXAMPLE, TIMESTAMP, WINDOWS_EXAMPLE, success_body
-from processes import alive, clean_env, descendants, free_port, http_get, kill_leftovers, wait_until
+from support.api import JOB_URL, LINUX_EXAMPLE, TIMESTAMP, WINDOWS_EXAMPLE, success_body
+from support.launcher import STOP_TIMEOUT, Launcher, cli_token, launch
+from support.processes import alive, clean_env, free_port, http_get, wait_until
 
 from zdm_devstack.postgres import EmbeddedPostgres
 
+# Starts servers (or a browser) of its own: left out of make test-fast.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BIN_DIR = Path(sys.executable).parent
-LAUNCHER = BIN_DIR / "zdm-monitor"
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 20.0
 
 SEED_EXAMPLES = {
     "1": LINUX_EXAMPLE,
@@ -32,67 +30,6 @@ SEED_EXAMPLES = {
     "daily-backup-win": WINDOWS_EXAMPLE,
 }
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-@dataclass
-class Launcher:
-    """One `zdm-monitor serve` process and what it printed."""
-
-    data_dir: Path
-    port: int
-    log_path: Path
-    process: subprocess.Popen[bytes]
-    gunicorn_pids: list[int] = field(default_factory=list)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_healthy(self) -> None:
-        def healthy() -> bool:
-            if self.process.poll() is not None:
-                pytest.fail(f"zdm-monitor serve exited early:\n{self.output()}")
-            try:
-                status, body = http_get(f"{self.base}/healthz")
-            except (OSError, ValueError):
-                return False
-            return status == 200 and body["success"] is True
-
-        if not wait_until(healthy, START_TIMEOUT, 0.2):
-            pytest.fail(f"/healthz did not answer within {START_TIMEOUT} s:\n{self.output()}")
-        self.gunicorn_pids = descendants(self.process.pid)
-
-    def interrupt(self) -> int:
-        """Ctrl-C: SIGINT to the launcher; return its exit status."""
-        self.gunicorn_pids = descendants(self.process.pid)
-        self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"zdm-monitor serve still running {STOP_TIMEOUT} s after SIGINT")
-
-    def clean_up(self) -> None:
-        """Clean up after a failure: only the processes this launcher started."""
-        kill_leftovers([self.process], {*descendants(self.process.pid), *self.gunicorn_pids})
-        EmbeddedPostgres(self.data_dir / "postgres").stop()
-
-
-def launch(command: str, data_dir: Path, port: int, log_path: Path) -> Launcher:
-    """Start `zdm-monitor <command>` on a data folder and PORT, from log_path's folder."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(LAUNCHER), command],
-            env=clean_env(ZDM_DATA_DIR=str(data_dir), PORT=str(port)),
-            cwd=log_path.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Launcher(data_dir, port, log_path, process)
 
 
 @pytest.fixture
@@ -112,18 +49,6 @@ def start_launcher(tmp_path: Path) -> Iterator[Any]:
     for launcher in started:
         if launcher.process.poll() is None:
             launcher.clean_up()
-
-
-def cli_token(data_dir: Path) -> str:
-    result = subprocess.run(
-        [str(LAUNCHER), "token"],
-        env=clean_env(ZDM_DATA_DIR=str(data_dir)),
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=True,
-    )
-    return result.stdout.strip()
 
 
 def assert_seed_examples(base: str, token: str) -> None:

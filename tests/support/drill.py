@@ -1,7 +1,7 @@
 """Fault drills: steady load on gunicorn while PostgreSQL stops, or while a worker is killed.
 
     make drill                      # 60 s of load, PostgreSQL down for 10 s, then a worker kill
-    python tests/drill.py --seconds 12 --outage 4     # the short version the tests run
+    python tests/support/drill.py --seconds 12 --outage 4     # the short version the tests run
 
 Load is a bounded set of threads on loopback, each looping requests on keep-alive
 connections for a fixed time. Exit status 1 when a target is missed: any 5xx other than 503,
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import mkdtemp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Run as a script (make drill), tests/ must be on the path for the support package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conftest import JOB_URL, SECRET, bearer
-from processes import free_port
-
+from support.api import JOB_URL, SECRET, bearer
+from support.processes import free_port
 from zdm_devstack.stack import Stack
 
 RECOVERY_TARGET_S = 2.0

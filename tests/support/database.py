@@ -1,0 +1,35 @@
+"""The test database: the schema, the demo data as shipped, the SELECT-only role."""
+
+from __future__ import annotations
+
+import os
+from contextlib import closing
+
+import psycopg2
+from psycopg2.extensions import connection
+
+from zdm_devstack.demo import load_demo
+from zdm_devstack.stack import create_reader
+from zdm_monitor.db import apply_schema
+
+TABLES = "server, repository, backup, backup_info, backup_log"
+# The least-privilege role of the README's "Database role": the app connects as it in the tests.
+READER = "zdm_monitor_reader"
+# make e2e: the app's connections go through PgBouncer (see reader_url).
+THROUGH_PGBOUNCER = os.environ.get("ZDM_TEST_PGBOUNCER") == "1"
+PGBOUNCER_POOL_SIZE = 2
+
+
+def prepare_database(url: str) -> None:
+    """The schema, the demo data exactly as shipped, and the service's SELECT-only role."""
+    with closing(psycopg2.connect(url)) as conn:
+        apply_schema(conn)
+        reset_demo(conn)
+    create_reader(url, READER, READER)
+
+
+def reset_demo(conn: connection) -> None:
+    """Put the demo data back exactly as shipped."""
+    with conn, conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY")
+    load_demo(conn)
