@@ -64,9 +64,10 @@ class JobSnapshot:
 READ_GUARD = "SET LOCAL statement_timeout = %(timeout_ms)s; SET TRANSACTION READ ONLY;"
 
 # One round trip answers the whole request: which halves exist, whether every filter holds, the
-# log's size and the requested page. The statements live in sql/job_snapshot.sql; the call names
-# each argument (p_<name> => %(name)s) and the row is read by column name, so a new argument or
-# column is one edit in the SQL and one here (JobFilters, JobSnapshot).
+# log's size and the requested page. The statements live in sql/job_snapshot.sql. The call names
+# each argument (p_<name> => %(name)s) and selects JobSnapshot's fields by column name, so a new
+# argument or column is one edit in the SQL and one here (JobFilters, JobSnapshot), and the row
+# arrives in the dataclass's order.
 SNAPSHOT_ARGUMENTS = (
     "job_id",
     "name",
@@ -77,7 +78,8 @@ SNAPSHOT_ARGUMENTS = (
     "detail",
 )
 GET_JOB_SNAPSHOT = (
-    f"{READ_GUARD} SELECT * FROM zdm_monitor_job_snapshot("
+    f"{READ_GUARD} SELECT {', '.join(f.name for f in fields(JobSnapshot))}"
+    " FROM zdm_monitor_job_snapshot("
     + ", ".join(f"p_{name} => %({name})s" for name in SNAPSHOT_ARGUMENTS)
     + ")"
 )
@@ -113,11 +115,7 @@ def get_job_snapshot(
     with conn.cursor() as cur:
         cur.execute(GET_JOB_SNAPSHOT, params)
         row = cur.fetchone()
-        if row is None:
-            return None
-        assert cur.description is not None
-        names = [column.name for column in cur.description]
-    return JobSnapshot(**dict(zip(names, row, strict=True)))
+    return None if row is None else JobSnapshot(*row)
 
 
 def ping(conn: connection, *, timeout_ms: int) -> None:
