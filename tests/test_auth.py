@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from support.api import JOB_URL, SECRET, bearer, make_token
 from werkzeug.test import TestResponse
 
@@ -47,10 +49,10 @@ def unsigned_token(alg: str) -> str:
     return f"{header}.{b64url_json(valid_claims())}."
 
 
-def hmac_token(key: bytes, claims: dict[str, Any], alg: str = "HS256") -> str:
-    """An HMAC token signed by hand, so any bytes (even a public key's PEM) can be the key."""
+def hmac_token(key: bytes, claims: dict[str, Any], alg: str = "HS256", **header: Any) -> str:
+    """An HMAC token signed by hand: any key bytes (even a public key's PEM), any claims."""
     digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
-    signing_input = f"{b64url_json({'alg': alg, 'typ': 'JWT'})}.{b64url_json(claims)}"
+    signing_input = f"{b64url_json({'alg': alg, 'typ': 'JWT', **header})}.{b64url_json(claims)}"
     signature = hmac.new(key, signing_input.encode("ascii"), digest).digest()
     return f"{signing_input}.{b64url(signature)}"
 
@@ -408,3 +410,44 @@ def test_a_token_verified_for_one_key_is_not_trusted_under_another(
     assert make_app().test_client().get(JOB_URL + "1", headers=bearer(token)).status_code == 200
     other = make_app(ZDM_JWT_SECRET="another-secret-that-is-long-enough-for-hs256")
     assert other.test_client().get(JOB_URL + "1", headers=bearer(token)).status_code == 401
+
+
+# --- Any content of a correctly signed token: accepted or 401, never a 500 ----------------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**420), max_value=10**420)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=300),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+CLAIM_NAMES = st.sampled_from(["exp", "nbf", "iat", "aud", "iss", "sub", "jti", "scope", "x"])
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,
+)
+@given(claims=st.dictionaries(CLAIM_NAMES, JSON_VALUES, max_size=6), header=JSON_VALUES)
+@example(claims={"exp": 10**400}, header=None)
+@example(claims={"exp": time.time() + 60, "nbf": 10**309}, header=None)
+@example(claims={"exp": float("inf")}, header=None)
+@example(claims={"exp": float("nan"), "iat": -(10**400)}, header={"kid": 10**400})
+def test_any_claims_signed_correctly_are_accepted_or_refused_with_401(
+    client: FlaskClient, claims: dict[str, Any], header: Any
+) -> None:
+    extra = {"kid": header} if header is not None else {}
+    token = hmac_token(SECRET.encode(), claims, **extra)
+    response = client.get(URL, headers=bearer(token))
+    assert response.status_code in (200, 401), (claims, response.get_data(as_text=True))
+    if response.status_code == 401:
+        assert_rejected(response, ("invalid_token", "invalid_request"))
+    else:
+        assert response.get_json()["data"]["job"]["info"]["name"] == "daily-backup"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from functools import lru_cache
 from typing import Any
@@ -16,6 +15,8 @@ from .errors import Unauthorized
 
 REALM = 'Bearer realm="zdm-monitor"'
 NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
+# 9999-12-31 23:59:59 UTC: later than any real token, early enough for every comparison.
+MAX_NUMERIC_DATE = 253_402_300_799
 
 # pyjwt exception -> (message for the body, RFC 6750 error_description, which must be ASCII)
 REASONS: list[tuple[type[Exception], str, str]] = [
@@ -89,15 +90,20 @@ def _verified_claims(token: str, settings: Settings) -> dict[str, Any]:
     except (ValueError, TypeError, OverflowError):
         raise _rejected("토큰 형식이 올바르지 않습니다.", "malformed token") from None
     for claim in NUMERIC_DATE_CLAIMS:
-        # RFC 7519 NumericDate is a JSON number; pyjwt alone would take "1700000000".
-        value = claims.get(claim)
-        if claim in claims and (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise _rejected(f"토큰의 {claim} 클레임은 숫자여야 합니다.", f"{claim} is not a number")
+        if claim in claims and not is_numeric_date(claims[claim]):
+            raise _rejected(
+                f"토큰의 {claim} 클레임은 올바른 시각(NumericDate)이어야 합니다.",
+                f"{claim} is not a NumericDate",
+            )
     return claims
+
+
+def is_numeric_date(value: Any) -> bool:
+    """RFC 7519 NumericDate: a JSON number (pyjwt alone would take "1700000000"), here within
+    year 9999 either side of 1970, so that no comparison or float conversion can overflow."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE
 
 
 def _check_times(claims: dict[str, Any], leeway: int) -> None:
