@@ -74,7 +74,8 @@ soak: $(STAMP)
 test: $(STAMP) nginx chromium pgbouncer
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The edit loop: every test that starts no server, browser or pip of its own (about 30 s).
+# The edit loop: every test that starts no server, browser or pip of its own (well under a
+# minute).
 # make test still runs everything, and is what CI runs.
 .PHONY: test-fast
 test-fast: $(STAMP)

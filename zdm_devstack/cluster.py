@@ -18,7 +18,7 @@ from .postgres import EmbeddedPostgres
 from .stack import Stack, create_reader, spawn_gunicorn, start_nginx, use_dev_secret
 
 NODES = 2
-# The role the nodes log in as: SELECT only (README, "Database role").
+# The role the nodes log in as: SELECT only (docs/deploying.md, "Database role").
 ROLE = "zdm_monitor"
 PRIMARY_DB, REPLICA_DB = "zdm", "zdm_replica1"
 SLOT = "replica1"

@@ -50,7 +50,7 @@ http {
 """
 
 
-# What the service's role needs: see the README's "Database role".
+# What the service's role needs: see docs/deploying.md, "Database role".
 READER_GRANTS = """
 GRANT USAGE ON SCHEMA public TO {role};
 GRANT SELECT ON server, repository, backup, backup_info, backup_log TO {role};

@@ -13,7 +13,7 @@ from zdm_devstack.stack import create_reader
 from zdm_monitor.db import apply_schema
 
 TABLES = "server, repository, backup, backup_info, backup_log"
-# The least-privilege role of the README's "Database role": the app connects as it in the tests.
+# The least-privilege role of docs/deploying.md's "Database role": the app connects as it.
 READER = "zdm_monitor_reader"
 # make e2e: the app's connections go through PgBouncer (see reader_url).
 THROUGH_PGBOUNCER = os.environ.get("ZDM_TEST_PGBOUNCER") == "1"

@@ -1,7 +1,7 @@
 """Fault drills: steady load on gunicorn while PostgreSQL stops, or while a worker is killed.
 
     make drill                      # 60 s of load, PostgreSQL down for 10 s, then a worker kill
-    python tests/support/drill.py --seconds 12 --outage 4     # the short version the tests run
+    python tests/support/drill.py --seconds 12 --outage 4     # a short run (the tests: 9 s, 3 s)
 
 Load is a bounded set of threads on loopback, each looping requests on keep-alive
 connections for a fixed time. Exit status 1 when a target is missed: any 5xx other than 503,
