@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -205,3 +207,21 @@ def test_serve_leaves_running_a_postgresql_it_did_not_start(
         assert server.running()
     finally:
         server.stop()
+
+
+def test_a_data_folder_the_service_user_can_reach_stays_where_it_was_asked_for(
+    tmp_path: Path,
+) -> None:
+    """Only an unreachable place sends the data under SERVICE_HOME; a new reachable one does not."""
+    reachable_root = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        reachable_root.chmod(0o755)
+        server = EmbeddedPostgres(reachable_root / "not" / "yet" / "there" / "postgres")
+        server.start()
+        try:
+            assert server.pgdata == reachable_root / "not" / "yet" / "there" / "postgres"
+            assert not server.pgdata.is_symlink()
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(reachable_root)

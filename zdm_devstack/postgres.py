@@ -117,6 +117,7 @@ def own_folder(folder: Path, user: str | None) -> Path:
     """
     if folder.is_symlink():
         folder = folder.resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)  # folders that do not exist yet are ours
     if user is None or reachable(folder, user):
         folder.mkdir(parents=True, exist_ok=True)
         if user is not None:
@@ -132,7 +133,6 @@ def own_folder(folder: Path, user: str | None) -> Path:
     real.mkdir(mode=0o700, exist_ok=True)
     os.chown(real, entry.pw_uid, entry.pw_gid)
     real.with_suffix(".origin").write_text(str(folder))
-    folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.is_dir():
         if any(folder.iterdir()):
             raise EmbeddedPostgresError(
