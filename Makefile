@@ -89,7 +89,7 @@ test-fast: $(STAMP)
 e2e: $(STAMP) pgbouncer
 	ZDM_TEST_PGBOUNCER=1 $(BIN)/python -m pytest \
 	  --ignore=tests/test_serve.py --ignore=tests/test_nginx.py \
-	  --ignore=tests/test_drill.py --ignore=tests/test_cluster.py \
+	  --ignore=tests/test_drill.py --ignore=tests/test_faults.py --ignore=tests/test_cluster.py \
 	  --ignore=tests/test_replicas.py --ignore=tests/test_live_page.py $(PYTEST_ARGS)
 
 lint: $(STAMP)

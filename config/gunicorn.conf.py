@@ -33,7 +33,11 @@ workers = int(env("GUNICORN_WORKERS", str(2 * multiprocessing.cpu_count() + 1)))
 # nginx's upstream keepalive would be wasted and each request would pay a TCP handshake; a
 # second thread also serves while the first waits on the database. Requests are short and
 # CPU-light, so a couple of threads suffice; more would only contend for the GIL.
-worker_class = "gthread"
+# HeadFirstWorker is gthread whose loop reads each request head under a 5 s deadline before a
+# thread takes it, so idle and slow clients cannot hold threads when nothing buffers in front;
+# it answers the probes on a thread of their own and its own error pages in the JSON envelope
+# (zdm_monitor/worker.py).
+worker_class = env("GUNICORN_WORKER_CLASS", "zdm_monitor.worker.HeadFirstWorker")
 threads = int(env("GUNICORN_THREADS", "2"))
 
 # A worker silent for this long is killed: above the statement timeout, below nginx's.

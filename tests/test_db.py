@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg2
 import pytest
@@ -11,10 +12,12 @@ from flask import Flask
 from psycopg2.extensions import connection
 from support.api import bearer
 from support.database import READER, THROUGH_PGBOUNCER
+from support.pgwire import CountingProxy
+from support.processes import wait_until
 
 from zdm_devstack.demo import load_demo
 from zdm_monitor import state
-from zdm_monitor.db import apply_schema
+from zdm_monitor.db import TRIAL_INTERVAL_S, apply_schema
 from zdm_monitor.pool import PoolExhausted
 from zdm_monitor.repository import READ_GUARD
 
@@ -161,3 +164,44 @@ def test_init_db_upgrades_the_read_function_of_an_older_release(db: connection) 
         (signature,) = cur.fetchall()
     assert signature[0].startswith("p_job_id bigint, p_name text,")
     assert signature[0].endswith("p_after integer, p_detail boolean")
+
+
+def timed(client: Any, path: str) -> tuple[int, float]:
+    started = time.monotonic()
+    response = client.get(path, headers=bearer())
+    return response.status_code, time.monotonic() - started
+
+
+def test_a_database_that_stops_answering_is_a_503_at_the_read_s_deadline(
+    make_app: Callable[..., Flask], proxy: CountingProxy
+) -> None:
+    """No answer at all (a frozen server, a black hole): cut off on the client's side, then
+    the next reads fail at once but for one trial a second, and a real answer ends it."""
+    client = make_app(DATABASE_URL=proxy.url, ZDM_DB_STATEMENT_TIMEOUT_MS="300").test_client()
+    assert client.get("/api/backups/monitoring/job/1", headers=bearer()).status_code == 200
+    proxy.silent.set()
+    try:
+        status, seconds = timed(client, "/api/backups/monitoring/job/1")
+        assert status == 503
+        assert 1.3 <= seconds < 1.6, seconds  # 300 ms + DEADLINE_GRACE_S, within a tick
+        status, seconds = timed(client, "/readyz")
+        assert status == 503 and seconds < 0.2, seconds  # no second wait on a silent server
+    finally:
+        proxy.silent.clear()
+    assert wait_until(lambda: client.get("/readyz").status_code == 200, TRIAL_INTERVAL_S + 2)
+    assert client.get("/api/backups/monitoring/job/1", headers=bearer()).status_code == 200
+
+
+def test_readyz_answers_within_a_second_even_when_connecting_hangs(
+    make_app: Callable[..., Flask], proxy: CountingProxy
+) -> None:
+    """A new connection to a server that accepts and never answers: libpq would wait its
+    connect_timeout (3 s); the read's deadline stops waiting at one second."""
+    client = make_app(DATABASE_URL=proxy.url).test_client()
+    proxy.silent.set()
+    try:
+        status, seconds = timed(client, "/readyz")
+    finally:
+        proxy.silent.clear()
+    assert status == 503
+    assert 1.0 <= seconds < 1.3, seconds

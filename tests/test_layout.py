@@ -16,7 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 SERVICE = REPO / "zdm_monitor"
 # What only the development stack may use: process control and its PostgreSQL binaries.
 FORBIDDEN = ("subprocess", "multiprocessing", "pgserver", "zdm_devstack")
-MAX_SERVICE_LINES = 3000
+# A budget, raised only on purpose: 2,597 lines after the stack moved out, 3,000 the first target.
+MAX_SERVICE_LINES = 3500
+# A module small enough to read in one sitting.
+MAX_MODULE_LINES = 400
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -64,8 +67,9 @@ def test_the_service_s_imports_have_no_circle() -> None:
 
 
 def test_the_service_package_stays_small() -> None:
-    lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in SERVICE.rglob("*.py"))
-    assert lines <= MAX_SERVICE_LINES, lines
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in SERVICE.rglob("*.py")}
+    assert sum(sizes.values()) <= MAX_SERVICE_LINES, sum(sizes.values())
+    assert max(sizes.values()) <= MAX_MODULE_LINES, sizes
 
 
 def test_the_service_s_own_token_command_needs_the_real_key() -> None:

@@ -275,3 +275,34 @@ def test_a_forked_worker_watches_on_its_own_and_leaves_the_parent_s_connection(
     assert replica.check().status == "ok"
     assert replica._monitor_conn is not None
     assert replica._monitor_conn.info.backend_pid == session
+
+
+# Raised by the replica itself, with the SQLSTATE and words PostgreSQL uses when its replay
+# cancels a read; the primary answers.
+CANCELLED_ON_REPLICAS = """
+DO $$ BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION USING ERRCODE = '40001',
+            MESSAGE = 'canceling statement due to conflict with recovery';
+    END IF;
+END $$;
+SELECT pg_is_in_recovery()
+"""
+
+
+def test_a_read_cancelled_by_recovery_moves_on_and_leaves_the_replica_usable(
+    replicated: Flask,
+) -> None:
+    def query(conn: Any) -> Any:
+        with conn.cursor() as cur:
+            cur.execute(CANCELLED_ON_REPLICAS)
+            return cur.fetchone()[0]
+
+    client = replicated.test_client()
+    before = reads(client)
+    with replicated.test_request_context():
+        assert state.database().read(query) is False  # answered where not in recovery
+    after = reads(client)
+    assert after["primary"] == before["primary"] + 1
+    assert states(replicated) == ["ok", "ok"]  # a conflict is not an outage
+    assert get_seed(client) == LINUX_EXAMPLE

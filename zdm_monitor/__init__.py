@@ -27,6 +27,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment (or the given mapping), failing fast on bad settings."""
     # No app-wide /static route: the live page's blueprint serves zdm_monitor/static itself.
     app = SyncFlask(__name__, static_folder=None)
+    # A path with // is not one of this API's: a plain 404, not a redirect whose Location is
+    # built from the client's Host header.
+    app.url_map.merge_slashes = False
     settings = load_settings(os.environ if env is None else env)
     state.install(app, settings)
     configure_json(app)

@@ -7,6 +7,7 @@ import secrets
 import time
 
 from flask import Response, g, request
+from werkzeug.exceptions import NotFound
 
 # nginx's $request_id (32 hex digits) and the usual tracing formats fit this.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -23,9 +24,15 @@ def request_id() -> str:
 
 
 def begin_request() -> None:
-    """Fix the request ID and start the clock before anything else can fail."""
+    """Fix the request ID and start the clock before anything else can fail.
+
+    A path with // names nothing here: Werkzeug would match //healthz as /healthz (and, merging
+    slashes, redirect elsewhere), so it is refused before the route runs.
+    """
     request_id()
     g.started = time.perf_counter()
+    if "//" in request.environ.get("PATH_INFO", ""):
+        raise NotFound
 
 
 def elapsed_seconds() -> float:

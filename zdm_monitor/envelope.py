@@ -14,6 +14,17 @@ from .serializers import TIME_FORMAT
 SUCCESS_MESSAGE = "Backup monitoring info"
 
 
+def error_body(request_id: str, code: str, message: str, now: datetime) -> dict[str, Any]:
+    """The error envelope, in the contract's key order (also written by worker.py)."""
+    return {
+        "requestID": request_id,
+        "success": False,
+        "error": message,
+        "timestamp": now.strftime(TIME_FORMAT),
+        "code": code,
+    }
+
+
 def timestamp() -> str:
     """Return the current time in the configured zone, in the contract's format."""
     return datetime.now(state.settings().timezone).strftime(TIME_FORMAT)
@@ -44,13 +55,7 @@ def failure(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """Wrap an error in the error envelope."""
-    body: dict[str, Any] = {
-        "requestID": request_id(),
-        "success": False,
-        "error": message,
-        "timestamp": timestamp(),
-        "code": code,
-    }
+    body = error_body(request_id(), code, message, datetime.now(state.settings().timezone))
     if details:
         body["details"] = details
     response = jsonify(body)

@@ -80,7 +80,8 @@ class GunicornLogger(GunicornBaseLogger):  # type: ignore[misc]
             "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
-            "status": resp.status_code,
+            # An error gunicorn answers itself carries only the status line ("400 Bad Request").
+            "status": getattr(resp, "status_code", None) or int(str(resp.status).split()[0]),
             "bytes": getattr(resp, "sent", None),
             "duration_ms": round(request_time.total_seconds() * 1000, 2),
         }

@@ -7,6 +7,7 @@ from pathlib import Path
 from string import Template
 
 from .config import CONFIG_DIR
+from .errors import HTTP_MESSAGES
 
 # The line of the site that names the gunicorn node, repeated once per node.
 UPSTREAM_LINE = re.compile(r"^.*\$\{ZDM_UPSTREAM\}.*$", re.MULTILINE)
@@ -18,7 +19,9 @@ def render_site(listen: str, upstreams: list[str], log_dir: Path, server_name: s
     text = UPSTREAM_LINE.sub(
         lambda line: "\n".join(line[0].replace("${ZDM_UPSTREAM}", u) for u in upstreams), text
     )
+    messages = "\n".join(f'    {status} "{text}";' for status, text in HTTP_MESSAGES.items())
     return Template(text).safe_substitute(
+        ZDM_ERROR_MESSAGES=messages,
         ZDM_LISTEN=listen,
         ZDM_LOG_DIR=str(log_dir),
         ZDM_SERVER_NAME=server_name,

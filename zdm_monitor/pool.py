@@ -12,13 +12,43 @@ from psycopg2.extensions import connection
 
 from . import metrics
 from .config import Settings
+from .deadline import Deadline, connect_within
 
 IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 
 def connect_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection options: a bounded connect; nothing session-level (see repository.READ_GUARD)."""
-    return {"connect_timeout": settings.db_connect_timeout, "application_name": "zdm-monitor"}
+    """Connection options: a bounded connect, and TCP that notices a dead or silent peer.
+
+    Nothing session-level (see repository.READ_GUARD). keepalives find a peer gone quiet on an
+    idle connection; tcp_user_timeout (ms) bounds data sent and not acknowledged. Both are the
+    client's socket options, ignored on a Unix socket, where deadline.py's watchdog does it.
+    """
+    return {
+        "connect_timeout": settings.db_connect_timeout,
+        "application_name": "zdm-monitor",
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": settings.db_statement_timeout_ms + 1000,
+    }
+
+
+# Errors that say the server is going away or not there, though the connection may still look
+# open (PgBouncer relays them): connection exceptions, shutdowns, "the database is starting up".
+GONE = ("08", "57P")
+# Without a SQLSTATE these are libpq's own: "server closed the connection unexpectedly" is a
+# plain DatabaseError, raised before psycopg2 marks the connection closed.
+CONNECTION_FAILURES = (psycopg2.DatabaseError, psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def connection_lost(conn: connection, error: psycopg2.Error) -> bool:
+    """Whether the error means the connection is gone, rather than an answer of the server's."""
+    if conn.closed:
+        return True
+    code = error.pgcode or ""
+    return code.startswith(GONE) or (not code and type(error) in CONNECTION_FAILURES)
 
 
 class PoolExhausted(Exception):
@@ -49,7 +79,8 @@ class Pool:
     def _report(self) -> None:
         metrics.record_pool(self.target, len(self._idle), self._in_use)
 
-    def getconn(self) -> connection:
+    def getconn(self, deadline: Deadline | None = None) -> connection:
+        """An idle connection, else a new one (connected before the deadline, if one is given)."""
         with self._lock:
             self._forget_parent()
             if self._idle:
@@ -62,7 +93,12 @@ class Pool:
             self._in_use += 1
             self._report()
         try:
-            conn: connection = psycopg2.connect(self.url, **connect_kwargs(self.settings))
+            kwargs = connect_kwargs(self.settings)
+            conn = (
+                psycopg2.connect(self.url, **kwargs)
+                if deadline is None
+                else connect_within(self.url, kwargs, deadline)
+            )
         except BaseException:
             with self._lock:
                 self._in_use -= 1

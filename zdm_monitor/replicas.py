@@ -23,7 +23,8 @@ from psycopg2.extensions import connection
 
 from . import metrics
 from .config import Settings
-from .pool import Pool, connect_kwargs
+from .deadline import Deadline, DeadlineExceeded, Watchdog, connect_within
+from .pool import Pool, connect_kwargs, connection_lost
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,9 +48,9 @@ SELECT CASE
 END
 """
 
-# Errors that say the server is going away or not there, though the connection may still be
-# open (PgBouncer relays them): connection exceptions, shutdowns, "the database is starting up".
-GONE = ("08", "57P")
+# "canceling statement due to conflict with recovery": the replica's replay needed what the read
+# held. The primary or another replica answers the same read.
+RECOVERY_CONFLICT = "40001"
 
 # A replica's states: only "ok" takes reads.
 STARTING, OK, LAGGING, UNREACHABLE = "starting", "ok", "lagging", "unreachable"
@@ -65,6 +66,10 @@ class Unreachable(Exception):
     """The replica could not be reached; the read moves on to the next target."""
 
 
+class Conflict(Exception):
+    """The replica cancelled the read for its replay; the read moves on, the replica stays."""
+
+
 class NoUsableReplica(Exception):
     """No replica could take the read: it goes to the primary."""
 
@@ -72,40 +77,49 @@ class NoUsableReplica(Exception):
 class Replica:
     """One replica: its pool, its last known state and the monitor's own connection to it."""
 
-    def __init__(self, name: str, url: str, settings: Settings) -> None:
+    def __init__(self, name: str, url: str, settings: Settings, watchdog: Watchdog) -> None:
         self.name = name
         self.settings = settings
+        self.watchdog = watchdog
         self.pool = Pool(settings, url, name)
         self.state = State(STARTING, None)
         self._monitor_conn: connection | None = None
 
-    def read(self, query: Callable[[connection], T]) -> T:
-        """Run the read here; raise Unreachable when the replica cannot be reached."""
+    def read(self, query: Callable[[connection], T], deadline: Deadline) -> T:
+        """Run the read here; Unreachable or Conflict when another should take it."""
         try:
-            conn = self.pool.getconn()
-        except psycopg2.OperationalError as exc:
+            conn = self.pool.getconn(deadline)
+        except (psycopg2.OperationalError, DeadlineExceeded) as exc:
             raise Unreachable from exc
         try:
-            return query(conn)
-        except psycopg2.OperationalError as exc:
-            if conn.closed or (exc.pgcode or "").startswith(GONE):
+            with self.watchdog.watch(conn, deadline):
+                return query(conn)
+        except psycopg2.Error as exc:
+            if connection_lost(conn, exc):
+                conn.close()
                 raise Unreachable from exc
+            if exc.pgcode == RECOVERY_CONFLICT:
+                raise Conflict from exc
             raise  # it answered, e.g. a statement timeout, which another would not answer faster
         finally:
             self.pool.putconn(conn)
 
     def check(self) -> State:
         """Measure the lag on the monitor's connection, opening it again when it broke."""
+        deadline = Deadline(CHECK_TIMEOUT_MS / 1000)
         try:
             if self._monitor_conn is None or self._monitor_conn.closed:
-                self._monitor_conn = psycopg2.connect(
-                    self.pool.url, **connect_kwargs(self.settings)
+                self._monitor_conn = connect_within(
+                    self.pool.url, connect_kwargs(self.settings), deadline
                 )
                 self._monitor_conn.autocommit = True
-            with self._monitor_conn.cursor() as cur:
+            with (
+                self.watchdog.watch(self._monitor_conn, deadline),
+                self._monitor_conn.cursor() as cur,
+            ):
                 cur.execute(LAG_QUERY, {"timeout_ms": CHECK_TIMEOUT_MS})
                 row = cur.fetchone()
-        except psycopg2.Error:
+        except (psycopg2.Error, DeadlineExceeded):
             self.close_monitor_connection()
             return State(UNREACHABLE, None)
         lag = None if row is None or row[0] is None else float(row[0])
@@ -128,9 +142,9 @@ class Replica:
 class Replicas:
     """This process's replicas, the order a read tries them in, and the thread watching them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, watchdog: Watchdog) -> None:
         self.replicas = [
-            Replica(f"replica{number}", url, settings)
+            Replica(f"replica{number}", url, settings, watchdog)
             for number, url in enumerate(settings.database_replica_urls, start=1)
         ]
         self._turn = itertools.count()
@@ -139,14 +153,19 @@ class Replicas:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def read(self, query: Callable[[connection], T]) -> T:
+    def read(self, query: Callable[[connection], T], deadline: Deadline) -> T:
         """Run the read on the next usable replica, moving on past unreachable ones."""
         self._start_monitor()
         for replica in self._rotation():
+            if deadline.expired:
+                break
             try:
-                result = replica.read(query)
+                result = replica.read(query, deadline)
             except Unreachable:
                 self._mark_unreachable(replica)
+                continue
+            except Conflict:
+                log.info("read cancelled by recovery, moving on", extra=fields(replica))
                 continue
             metrics.record_read(replica.name)
             return result

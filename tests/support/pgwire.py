@@ -1,7 +1,8 @@
 """A TCP proxy in front of PostgreSQL that records the queries its clients send.
 
 It reads the frontend side of protocol 3.0 (the startup message, then typed messages) and
-forwards every byte unchanged, so what it counts is what really crossed the wire.
+forwards every byte unchanged, so what it counts is what really crossed the wire. Set `silent`
+and it passes nothing more back to its clients, as a frozen server or a black-holed network.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from contextlib import suppress
 from urllib.parse import quote
 
@@ -24,6 +26,7 @@ class CountingProxy:
         self.target = parse_dsn(database_url)
         self.queries: list[str] = []
         self._lock = threading.Lock()
+        self.silent = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -70,6 +73,8 @@ class CountingProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         with suppress(OSError):
             while chunk := source.recv(65536):
+                while self.silent.is_set():
+                    time.sleep(0.01)
                 sink.sendall(chunk)
         with suppress(OSError):
             sink.shutdown(socket.SHUT_WR)

@@ -1,0 +1,275 @@
+"""The five ways a bad day knocked the service over, done for real, each measured by a poller.
+
+A poller asks for job 1 every 50 ms (each request on its own connection, so a stuck one shows)
+while the fault happens: held-open and slowloris sockets, a PostgreSQL backend SIGKILLed,
+PostgreSQL frozen with SIGSTOP, and odd requests and tokens. Each drill returns what it saw;
+tests/test_faults.py runs them short, `make drill` long.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from contextlib import closing, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+from support.api import JOB_URL, bearer, make_token
+
+POLL_GAP_S = 0.05
+CLIENT_TIMEOUT_S = 20.0
+
+
+@dataclass
+class Answer:
+    started: float
+    seconds: float
+    status: int  # 0: no answer (connection error or client timeout)
+    body: bytes = b""
+    content_type: str = ""
+
+
+def get(base: str, path: str, headers: dict[str, str] | None = None) -> Answer:
+    """One GET on a new connection."""
+    started = time.monotonic()
+    request = urllib.request.Request(base + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=CLIENT_TIMEOUT_S) as response:
+            body, status = response.read(), response.status
+            kind = response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            body, status, kind = exc.read(), exc.code, exc.headers.get("Content-Type", "")
+    except OSError:
+        body, status, kind = b"", 0, ""
+    return Answer(started, time.monotonic() - started, status, body, kind)
+
+
+@dataclass
+class Poller:
+    """Polls a path every POLL_GAP_S in `clients` threads until stopped; keeps every answer."""
+
+    base: str
+    path: str = f"{JOB_URL}1"
+    clients: int = 1
+    token: bool = True
+    answers: list[Answer] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Poller:
+        headers = bearer() if self.token else {}
+
+        def run() -> None:
+            while not self._stop.is_set():
+                self.answers.append(get(self.base, self.path, headers))
+                self._stop.wait(POLL_GAP_S)
+
+        self._threads = [threading.Thread(target=run, daemon=True) for _ in range(self.clients)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(CLIENT_TIMEOUT_S + 5)
+
+    def statuses(self) -> dict[int, int]:
+        return dict(Counter(a.status for a in self.answers))
+
+    def slowest(self) -> float:
+        return max((a.seconds for a in self.answers), default=0.0)
+
+    def p99(self) -> float:
+        times = sorted(a.seconds for a in self.answers)
+        return times[min(len(times) - 1, int(len(times) * 0.99))] if times else 0.0
+
+    def first_ok_after(self, moment: float) -> float | None:
+        """Seconds from moment to the end of the first 200 that started after it."""
+        ok = [
+            a.started + a.seconds for a in self.answers if a.status == 200 and a.started >= moment
+        ]
+        return (min(ok) - moment) if ok else None
+
+
+def summary(poller: Poller) -> dict[str, Any]:
+    times = [a.seconds for a in poller.answers]
+    return {
+        "polls": len(times),
+        "statuses": poller.statuses(),
+        "p50 s": round(statistics.median(times), 4) if times else None,
+        "p99 s": round(poller.p99(), 4),
+        "slowest s": round(poller.slowest(), 4),
+    }
+
+
+# --- 1. Held-open sockets: idle ones, and slowloris sending a header byte a second -----------
+
+
+def hold_sockets(port: int, idle: int, slow: int, seconds: float) -> None:
+    """Open idle connections that send nothing and slow ones that trickle a request head."""
+    sockets: list[socket.socket] = []
+    try:
+        for n in range(idle + slow):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sockets.append(sock)
+            if n >= idle:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for sock in sockets[idle:]:
+                with suppress(OSError):  # closed by the server: as it should
+                    sock.sendall(b"X")  # one more byte of an endless header
+            time.sleep(1.0)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def held_sockets(
+    base: str, port: int, seconds: float, idle: int = 40, slow: int = 40
+) -> dict[str, Any]:
+    with Poller(base) as poller:
+        hold_sockets(port, idle, slow, seconds)
+    return summary(poller)
+
+
+# --- 2. A PostgreSQL backend SIGKILLed: the server drops every connection and restarts -------
+
+
+def server_pids(pgdata: Path) -> list[int]:
+    """The postmaster of the cluster and every process below it."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [postmaster], [postmaster]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def service_backends(url: str) -> list[int]:
+    with closing(psycopg2.connect(url)) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'zdm-monitor'"
+            " AND pid <> pg_backend_pid()"
+        )
+        return [pid for (pid,) in cur.fetchall()]
+
+
+def killed_backend(base: str, url: str, seconds: float) -> dict[str, Any]:
+    """SIGKILL one of the service's backends a third of the way in."""
+    with Poller(base, clients=3) as poller:
+        time.sleep(seconds / 3)
+        backends = service_backends(url)
+        assert backends, "the service holds no connection to kill"
+        killed_at = time.monotonic()
+        os.kill(backends[0], signal.SIGKILL)
+        time.sleep(seconds * 2 / 3)
+    back = poller.first_ok_after(killed_at + 0.001)
+    return {**summary(poller), "200 again after s": None if back is None else round(back, 3)}
+
+
+# --- 3. PostgreSQL frozen (SIGSTOP): a hung host or a black-holed network looks the same ------
+
+
+def frozen_database(
+    base: str, pgdata: Path, freeze: float, before: float = 2.0, after: float = 4.0
+) -> dict[str, Any]:
+    """SIGSTOP every PostgreSQL process for `freeze` seconds; the probes polled meanwhile."""
+    with (
+        Poller(base, clients=4) as jobs,
+        Poller(base, "/healthz", token=False) as health,
+        Poller(base, "/readyz", token=False) as ready,
+    ):
+        time.sleep(before)
+        pids = server_pids(pgdata)
+        frozen_at = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(freeze)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        resumed_at = time.monotonic()
+        time.sleep(after)
+
+    def during(poller: Poller) -> list[Answer]:
+        return [a for a in poller.answers if frozen_at <= a.started < resumed_at]
+
+    frozen_jobs = during(jobs)
+    back = jobs.first_ok_after(resumed_at)
+    return {
+        "jobs": summary(jobs),
+        "jobs during": dict(Counter(a.status for a in frozen_jobs)),
+        "slowest job during s": round(max((a.seconds for a in frozen_jobs), default=0), 3),
+        "slowest /healthz s": round(max((a.seconds for a in during(health)), default=0), 3),
+        "/healthz during": dict(Counter(a.status for a in during(health))),
+        "slowest /readyz s": round(max((a.seconds for a in during(ready)), default=0), 3),
+        "/readyz during": dict(Counter(a.status for a in during(ready))),
+        "200 again after s": None if back is None else round(back, 3),
+    }
+
+
+# --- 4 and 5. Odd tokens and odd requests: every answer a 4xx in the envelope -----------------
+
+
+def raw(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes as they are; the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def odd_requests(port: int) -> dict[str, bytes]:
+    """What the service answers to requests a parser or a router could trip on."""
+    token = bearer(make_token(exp=10**400))["Authorization"]
+    seed = f"{JOB_URL}1"
+    host = "Host: 127.0.0.1\r\n"
+    cases = {
+        "exp = 10**400": f"GET {seed} HTTP/1.1\r\n{host}Authorization: {token}\r\n",
+        "64 KB header": f"GET {seed} HTTP/1.1\r\n{host}X-Filler: {'a' * 65536}\r\n",
+        "20 KB query string": f"GET {seed}?q={'a' * 20480} HTTP/1.1\r\n{host}",
+        "// in the path": f"GET /api/backups//monitoring/job/1 HTTP/1.1\r\n{host}",
+        "// at the start": f"GET //healthz HTTP/1.1\r\n{host}",
+        "TRACE": f"TRACE {seed} HTTP/1.1\r\n{host}",
+        "100-character method": f"{'A' * 100} {seed} HTTP/1.1\r\n{host}",
+        "duplicate Host": f"GET {seed} HTTP/1.1\r\n{host}Host: evil.example\r\n",
+        "%00 in the path": f"GET {seed}%00 HTTP/1.1\r\n{host}",
+        "Content-Length with chunked": (
+            f"GET {seed} HTTP/1.1\r\n{host}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n"
+        ),
+    }
+    return {
+        name: raw(port, (text + "Connection: close\r\n\r\n").encode("latin-1"))
+        for name, text in cases.items()
+    }

@@ -1,0 +1,155 @@
+"""A bad day, for real, in both shipped shapes: `make run` (gunicorn alone) and `make serve-nginx`.
+
+Short versions of the drills in tests/support/faults.py (`make drill` runs them long): every
+poll answered and in time, never a 500, the probes telling the truth, every odd request a 4xx
+in the JSON envelope.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.api import SECRET
+from support.faults import frozen_database, held_sockets, killed_backend, odd_requests
+from support.processes import clean_env, free_port, free_port_pair, kill_leftovers, wait_until
+
+from zdm_devstack.stack import Stack
+
+# Starts servers of its own: left out of make test-fast.
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENVELOPE_KEYS = ["requestID", "success", "error", "timestamp", "code"]
+
+
+@pytest.fixture(scope="module", params=["make run", "make serve-nginx"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The shape `make run` or `make serve-nginx` starts, on an embedded PostgreSQL."""
+    nginx = request.param == "make serve-nginx"
+    folder = tmp_path_factory.mktemp("faults")
+    env = clean_env(ZDM_JWT_SECRET=SECRET, GUNICORN_ACCESS_LOG="/dev/null")
+    with (folder / "stack.log").open("wb") as log:
+        running = Stack(
+            folder,
+            free_port_pair() if nginx else free_port(),
+            nginx=nginx,
+            workers=None if nginx else 2,
+            env=env,
+            output=log,
+        )
+        running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def base(stack: Stack) -> str:
+    return f"http://127.0.0.1:{stack.port}"
+
+
+def test_idle_and_slowloris_sockets_starve_nothing(stack: Stack) -> None:
+    result = held_sockets(base(stack), stack.port, seconds=8)
+    assert result["statuses"] == {200: result["polls"]}, result
+    assert result["polls"] > 40, result
+    assert result["p99 s"] < 0.5, result
+
+
+def test_a_killed_backend_costs_no_500_and_recovers(stack: Stack) -> None:
+    result = killed_backend(base(stack), stack.env["DATABASE_URL"], seconds=6)
+    assert set(result["statuses"]) <= {200, 503}, result
+    assert result["200 again after s"] is not None and result["200 again after s"] < 3, result
+
+
+def test_a_frozen_database_gets_bounded_answers(stack: Stack) -> None:
+    assert stack.postgres is not None
+    result = frozen_database(base(stack), stack.postgres.pgdata, freeze=9)
+    assert set(result["jobs"]["statuses"]) <= {200, 503}, result
+    assert 503 in result["jobs during"], result
+    assert result["slowest job during s"] < 7, result
+    assert result["/healthz during"] and set(result["/healthz during"]) == {200}, result
+    assert result["slowest /healthz s"] < 0.5, result
+    assert 503 in result["/readyz during"], result
+    assert result["slowest /readyz s"] < 1.5, result
+    assert result["200 again after s"] is not None and result["200 again after s"] < 3, result
+
+
+def envelope(answer: bytes) -> tuple[int, dict[str, Any]]:
+    """The status and the JSON body of a raw HTTP answer, which must be the error envelope."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    headers = head.decode("latin-1").lower()
+    assert "content-type: application/json" in headers, answer[:300]
+    assert "location:" not in headers, answer[:300]
+    parsed = json.loads(body)
+    assert list(parsed)[:5] == ENVELOPE_KEYS, parsed
+    assert parsed["success"] is False
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", parsed["timestamp"])
+    return status, parsed
+
+
+def test_every_odd_request_is_a_4xx_in_the_envelope(stack: Stack) -> None:
+    answers = odd_requests(stack.port)
+    seen = {}
+    for name, answer in answers.items():
+        status, body = envelope(answer)
+        assert 400 <= status < 500, (name, answer[:300])
+        seen[name] = (status, body["code"])
+    assert seen["exp = 10**400"] == (401, "AUTH-ERROR-01"), seen
+    assert seen["// in the path"] == (404, "HTTP-404"), seen
+    assert seen["// at the start"] == (404, "HTTP-404"), seen
+
+
+def test_a_bare_gunicorn_listens_on_loopback_only(tmp_path: Path) -> None:
+    """`gunicorn wsgi:app` in the checkout, no -c and no --bind, with PORT set."""
+    port = free_port()
+    env = clean_env(
+        DATABASE_URL="postgresql://zdm@127.0.0.1:1/zdm",
+        ZDM_JWT_SECRET=SECRET,
+        PORT=str(port),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
+    with (tmp_path / "gunicorn.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "wsgi:app"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        listening = wait_until(lambda: listeners(port), 20)
+        assert listening == {"127.0.0.1"}, (tmp_path / "gunicorn.log").read_text()
+        assert "HeadFirstWorker" in (tmp_path / "gunicorn.log").read_text()
+    finally:
+        kill_leftovers([process])
+
+
+def listeners(port: int) -> set[str]:
+    """The local addresses with a socket listening on port (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(decode_address(address))
+    return found
+
+
+def decode_address(hex_address: str) -> str:
+    if len(hex_address) == 8:
+        return ".".join(str(int(hex_address[i : i + 2], 16)) for i in range(6, -1, -2))
+    return "::" if int(hex_address, 16) == 0 else hex_address

@@ -1,0 +1,142 @@
+"""Client-side deadlines for database work: a server that does not answer cannot hold a thread.
+
+statement_timeout runs inside PostgreSQL, so a frozen server (SIGSTOP, a hung host, a
+black-holed network) never applies it, and libpq waits for an answer without limit. Here a
+watchdog thread per process shuts the socket of a read that outlives its deadline: libpq's wait
+returns at once ("server closed the connection"), and the caller, seeing its deadline passed,
+answers 503. Connecting is bounded by a helper thread the caller stops waiting for, since libpq
+counts its own connect_timeout in whole seconds, two at the least.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg2
+from psycopg2.extensions import connection
+
+# How often the watchdog looks: a read ends at most this long after its deadline.
+TICK_S = 0.05
+
+
+class DeadlineExceeded(Exception):
+    """The database did not answer before the read's deadline."""
+
+
+class Deadline:
+    """A point on the monotonic clock by which a read must be done."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+class Watchdog:
+    """Shuts the sockets of reads past their deadline; one thread per process, started lazily."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[int, tuple[float, connection]] = {}
+        self._tokens = itertools.count()
+        self._pid: int | None = None
+
+    @contextmanager
+    def watch(self, conn: connection, deadline: Deadline) -> Iterator[None]:
+        """Watch the connection while the block runs: past the deadline, its socket is shut."""
+        self._start()
+        token = next(self._tokens)
+        with self._lock:
+            self._watched[token] = (deadline.at, conn)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._watched.pop(token, None)
+
+    def _start(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid != os.getpid():  # never started, or forked: the thread is not here
+                self._watched.clear()
+                thread = threading.Thread(target=self._run, name="zdm-db-watchdog", daemon=True)
+                thread.start()
+                self._pid = os.getpid()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(TICK_S)
+            now = time.monotonic()
+            with self._lock:  # the read's own block waits here, so its connection stays its own
+                for token, (at, conn) in list(self._watched.items()):
+                    if at <= now:
+                        del self._watched[token]
+                        shut(conn)
+
+
+def shut(conn: connection) -> None:
+    """Shut the connection's socket down under libpq: its pending wait returns at once."""
+    try:
+        fd = conn.fileno()
+    except psycopg2.Error:
+        return
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Attempt:
+    """One connect in a helper thread; a connection that arrives after the caller left is closed."""
+
+    def __init__(self, url: str, kwargs: dict[str, Any]) -> None:
+        self.url, self.kwargs = url, kwargs
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.outcome: connection | BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            outcome: connection | BaseException = psycopg2.connect(self.url, **self.kwargs)
+        except BaseException as exc:  # handed to the caller, who raises it
+            outcome = exc
+        with self.lock:
+            if self.abandoned:
+                if isinstance(outcome, connection):
+                    outcome.close()
+                return
+            self.outcome = outcome
+        self.done.set()
+
+    def abandon(self) -> connection | BaseException | None:
+        with self.lock:
+            self.abandoned = True
+            return self.outcome
+
+
+def connect_within(url: str, kwargs: dict[str, Any], deadline: Deadline) -> connection:
+    """psycopg2.connect, given up (DeadlineExceeded) when the deadline passes first."""
+    attempt = _Attempt(url, kwargs)
+    threading.Thread(target=attempt.run, name="zdm-db-connect", daemon=True).start()
+    attempt.done.wait(max(0.0, deadline.remaining()))
+    outcome = attempt.abandon()
+    if outcome is None:
+        raise DeadlineExceeded
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
