@@ -59,29 +59,23 @@ def base(stack: Stack) -> str:
 
 
 def test_idle_and_slowloris_sockets_starve_nothing(stack: Stack) -> None:
+    """40 idle and 40 slowloris sockets: every poll answered, p99 under 0.5 s."""
     result = held_sockets(base(stack), stack.port, seconds=8)
-    assert result["statuses"] == {200: result["polls"]}, result
-    assert result["polls"] > 40, result
-    assert result["p99 s"] < 0.5, result
+    assert result["ok"], result
 
 
 def test_a_killed_backend_costs_no_500_and_recovers(stack: Stack) -> None:
+    """One backend SIGKILLed: only 200s and 503s, 200 again within 3 s."""
     result = killed_backend(base(stack), stack.env["DATABASE_URL"], seconds=6)
-    assert set(result["statuses"]) <= {200, 503}, result
-    assert result["200 again after s"] is not None and result["200 again after s"] < 3, result
+    assert result["ok"], result
 
 
 def test_a_frozen_database_gets_bounded_answers(stack: Stack) -> None:
+    """Frozen for 9 s: requests end within 7 s, /healthz within 0.5 s, /readyz (503) within
+    1.5 s, 200 again within 3 s of resuming."""
     assert stack.postgres is not None
     result = frozen_database(base(stack), stack.postgres.pgdata, freeze=9)
-    assert set(result["jobs"]["statuses"]) <= {200, 503}, result
-    assert 503 in result["jobs during"], result
-    assert result["slowest job during s"] < 7, result
-    assert result["/healthz during"] and set(result["/healthz during"]) == {200}, result
-    assert result["slowest /healthz s"] < 0.5, result
-    assert 503 in result["/readyz during"], result
-    assert result["slowest /readyz s"] < 1.5, result
-    assert result["200 again after s"] is not None and result["200 again after s"] < 3, result
+    assert result["ok"], result
 
 
 def envelope(answer: bytes) -> tuple[int, dict[str, Any]]:

@@ -1,6 +1,9 @@
-"""Fault drills: steady load on gunicorn while PostgreSQL stops, or while a worker is killed.
+"""Fault drills: steady load on gunicorn while PostgreSQL stops, or while a worker is killed;
+then, in make run's shape and make serve-nginx's, the bad days of support/faults.py.
 
-    make drill                      # 60 s of load, PostgreSQL down for 10 s, then a worker kill
+    make drill                      # 60 s of load, PostgreSQL down for 10 s, a worker kill,
+                                    # then 15 s each of held sockets and a frozen PostgreSQL,
+                                    # a killed backend and the odd requests, in both shapes
     python tests/support/drill.py --seconds 12 --outage 4     # a short run (the tests: 9 s, 3 s)
 
 Load is a bounded set of threads on loopback, each looping requests on keep-alive
@@ -27,7 +30,8 @@ from tempfile import mkdtemp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support.api import JOB_URL, SECRET, bearer
-from support.processes import free_port
+from support.faults import frozen_database, held_sockets, killed_backend, odd_requests
+from support.processes import free_port, free_port_pair
 from zdm_devstack.stack import Stack
 
 RECOVERY_TARGET_S = 2.0
@@ -247,11 +251,51 @@ def soak(stack: Stack, requests: int, threads: int, warmup: int = 30_000) -> dic
     }
 
 
+def bad_days(nginx: bool, seconds: float) -> list[dict[str, object]]:
+    """The fault drills of support/faults.py against one shape, each for `seconds`."""
+    folder = Path(mkdtemp(prefix="zdm-faults-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZDM_", "GUNICORN_"))}
+    env.pop("DATABASE_URL", None)
+    env.update(ZDM_JWT_SECRET=SECRET, GUNICORN_ACCESS_LOG="/dev/null")
+    with open(folder / "stack.log", "wb") as log:
+        stack = Stack(
+            folder,
+            free_port_pair() if nginx else free_port(),
+            nginx=nginx,
+            workers=None if nginx else 2,
+            env=env,
+            output=log,
+        )
+        stack.start()
+    base = f"http://127.0.0.1:{stack.port}"
+    assert stack.postgres is not None
+    try:
+        results: list[dict[str, object]] = [
+            {"drill": "40 idle + 40 slowloris sockets", **held_sockets(base, stack.port, seconds)},
+            {"drill": "a backend SIGKILLed", **killed_backend(base, stack.env["DATABASE_URL"], 9)},
+            {"drill": "PostgreSQL frozen", **frozen_database(base, stack.postgres.pgdata, seconds)},
+        ]
+        answers = odd_requests(stack.port)
+        statuses = {name: int(a.split(b" ", 2)[1]) if a else 0 for name, a in answers.items()}
+        json_only = all(b"application/json" in a.split(b"\r\n\r\n")[0] for a in answers.values())
+        results.append(
+            {
+                "drill": "odd requests",
+                "statuses": statuses,
+                "ok": json_only and all(400 <= s < 500 for s in statuses.values()),
+            }
+        )
+        return results
+    finally:
+        stack.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--outage", type=float, default=10)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--bad-day", type=float, default=15, help="seconds of each fault drill")
     parser.add_argument(
         "--soak", type=int, default=0, help="run only the soak: this many requests after warm-up"
     )
@@ -268,12 +312,17 @@ def main() -> int:
     stack = start_stack(Path(mkdtemp(prefix="zdm-drill-")))
     try:
         outage = database_outage(stack, args.seconds, args.outage, args.threads)
-        print("PostgreSQL outage drill:", outage)
+        print("PostgreSQL outage drill:", outage, flush=True)
         kill = worker_kill(stack, min(args.seconds, 20), args.threads)
-        print("worker SIGKILL drill:", kill)
+        print("worker SIGKILL drill:", kill, flush=True)
     finally:
         stack.stop()
-    return 0 if outage["ok"] and kill["ok"] else 1
+    ok = bool(outage["ok"] and kill["ok"])
+    for shape, nginx in (("make run", False), ("make serve-nginx", True)):
+        for result in bad_days(nginx, args.bad_day):
+            print(f"{shape}: {result}", flush=True)
+            ok = ok and bool(result["ok"])
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 A poller asks for job 1 every 50 ms (each request on its own connection, so a stuck one shows)
 while the fault happens: held-open and slowloris sockets, a PostgreSQL backend SIGKILLed,
-PostgreSQL frozen with SIGSTOP, and odd requests and tokens. Each drill returns what it saw;
-tests/test_faults.py runs them short, `make drill` long.
+PostgreSQL frozen with SIGSTOP, and odd requests and tokens. Each drill returns what it saw
+and, as "ok", whether the service met its targets; tests/test_faults.py runs them short,
+`make drill` long.
 """
 
 from __future__ import annotations
@@ -140,9 +141,12 @@ def hold_sockets(port: int, idle: int, slow: int, seconds: float) -> None:
 def held_sockets(
     base: str, port: int, seconds: float, idle: int = 40, slow: int = 40
 ) -> dict[str, Any]:
+    """Target: every poll answered 200, p99 under 0.5 s."""
     with Poller(base) as poller:
         hold_sockets(port, idle, slow, seconds)
-    return summary(poller)
+    result = summary(poller)
+    ok = result["statuses"] == {200: result["polls"]} and result["p99 s"] < 0.5
+    return {**result, "ok": ok and result["polls"] > seconds * 5}
 
 
 # --- 2. A PostgreSQL backend SIGKILLed: the server drops every connection and restarts -------
@@ -177,7 +181,8 @@ def service_backends(url: str) -> list[int]:
 
 
 def killed_backend(base: str, url: str, seconds: float) -> dict[str, Any]:
-    """SIGKILL one of the service's backends a third of the way in."""
+    """SIGKILL one of the service's backends a third of the way in. Target: no 500 (only 200
+    and 503), 200 again within 3 s."""
     with Poller(base, clients=3) as poller:
         time.sleep(seconds / 3)
         backends = service_backends(url)
@@ -186,7 +191,9 @@ def killed_backend(base: str, url: str, seconds: float) -> dict[str, Any]:
         os.kill(backends[0], signal.SIGKILL)
         time.sleep(seconds * 2 / 3)
     back = poller.first_ok_after(killed_at + 0.001)
-    return {**summary(poller), "200 again after s": None if back is None else round(back, 3)}
+    result = summary(poller)
+    ok = set(result["statuses"]) <= {200, 503} and back is not None and back < 3
+    return {**result, "200 again after s": None if back is None else round(back, 3), "ok": ok}
 
 
 # --- 3. PostgreSQL frozen (SIGSTOP): a hung host or a black-holed network looks the same ------
@@ -195,7 +202,11 @@ def killed_backend(base: str, url: str, seconds: float) -> dict[str, Any]:
 def frozen_database(
     base: str, pgdata: Path, freeze: float, before: float = 2.0, after: float = 4.0
 ) -> dict[str, Any]:
-    """SIGSTOP every PostgreSQL process for `freeze` seconds; the probes polled meanwhile."""
+    """SIGSTOP every PostgreSQL process for `freeze` seconds; the probes polled meanwhile.
+
+    Targets: every request ends within 7 s, with 200 or 503 (503s seen); /healthz 200 within
+    0.5 s; /readyz 503 within 1.5 s; 200 again within 3 s of resuming.
+    """
     with (
         Poller(base, clients=4) as jobs,
         Poller(base, "/healthz", token=False) as health,
@@ -219,14 +230,27 @@ def frozen_database(
 
     frozen_jobs = during(jobs)
     back = jobs.first_ok_after(resumed_at)
+    probes = {"jobs": jobs, "/healthz": health, "/readyz": ready}
+    slowest = {name: max((a.seconds for a in during(p)), default=0) for name, p in probes.items()}
+    ok = (
+        set(jobs.statuses()) <= {200, 503}
+        and 503 in {a.status for a in frozen_jobs}
+        and jobs.slowest() < 7
+        and {a.status for a in during(health)} == {200}
+        and slowest["/healthz"] < 0.5
+        and 503 in {a.status for a in during(ready)}
+        and slowest["/readyz"] < 1.5
+        and back is not None
+        and back < 3
+    )
     return {
+        "ok": ok,
         "jobs": summary(jobs),
-        "jobs during": dict(Counter(a.status for a in frozen_jobs)),
-        "slowest job during s": round(max((a.seconds for a in frozen_jobs), default=0), 3),
-        "slowest /healthz s": round(max((a.seconds for a in during(health)), default=0), 3),
-        "/healthz during": dict(Counter(a.status for a in during(health))),
-        "slowest /readyz s": round(max((a.seconds for a in during(ready)), default=0), 3),
-        "/readyz during": dict(Counter(a.status for a in during(ready))),
+        **{
+            f"{name} during": dict(Counter(a.status for a in during(p)))
+            for name, p in probes.items()
+        },
+        **{f"slowest {name} during s": round(seconds, 3) for name, seconds in slowest.items()},
         "200 again after s": None if back is None else round(back, 3),
     }
 
