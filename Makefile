@@ -55,8 +55,9 @@ pgbouncer:
 	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer)
 
-# Not part of the tests: generates 1M jobs on first use (kept in var/bench), prints the table
-# and writes bench/RESULTS.md.
+# Not part of the tests: generates 1M jobs on first use (kept in var/bench), measures the
+# service against a hello-world Flask app under the same gunicorn config (bench/ceiling.py),
+# prints the table and writes bench/RESULTS.md. BENCH_CODE=<checkout> measures another version.
 bench: $(STAMP) wrk
 	$(BIN)/python bench/run.py
 
