@@ -91,7 +91,14 @@ def make_app(reader_url: str) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def build(factory: Callable[..., Flask] = create_app, **env: str | None) -> Flask:
-        settings = {"DATABASE_URL": reader_url, "ZDM_JWT_SECRET": SECRET, **env}
+        # The snapshot cache is off unless a test turns it on (tests/test_cache.py): the other
+        # tests write and read at once, which the cache answers only once notified.
+        settings = {
+            "DATABASE_URL": reader_url,
+            "ZDM_JWT_SECRET": SECRET,
+            "ZDM_CACHE_SIZE": "0",
+            **env,
+        }
         app = factory({k: v for k, v in settings.items() if v is not None})
         app.config["TESTING"] = True
         apps.append(app)

@@ -60,7 +60,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             data_dir,
             free_ports(4),
             workers=WORKERS,
-            env=clean_env(ZDM_JWT_SECRET=SECRET),
+            # The nodes' snapshot caches off: the failover tests need every read to reach a
+            # database (tests/test_cache.py covers the cache, its replica rule included).
+            env=clean_env(ZDM_JWT_SECRET=SECRET, ZDM_CACHE_SIZE="0"),
             output=output,
         )
         try:

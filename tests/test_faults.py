@@ -37,7 +37,9 @@ def stack(
     """The shape `make run` or `make serve-nginx` starts, on an embedded PostgreSQL."""
     nginx = request.param == "make serve-nginx"
     folder = tmp_path_factory.mktemp("faults")
-    env = clean_env(ZDM_JWT_SECRET=SECRET, GUNICORN_ACCESS_LOG="/dev/null")
+    # The cache off: every poll must reach the database, frozen or killed (a cached answer of an
+    # unchanged job would stay 200 through a freeze, rightly, and hide what is measured).
+    env = clean_env(ZDM_JWT_SECRET=SECRET, GUNICORN_ACCESS_LOG="/dev/null", ZDM_CACHE_SIZE="0")
     with (folder / "stack.log").open("wb") as log:
         running = Stack(
             folder,

@@ -182,7 +182,9 @@ def test_a_lagging_replica_is_skipped_until_it_catches_up(
     # Both behind: the primary answers, with the new line.
     servers.on_replica(2, "SELECT pg_wal_replay_pause()")
     servers.write(INSERT_LINE, NEW_LINE)
-    assert wait_until(lambda: states(replicated) == ["lagging", "lagging"], NOTICE_S)
+    assert wait_until(lambda: states(replicated) == ["lagging", "lagging"], NOTICE_S), describe(
+        replicated
+    )
     assert read_many(client, 4) == {"primary": 4, "replica1": 0, "replica2": 0}
     assert get_seed(client)["job"]["log"][-2:] == [NEW_LINE, NEW_LINE]
 
@@ -306,3 +308,47 @@ def test_a_read_cancelled_by_recovery_moves_on_and_leaves_the_replica_usable(
     assert after["primary"] == before["primary"] + 1
     assert states(replicated) == ["ok", "ok"]  # a conflict is not an outage
     assert get_seed(client) == LINUX_EXAMPLE
+
+
+def percent_of_job_2(client: FlaskClient) -> str:
+    response = client.get(f"{JOB_URL}2", headers=bearer())
+    assert response.status_code == 200, response.get_json()
+    return str(response.get_json()["data"]["job"]["progressInfo"]["percent"])
+
+
+def test_the_cache_never_keeps_a_replica_s_answer_older_than_a_change_it_heard_of(
+    servers: Servers, replicated: Flask, make_app: Callable[..., Flask]
+) -> None:
+    """The notification comes from the primary at commit, maybe before a replica replays the
+    change; the snapshot read there meanwhile is answered (as without the cache) but not kept,
+    or the cache would go on answering with it after the replicas caught up."""
+    app = make_app(
+        DATABASE_URL=reader(servers.primary),
+        DATABASE_REPLICA_URLS=" ".join(reader(r) for r in servers.replicas),
+        ZDM_REPLICA_MAX_LAG_S=str(MAX_LAG_S),
+        ZDM_CACHE_SIZE="64",
+    )
+    cache = state.of(app).cache
+    client = app.test_client()
+    assert percent_of_job_2(client) == "60%"
+    assert wait_until(lambda: cache.listening, NOTICE_S)
+    assert percent_of_job_2(client) == "60%"  # read after listening: kept
+    generation = cache.generation()
+    for number in (1, 2):
+        servers.on_replica(number, "SELECT pg_wal_replay_pause()")
+    servers.write("UPDATE backup_info SET percent = 64 WHERE backup_id = 2")
+    try:
+        assert wait_until(lambda: cache.generation() != generation, NOTICE_S)
+        before = reads(client)
+        assert percent_of_job_2(client) == "60%"  # what a replica answers, cache or not
+        assert reads(client)["primary"] == before["primary"]  # it was a replica's answer
+        for number in (1, 2):
+            servers.on_replica(number, "SELECT pg_wal_replay_resume()")
+        replayed = "SELECT percent FROM backup_info WHERE backup_id = 2"
+        assert wait_until(lambda: {servers.on_replica(n, replayed) for n in (1, 2)} == {64}, 5)
+        # Kept, the replica's earlier answer would still be served here.
+        assert percent_of_job_2(client) == "64%"
+    finally:
+        for number in (1, 2):
+            servers.on_replica(number, "SELECT pg_wal_replay_resume()")
+        servers.write("UPDATE backup_info SET percent = 60 WHERE backup_id = 2")

@@ -70,9 +70,12 @@ class Cluster(Stack):
 
     def _configure_nodes(self) -> None:
         use_dev_secret(self.env, self.data_dir)
+        assert self.postgres is not None
         self.env.update(
             DATABASE_URL=self.pgbouncer.url(PRIMARY_DB, ROLE),
             DATABASE_REPLICA_URLS=self.pgbouncer.url(REPLICA_DB, ROLE),
+            # LISTEN needs PostgreSQL itself: not through transaction pooling, not a replica.
+            DATABASE_LISTEN_URL=self.postgres.url().replace("postgres@", f"{ROLE}@", 1),
             ZDM_PROXY_COUNT="1",
         )
         if self.workers:

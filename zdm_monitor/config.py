@@ -41,6 +41,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     database_url: str
+    database_listen_url: str
     database_replica_urls: tuple[str, ...]
     replica_max_lag_s: float
     jwt_key: str
@@ -52,6 +53,7 @@ class Settings:
     db_connect_timeout: int
     db_statement_timeout_ms: int
     db_pool_size: int
+    cache_size: int
     proxy_count: int
     cors_origins: frozenset[str]
     stall_seconds: int
@@ -118,6 +120,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         "ZDM_DB_STATEMENT_TIMEOUT_MS", "5000", _int, "a whole number of milliseconds"
     )
     pool_size = parse("ZDM_DB_POOL_SIZE", "4", _int, "a whole number")
+    cache_size = parse("ZDM_CACHE_SIZE", "4096", _int, "a whole number of snapshots (0: off)")
     proxy_count = parse("ZDM_PROXY_COUNT", "1", _int, "a whole number of proxies")
     cors_origins = parse(
         "ZDM_CORS_ORIGINS",
@@ -137,10 +140,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError("Configuration is not valid:\n  - " + "\n  - ".join(problems))
     assert database_url is not None and leeway is not None and timezone is not None
     assert connect_timeout is not None and statement_timeout is not None and pool_size
-    assert proxy_count is not None and cors_origins is not None
+    assert proxy_count is not None and cors_origins is not None and cache_size is not None
     assert stall and poll_active and poll_waiting
     return Settings(
         database_url=database_url,
+        database_listen_url=get("DATABASE_LISTEN_URL") or database_url,
         database_replica_urls=replica_urls,
         replica_max_lag_s=max_lag,
         jwt_key=key,
@@ -152,6 +156,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         db_connect_timeout=connect_timeout,
         db_statement_timeout_ms=statement_timeout,
         db_pool_size=pool_size,
+        cache_size=cache_size,
         proxy_count=proxy_count,
         cors_origins=cors_origins,
         stall_seconds=stall,

@@ -88,22 +88,28 @@ class JobMonitoring(MethodView):
     def get(self, query: MonitoringQuery, identifier: str) -> Response:
         """Monitoring info of one backup job, by ID or by name."""
         job_id, name = parse_identifier(identifier)
-        settings = state.settings()
-        snapshot = state.database().read(
-            lambda conn: repository.get_job_snapshot(
-                conn,
-                job_id=job_id,
-                name=name,
-                filters=query.filters,
-                page=query.page,
-                limit=query.limit,
-                after=query.after,
-                detail=query.detail,
-                timeout_ms=settings.db_statement_timeout_ms,
+        settings, cache = state.settings(), state.cache()
+        # What the snapshot depends on; sort orders the lines of the answer only.
+        key = (job_id, name, query.filters, query.page, query.limit, query.after, query.detail)
+        entry = cache.lookup(key)
+        if entry is None:
+            generation = cache.generation()
+            snapshot = state.database().read(
+                lambda conn: repository.get_job_snapshot(
+                    conn,
+                    job_id=job_id,
+                    name=name,
+                    filters=query.filters,
+                    page=query.page,
+                    limit=query.limit,
+                    after=query.after,
+                    detail=query.detail,
+                    timeout_ms=settings.db_statement_timeout_ms,
+                )
             )
-        )
-        job = check_answer(snapshot, identifier, by_id=job_id is not None)
-        poll = polling.decide(job, query, settings, request.if_none_match)
+            entry = cache.store(key, snapshot, generation)
+        job = check_answer(entry.snapshot, identifier, by_id=job_id is not None)
+        poll = polling.decide(job, query, settings, request.if_none_match, entry.memo)
         if poll.current:
             return polling.not_modified(poll.headers)
         payload = serializers.monitoring_payload(

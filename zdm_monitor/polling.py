@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from operator import attrgetter
+from typing import Any
 
 from flask import Response
 from werkzeug.datastructures import ETags
@@ -30,10 +31,10 @@ ACTIVE = frozenset({"preparing", "processing", "canceling"})
 WAITING = frozenset({"scheduled", "registered"})
 STALL_WATCHED = frozenset({"preparing", "processing"})
 
-# The log's lines are named by its first and last numbers (lines never change once written).
-TAGGED_FIELDS = attrgetter(
-    *(f.name for f in fields(JobSnapshot) if f.name not in ("log_lines", "log_times", "first_line"))
-)
+# The log's lines are named by its first and last numbers (lines never change once written);
+# where the answer was read (replay_lsn) is not part of it.
+UNTAGGED = ("log_lines", "log_times", "first_line", "replay_lsn")
+TAGGED_FIELDS = attrgetter(*(f.name for f in fields(JobSnapshot) if f.name not in UNTAGGED))
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,32 @@ class Poll:
 
 
 def decide(
-    job: JobSnapshot, query: MonitoringQuery, settings: Settings, if_none_match: ETags
+    job: JobSnapshot,
+    query: MonitoringQuery,
+    settings: Settings,
+    if_none_match: ETags,
+    memo: dict[Any, Any] | None = None,
 ) -> Poll:
-    """The headers of the answer, its stall mark, and whether the client's copy is current."""
+    """The headers of the answer, its stall mark, and whether the client's copy is current.
+
+    The headers depend on the snapshot, the query and the stall mark only: with a memo (the
+    cache entry's) they are made once per snapshot, query and mark.
+    """
     stalled = is_stalled(job, datetime.now(UTC), settings.stall_seconds) if query.detail else None
+    if memo is None:
+        memo = {}
+    key = (query, stalled)
+    made = memo.get(key)
+    if made is None:
+        made = memo[key] = polling_headers(job, query, settings, stalled)
+    tag, headers = made
+    return Poll(headers, stalled, if_none_match.contains_weak(tag))
+
+
+def polling_headers(
+    job: JobSnapshot, query: MonitoringQuery, settings: Settings, stalled: bool | None
+) -> tuple[str, dict[str, str]]:
+    """The answer's validator and headers."""
     cursor, gap = log_cursor(job, query.after)
     tag = entity_tag(job, query, cursor, settings.timezone.key, stalled)
     meta = pagination(None if query.after is not None else query.page, query.limit, job.log_total)
@@ -67,7 +90,7 @@ def decide(
     )
     if interval is not None:
         headers["X-Poll-Interval"] = str(interval)
-    return Poll(headers, stalled, if_none_match.contains_weak(tag))
+    return tag, headers
 
 
 def not_modified(headers: dict[str, str]) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from psycopg2.extensions import connection
@@ -56,6 +57,7 @@ class JobSnapshot:
     first_line: int | None  # the number of log_lines[0]
     log_times: list[datetime] | None  # with detail only
     job_id: int
+    replay_lsn: Decimal | None  # read on a replica: the WAL position it had replayed
 
 
 # The time bound and read-only mode travel with each read, in the same message (still one round
@@ -77,8 +79,12 @@ SNAPSHOT_ARGUMENTS = (
     "after",
     "detail",
 )
+# Where the row was read: on a streaming replica the WAL position it had replayed, on the
+# primary NULL (the snapshot cache's replica rule, cache.py).
+READ_AT = "pg_last_wal_replay_lsn() - '0/0'::pg_lsn"
+SNAPSHOT_COLUMNS = (READ_AT if f.name == "replay_lsn" else f.name for f in fields(JobSnapshot))
 GET_JOB_SNAPSHOT = (
-    f"{READ_GUARD} SELECT {', '.join(f.name for f in fields(JobSnapshot))}"
+    f"{READ_GUARD} SELECT {', '.join(SNAPSHOT_COLUMNS)}"
     " FROM zdm_monitor_job_snapshot("
     + ", ".join(f"p_{name} => %({name})s" for name in SNAPSHOT_ARGUMENTS)
     + ")"

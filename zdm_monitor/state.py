@@ -7,6 +7,7 @@ from typing import cast
 
 from flask import Flask, current_app
 
+from .cache import SnapshotCache
 from .config import Settings
 from .db import Database
 
@@ -17,6 +18,7 @@ KEY = "zdm_monitor"
 class State:
     settings: Settings
     database: Database
+    cache: SnapshotCache
     # Set from the moment the worker is told to stop: /readyz then answers 503.
     draining: bool = False
     # The token the live page offers; only the development stack sets one.
@@ -24,7 +26,7 @@ class State:
 
 
 def install(app: Flask, settings: Settings) -> State:
-    state = app.extensions[KEY] = State(settings, Database(settings))
+    state = app.extensions[KEY] = State(settings, Database(settings), SnapshotCache(settings))
     return state
 
 
@@ -41,14 +43,19 @@ def database() -> Database:
     return of().database
 
 
+def cache() -> SnapshotCache:
+    return of().cache
+
+
 def start_draining(app: Flask) -> None:
     """Have /readyz answer 503 from now on (gunicorn's worker got SIGTERM)."""
     of(app).draining = True
 
 
 def close(app: Flask) -> None:
-    """Close the app's database connections (gunicorn's worker is exiting)."""
+    """Close the app's database connections and stop its listener (the worker is exiting)."""
     of(app).database.close()
+    of(app).cache.close()
 
 
 def release_connection(exc: BaseException | None = None) -> None:

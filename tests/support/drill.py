@@ -256,7 +256,8 @@ def bad_days(nginx: bool, seconds: float) -> list[dict[str, object]]:
     folder = Path(mkdtemp(prefix="zdm-faults-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZDM_", "GUNICORN_"))}
     env.pop("DATABASE_URL", None)
-    env.update(ZDM_JWT_SECRET=SECRET, GUNICORN_ACCESS_LOG="/dev/null")
+    # The cache off, as in tests/test_faults.py: every poll must reach the database.
+    env.update(ZDM_JWT_SECRET=SECRET, GUNICORN_ACCESS_LOG="/dev/null", ZDM_CACHE_SIZE="0")
     with open(folder / "stack.log", "wb") as log:
         stack = Stack(
             folder,

@@ -42,6 +42,7 @@ def snapshot(**changes: Any) -> JobSnapshot:
         first_line=1,
         log_times=None,
         job_id=1,
+        replay_lsn=None,
     )
     return replace(base, **changes)
 

@@ -2,7 +2,8 @@
 
 It reads the frontend side of protocol 3.0 (the startup message, then typed messages) and
 forwards every byte unchanged, so what it counts is what really crossed the wire. Set `silent`
-and it passes nothing more back to its clients, as a frozen server or a black-holed network.
+and it passes nothing more back to its clients, as a frozen server or a black-holed network;
+set `refuse` and drop() and its clients lose their connections and cannot open new ones.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class CountingProxy:
         self.queries: list[str] = []
         self._lock = threading.Lock()
         self.silent = threading.Event()
+        self.refuse = threading.Event()
+        self._clients: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -49,6 +52,14 @@ class CountingProxy:
     def close(self) -> None:
         self._listener.close()
 
+    def drop(self) -> None:
+        """Cut every client's connection, as a server going away does."""
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            with suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+
     def _connect_upstream(self) -> socket.socket:
         host = self.target.get("host", "/tmp")
         port = int(self.target.get("port", 5432))
@@ -64,6 +75,11 @@ class CountingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self.refuse.is_set():
+                client.close()
+                continue
+            with self._lock:
+                self._clients.append(client)
             upstream = self._connect_upstream()
             threading.Thread(
                 target=self._client_to_server, args=(client, upstream), daemon=True
