@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES = 600  # per test; the two tests send 1,200 generated requests
 PATH = "/api/backups/monitoring/job/{identifier}"
+INCOMPLETE = "JOB-ERROR-20"
 fuzz_settings = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -38,10 +39,20 @@ def test_with_a_valid_token(app: Flask, data: st.DataObject) -> None:
     if query.get("after", "") != "" and query.get("page", "") != "":
         # OpenAPI cannot say that two parameters exclude each other: checked here instead.
         response = case.call(headers=bearer())
+        if "%0A" in case.formatted_path.upper() or "%0D" in case.formatted_path.upper():
+            # No route matches a line break (werkzeug's path converter stops at it): a 404.
+            assert response.json()["code"] == "HTTP-404", response.text
+            return
         assert response.status_code == 400, (case.formatted_path, query, response.text)
         assert response.json()["details"]["after"] == ["page와 함께 지정할 수 없습니다."]
         return
-    case.call_and_validate(headers=bearer())
+    response = case.call(headers=bearer())
+    if response.status_code == 400 and response.json().get("code") == INCOMPLETE:
+        # The data says otherwise: an incomplete job is the contract's 400 (API.md), which no
+        # schema can foresee (the demo data: jobs 6 and 7).
+        assert response.json()["error"].startswith("작업 데이터가 불완전합니다."), response.text
+        return
+    case.validate_response(response, headers=bearer())
 
 
 @fuzz_settings

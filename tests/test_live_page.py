@@ -51,9 +51,9 @@ class Service:
     output_path: Path
 
     def access_records(self) -> list[dict[str, Any]]:
-        """gunicorn's JSON access log lines."""
+        """The app's JSON line for each request it answered."""
         text = self.output_path.read_text(encoding="utf-8", errors="replace")
-        return [r for r in json_lines(text) if r.get("logger") == "gunicorn.access"]
+        return [r for r in json_lines(text) if r.get("logger") == "zdm_monitor.request"]
 
 
 @dataclass

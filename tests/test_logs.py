@@ -94,3 +94,27 @@ def test_formatter_merges_fields_outside_a_request() -> None:
     assert entry["message"] == "hello you"
     assert entry["status"] == 503
     assert "request_id" not in entry
+
+
+def test_gunicorn_logs_only_what_the_app_did_not(caplog: pytest.LogCaptureFixture) -> None:
+    """One line per request: gunicorn's access line is for the answers it gave itself."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from zdm_monitor.logs import LOGGED, GunicornLogger
+
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    logger = GunicornLogger(cfg)
+    logger.access_log.addHandler(caplog.handler)
+    answer = SimpleNamespace(
+        headers=[("X-Request-ID", "req-own")], status="431 Request Header Fields Too Large"
+    )
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "REMOTE_ADDR": "127.0.0.1"}
+    logger.access(answer, None, {**environ, LOGGED: True}, timedelta(milliseconds=2))
+    assert [r for r in caplog.records if r.name == "gunicorn.access"] == []
+    logger.access(answer, None, environ, timedelta(milliseconds=2))
+    (record,) = [r for r in caplog.records if r.name == "gunicorn.access"]
+    assert record.fields["request_id"] == "req-own" and record.fields["status"] == 431

@@ -11,6 +11,7 @@ counts its own connect_timeout in whole seconds, two at the least.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import socket
 import threading
@@ -21,9 +22,6 @@ from typing import Any
 
 import psycopg2
 from psycopg2.extensions import connection
-
-# How often the watchdog looks: a read ends at most this long after its deadline.
-TICK_S = 0.05
 
 
 class DeadlineExceeded(Exception):
@@ -45,11 +43,17 @@ class Deadline:
 
 
 class Watchdog:
-    """Shuts the sockets of reads past their deadline; one thread per process, started lazily."""
+    """Shuts the sockets of reads past their deadline; one thread per process, started lazily.
+
+    The thread sleeps until the earliest deadline it knows of (woken when an earlier one comes),
+    not on a tick: under load it wakes about once a deadline's length, not many times a second.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._watched: dict[int, tuple[float, connection]] = {}
+        self._next = math.inf  # when the thread wakes next
         self._tokens = itertools.count()
         self._pid: int | None = None
 
@@ -60,6 +64,8 @@ class Watchdog:
         token = next(self._tokens)
         with self._lock:
             self._watched[token] = (deadline.at, conn)
+            if deadline.at < self._next:
+                self._wake.notify()
         try:
             yield
         finally:
@@ -72,19 +78,23 @@ class Watchdog:
         with self._lock:
             if self._pid != os.getpid():  # never started, or forked: the thread is not here
                 self._watched.clear()
+                self._next = math.inf
                 thread = threading.Thread(target=self._run, name="zdm-db-watchdog", daemon=True)
                 thread.start()
                 self._pid = os.getpid()
 
     def _run(self) -> None:
-        while True:
-            time.sleep(TICK_S)
-            now = time.monotonic()
-            with self._lock:  # the read's own block waits here, so its connection stays its own
+        # Holding the lock while shutting: the read's own block waits for it on leaving, so its
+        # connection is still its own.
+        with self._lock:
+            while True:
+                now = time.monotonic()
                 for token, (at, conn) in list(self._watched.items()):
                     if at <= now:
                         del self._watched[token]
                         shut(conn)
+                self._next = min((at for at, _ in self._watched.values()), default=math.inf)
+                self._wake.wait(None if self._next == math.inf else self._next - now)
 
 
 def shut(conn: connection) -> None:

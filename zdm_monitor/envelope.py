@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -30,20 +31,25 @@ def timestamp() -> str:
     return datetime.now(state.settings().timezone).strftime(TIME_FORMAT)
 
 
+def encode(data: Any) -> str:
+    """JSON as every answer carries it (Flask's jsonify: compact, keys in order, UTF-8)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 def success(
-    data: Any, *, message: str = SUCCESS_MESSAGE, headers: dict[str, str] | None = None
+    data: Any = None,
+    *,
+    message: str = SUCCESS_MESSAGE,
+    headers: dict[str, str] | None = None,
+    encoded: str | None = None,
 ) -> Response:
-    """Wrap data in the success envelope."""
-    body = {
-        "success": True,
-        "requestID": request_id(),
-        "data": data,
-        "message": message,
-        "timestamp": timestamp(),
-    }
-    response = jsonify(body)
-    response.headers.update(headers or {})
-    return response
+    """Wrap data, or its JSON already encoded (a cached answer's), in the success envelope."""
+    body = (
+        f'{{"success":true,"requestID":{encode(request_id())},'
+        f'"data":{encode(data) if encoded is None else encoded},'
+        f'"message":{encode(message)},"timestamp":{encode(timestamp())}}}\n'
+    )
+    return Response(body, headers=headers, mimetype="application/json")
 
 
 def failure(

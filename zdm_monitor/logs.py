@@ -1,4 +1,9 @@
-"""JSON logs: one line per request and every error's traceback, all under the request ID."""
+"""JSON logs: one line per request and every error's traceback, all under the request ID.
+
+A request the app answers is logged by the app (log_request), with what gunicorn would have
+said of it too; gunicorn's access log writes only the requests it answered itself (a bad
+request line, headers too large): one line per request either way.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from gunicorn.glogging import Logger as GunicornBaseLogger
 from .context import elapsed_seconds, request_id, route_template
 
 request_log = logging.getLogger("zdm_monitor.request")
+# Set in the WSGI environ once the app has written the request's line.
+LOGGED = "zdm_monitor.logged"
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,6 +49,10 @@ def configure_logging() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    # The lines carry none of the caller's file, thread or process: do not look them up for
+    # every record (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def in_request(**fields: Any) -> dict[str, Any]:
@@ -51,33 +62,44 @@ def in_request(**fields: Any) -> dict[str, Any]:
 
 def log_request(response: Response) -> Response:
     """Write the request's line: who asked what, the answer, how long it took."""
+    environ = request.environ
+    environ[LOGGED] = True
     claims = g.get("token_claims") or {}
     request_log.info(
         "request",
         extra=in_request(
-            method=request.method,
+            method=environ["REQUEST_METHOD"],
             route=route_template(),
+            path=environ.get("PATH_INFO"),
             status=response.status_code,
+            bytes=response.content_length,
             duration_ms=round(elapsed_seconds() * 1000, 2),
-            client_ip=request.remote_addr,
+            client_ip=environ.get("REMOTE_ADDR"),  # after ProxyFix: the client's
             subject=claims.get("sub"),
+            **peer(environ),
         ),
     )
     return response
 
 
+def peer(environ: dict[str, Any]) -> dict[str, Any]:
+    """The connecting peer (nginx), from before ProxyFix rewrote it, and what it forwarded."""
+    return {
+        "remote_addr": environ.get("werkzeug.proxy_fix.orig", environ).get("REMOTE_ADDR"),
+        "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
+    }
+
+
 class GunicornLogger(GunicornBaseLogger):  # type: ignore[misc]
-    """gunicorn's access log as JSON, carrying the request ID the app answered with."""
+    """gunicorn's access log as JSON, for the requests the app did not log itself."""
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        if not self.cfg.accesslog:
+        if not self.cfg.accesslog or environ.get(LOGGED):
             return
         headers = {name.lower(): value for name, value in resp.headers}
         fields = {
             "request_id": headers.get("x-request-id"),
-            # The connecting peer (nginx), from before ProxyFix rewrote it for the app.
-            "remote_addr": environ.get("werkzeug.proxy_fix.orig", environ).get("REMOTE_ADDR"),
-            "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
+            **peer(environ),
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
             # An error gunicorn answers itself carries only the status line ("400 Bad Request").

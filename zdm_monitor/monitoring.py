@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 
 from . import openapi, polling, repository, serializers, state
 from .auth import require_token
-from .envelope import success
+from .envelope import encode, success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
 from .repository import MAX_BIGINT, JobSnapshot
 from .schemas import (
@@ -75,6 +75,8 @@ def check_answer(job: JobSnapshot | None, identifier: str, by_id: bool) -> JobSn
 
 @blp.route("/job/<path:identifier>", parameters=openapi.JOB_PARAMETERS)
 class JobMonitoring(MethodView):
+    init_every_request = False  # the view keeps no state: one instance serves every request
+
     @blp.doc(security=openapi.SECURITY)
     @blp.arguments(MonitoringQuerySchema(), location="query", error_status_code=400)
     @blp.alt_response(
@@ -112,7 +114,12 @@ class JobMonitoring(MethodView):
         poll = polling.decide(job, query, settings, request.if_none_match, entry.memo)
         if poll.current:
             return polling.not_modified(poll.headers)
-        payload = serializers.monitoring_payload(
-            job, settings.timezone, descending=query.sort == "desc", stalled=poll.stalled
-        )
-        return success(payload, headers=poll.headers)
+        # The payload depends on the snapshot, the order and the stall mark: encoded once each.
+        descending = query.sort == "desc"
+        data = entry.memo.get((descending, poll.stalled))
+        if data is None:
+            payload = serializers.monitoring_payload(
+                job, settings.timezone, descending=descending, stalled=poll.stalled
+            )
+            data = entry.memo[descending, poll.stalled] = encode(payload)
+        return success(encoded=data, headers=poll.headers)
