@@ -65,6 +65,9 @@ POLL_QUERY = "after={cursor}&limit=50&detail=true"
 SHARED_BUFFERS = os.environ.get("BENCH_SHARED_BUFFERS", "2GB")
 SECRET = "bench-secret-bench-secret-bench-secret"
 JOB = "/api/backups/monitoring/job/"
+SYSTEM = "/api/backups/monitoring/system/"
+# Server 1 of the large set is given this many jobs (of servers with its OS) for the server view.
+BIG_SERVER_JOBS = 10_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WRK = ["wrk", "--threads", "2", "--latency"]
 STATS_PAUSE_S = 11
@@ -120,6 +123,16 @@ def cases(hot_job: int) -> list[Case]:
             JOB + "1?page=200&limit=100",
         ),
         Case("5. uncached: 404 by name", "large, uncached", JOB + "no-such-job"),
+        Case(
+            f"S1. server view: a server of {BIG_SERVER_JOBS:,} jobs, page 1 of 20 jobs",
+            "large",
+            f"{SYSTEM}1?page=1&limit=20",
+        ),
+        Case(
+            f"S500. server view: a server of {BIG_SERVER_JOBS:,} jobs, page 500 of 20 jobs",
+            "large",
+            f"{SYSTEM}1?page=500&limit=20",
+        ),
     ]
 
 
@@ -262,7 +275,23 @@ def prepare(server_url: str) -> dict[str, str]:
             print(f"Generating {JOBS:,} jobs x {LINES} log lines over {SERVERS:,} servers...")
             report = generate(conn, jobs=JOBS, servers=SERVERS, lines=LINES, deep_lines=DEEP_LINES)
             print(f"  {report}")
+        with conn.cursor() as cur:
+            cur.execute(BIG_SERVER, {"jobs": BIG_SERVER_JOBS})
+            if cur.rowcount:
+                cur.execute("ANALYZE backup")
+        conn.commit()
     return urls
+
+
+# Idempotent: moves jobs only while server 1 has fewer than BIG_SERVER_JOBS.
+BIG_SERVER = """
+UPDATE backup SET server_id = 1
+WHERE (SELECT count(*) FROM backup WHERE server_id = 1) < %(jobs)s
+  AND id IN (SELECT b.id FROM backup b JOIN server s ON s.id = b.server_id
+             WHERE s.os = (SELECT os FROM server WHERE id = 1) AND b.server_id <> 1
+             ORDER BY b.id
+             LIMIT %(jobs)s - (SELECT count(*) FROM backup WHERE server_id = 1))
+"""
 
 
 def running_jobs(url: str, count: int) -> list[int]:
@@ -612,12 +641,19 @@ def report(
         )
     cold, hot, wall = names[1], names[2], names[3]
     small, large, deep1, deep200 = names[5], names[6], names[8], names[9]
+    server1, server500 = names[11], names[12]
     checks = [
         ("C. wall / ceiling (req/s)", ratio(wall, ceiling), ">= 0.85"),
         ("B. hot job / ceiling (req/s)", ratio(hot, ceiling), ">= 0.75"),
         ("A. cold random / ceiling (req/s)", ratio(cold, ceiling), ">= 0.45"),
         ("uncached large / small (req/s, 2 / 1)", ratio(large, small), ">= 0.8"),
         ("deep page / page 1 (p50 latency, 4b / 4a)", ratio(deep200, deep1, "p50_ms"), "<= 1.2"),
+        (
+            "server view page 500 / page 1 (p50, S500 / S1)",
+            ratio(server500, server1, "p50_ms"),
+            "<= 1.5",
+        ),
+        ("server view page / one job (p50, S1 / 2)", ratio(server1, names[6], "p50_ms"), "<= 3"),
         *(
             (f"{name[:2]} p99 / p50", ratio(name, name, "p99_ms", "p50_ms"), "<= 3")
             for name in (cold, hot, wall)

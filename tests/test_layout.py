@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 SERVICE = REPO / "zdm_monitor"
 # What only the development stack may use: process control and its PostgreSQL binaries.
 FORBIDDEN = ("subprocess", "multiprocessing", "pgserver", "zdm_devstack")
-# A budget, raised only on purpose: 2,597 lines after the stack moved out, 3,000 the first target.
-MAX_SERVICE_LINES = 3500
+# A budget, raised only on purpose: 2,597 lines after the stack moved out, 3,000 the first target,
+# 3,500 with the deadlines and the worker, 4,000 with the snapshot cache and the server view.
+MAX_SERVICE_LINES = 4000
 # A module small enough to read in one sitting.
 MAX_MODULE_LINES = 400
 

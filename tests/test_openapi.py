@@ -275,3 +275,47 @@ def test_docs_assets_do_not_escape_their_folder(client: FlaskClient, name: str) 
     body = response.get_json()
     assert body["success"] is False
     assert body["code"] == "HTTP-404"
+
+
+SERVER_PATH = "/api/backups/monitoring/system/{identifier}"
+FILTERS = [
+    "mode",
+    "partition",
+    "drive",
+    "server",
+    "repositoryType",
+    "repositoryPath",
+    "status",
+    "jobName",
+]
+
+
+def test_the_server_view_is_documented(spec: dict[str, Any], operation: dict[str, Any]) -> None:
+    server = spec["paths"][SERVER_PATH]["get"]
+    params = query_parameters(server)
+    assert list(params) == [*FILTERS, "page", "limit", "logLimit", "detail"]
+    # The filters are the job endpoint's, described once.
+    for name in FILTERS:
+        assert params[name] == query_parameters(operation)[name], name
+    bounds = {
+        name: (
+            params[name]["schema"]["minimum"],
+            params[name]["schema"]["maximum"],
+            params[name]["schema"].get("default"),
+        )
+        for name in ("page", "limit", "logLimit")
+    }
+    assert bounds == {"page": (1, 100_000, 1), "limit": (1, 100, 20), "logLimit": (0, 100, 10)}
+    path_params = spec["paths"][SERVER_PATH].get("parameters", []) + server["parameters"]
+    assert [p["name"] for p in path_params if p["in"] == "path"] == ["identifier"]
+    assert "If-None-Match" in [p["name"] for p in path_params if p["in"] == "header"]
+    ok = resolve(spec, server["responses"]["200"])
+    assert set(ok["headers"]) == {"ETag", "Cache-Control", "X-Pagination", "X-Poll-Interval"}
+    data = resolve(
+        spec, resolve(spec, ok["content"]["application/json"]["schema"])["properties"]["data"]
+    )
+    assert set(data["properties"]) == {"system", "summary", "job", "pagination"}
+    assert data["properties"]["job"]["type"] == "array"
+    assert "content" not in server["responses"]["304"]
+    assert set(ERROR_STATUSES) <= set(server["responses"])
+    assert server["security"] == operation["security"]

@@ -18,7 +18,7 @@ from psycopg2.extensions import connection
 from support.database import reset_demo
 
 from zdm_devstack.generate import generate
-from zdm_monitor.repository import JobFilters, JobSnapshot, get_job_snapshot
+from zdm_monitor.repository import JobFilters, JobSnapshot, get_job_snapshot, get_server_snapshot
 
 JOBS, SERVERS, LINES, DEEP_LINES = 50_000, 200, 2, 20_000
 JOB_TABLES = ("backup", "backup_info", "backup_log")
@@ -175,3 +175,43 @@ def test_a_cursor_reads_its_lines_and_the_two_ends(
     assert snapshot is not None
     assert snapshot.first_line == first
     assert len(snapshot.log_lines) == len(snapshot.log_times or []) == count
+
+
+SERVER_SHAPES = {
+    "server by id": {"system_id": 7},
+    "server by name": {"system_name": "server-0007"},
+    "server page 10": {"system_id": 7, "page": 10},
+    "server with a status filter": {"system_id": 7, "filters": JobFilters(status="processing")},
+    "server with detail": {"system_id": 7, "detail": True, "log_limit": 100},
+    "no such server": {"system_id": SERVERS + 1},
+}
+
+
+@pytest.mark.parametrize("shape", SERVER_SHAPES)
+def test_the_server_view_reads_its_jobs_by_index(big: str, shape: str) -> None:
+    request = {
+        "filters": JobFilters(),
+        "page": 1,
+        "limit": 20,
+        "log_limit": 10,
+        "timeout_ms": 5000,
+        **SERVER_SHAPES[shape],
+    }
+    with closing(psycopg2.connect(big)) as conn:
+        for _ in range(WARM_CALLS):
+            before = counters(conn)
+            server = get_server_snapshot(conn, **request)
+            after = counters(conn)
+            reads = {
+                name: (after[name][0] - before[name][0], after[name][1] - before[name][1])
+                for name in after
+            }
+            for table in JOB_TABLES:
+                assert reads[table][0] == 0, (table, reads)
+            # Per job of the page: its log's two ends and its newest lines.
+            assert reads[LOG_INDEX][1] <= request["limit"] * (request["log_limit"] + 2), reads
+    if shape == "no such server":
+        assert server is None
+    else:
+        assert server is not None and server.summary.total > 0
+        assert len(server.jobs) == min(request["limit"], server.summary.total)

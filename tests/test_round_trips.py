@@ -72,3 +72,24 @@ def test_a_304_costs_one_statement(wired: FlaskClient, proxy: CountingProxy) -> 
     queries = proxy.take()
     assert len(queries) == 1, queries
     assert "zdm_monitor_job_snapshot" in queries[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("linux-server-01", 200),
+        ("1?detail=true&logLimit=100", 200),
+        ("2?page=2&limit=1", 200),
+        ("1?status=error", 404),
+        ("1?partition=/home", 400),
+        ("nobody", 404),
+    ],
+)
+def test_each_server_view_answer_costs_one_statement(
+    wired: FlaskClient, proxy: CountingProxy, path: str, status: int
+) -> None:
+    response = wired.get("/api/backups/monitoring/system/" + path, headers=bearer())
+    assert response.status_code == status, response.get_json()
+    queries = proxy.take()
+    assert len(queries) == 1, queries
+    assert "zdm_monitor_server_snapshot" in queries[0]

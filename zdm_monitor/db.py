@@ -151,7 +151,13 @@ def read_sql(name: str) -> str:
 
 
 # In this order, in one transaction: tables, then the upgrade steps, then the functions.
-SCHEMA_FILES = ("schema.sql", "upgrade.sql", "job_snapshot.sql", "changes.sql")
+SCHEMA_FILES = (
+    "schema.sql",
+    "upgrade.sql",
+    "job_snapshot.sql",
+    "server_snapshot.sql",
+    "changes.sql",
+)
 
 
 def apply_schema(conn: connection) -> None:

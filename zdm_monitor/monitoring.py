@@ -1,4 +1,5 @@
-"""The monitoring endpoint: query -> one SQL call -> checks -> polling decision -> payload."""
+"""The monitoring endpoints, one job and one server's jobs: query -> one SQL call -> checks ->
+polling decision -> payload."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from . import openapi, polling, repository, serializers, state
 from .auth import require_token
 from .envelope import encode, success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
-from .repository import MAX_BIGINT, JobSnapshot
+from .repository import MAX_BIGINT, JobFilters, JobSnapshot, ServerSnapshot
 from .schemas import (
     MAX_NAME_LENGTH,
     MonitoringQuery,
     MonitoringQuerySchema,
     QueryParser,
+    ServerQuery,
+    ServerQuerySchema,
     check_text,
 )
 
@@ -31,7 +34,8 @@ blp = MonitoringBlueprint(
     "monitoring",
     __name__,
     url_prefix="/api/backups/monitoring",
-    description="Monitoring of one backup job: server, partition or drive, progress and log.",
+    description="Monitoring of backup jobs: one job, or every job of one server: server, "
+    "partition or drive, progress and log.",
 )
 blp.before_request(require_token)
 
@@ -41,15 +45,19 @@ def not_found(identifier: str, by_id: bool) -> JobNotFound:
     return JobNotFound(f"{subject} 조건에 맞는 Backup 작업을 찾을 수 없습니다.")
 
 
-def parse_identifier(identifier: str) -> tuple[int | None, str | None]:
-    """All ASCII digits -> job ID; anything else -> job name.
+def no_server(identifier: str) -> JobNotFound:
+    return JobNotFound(f"서버 '{identifier}'에 등록된 Backup 작업을 찾을 수 없습니다.")
 
-    A number longer than any bigint names no job: that is decided here, before the database.
+
+def parse_identifier(identifier: str, server: bool = False) -> tuple[int | None, str | None]:
+    """All ASCII digits -> the job's (or server's) ID; anything else -> its name.
+
+    A number longer than any bigint names nothing: that is decided here, before the database.
     """
     if identifier.isascii() and identifier.isdigit():
         digits = identifier.lstrip("0") or "0"
         if len(digits) > MAX_ID_DIGITS or int(digits) > MAX_BIGINT:
-            raise not_found(identifier, by_id=True)
+            raise no_server(identifier) if server else not_found(identifier, by_id=True)
         return int(digits), None
     try:
         return None, check_text(identifier, MAX_NAME_LENGTH)
@@ -123,3 +131,85 @@ class JobMonitoring(MethodView):
             )
             data = entry.memo[descending, poll.stalled] = encode(payload)
         return success(encoded=data, headers=poll.headers)
+
+
+SERVER_MESSAGE = "Server backup monitoring info"
+
+
+def check_server(
+    server: ServerSnapshot | None, identifier: str, filters: JobFilters
+) -> ServerSnapshot:
+    """The server view's errors, in API.md's order: no server, a half-written job under a
+    partition or drive filter, then filters that select nothing."""
+    if server is None:
+        raise no_server(identifier)
+    summary = server.summary
+    place = (
+        ("파티션", filters.partition)
+        if filters.partition is not None
+        else ("드라이브", filters.drive)
+        if filters.drive is not None
+        else None
+    )
+    if place is not None and summary.incomplete_on_place:
+        raise JobIncomplete(
+            f"작업 데이터가 불완전합니다. {place[0]} '{place[1]}' 에 대한 backup 또는 "
+            "backupInfo 작업 정보를 찾을 수 없습니다."
+        )
+    if summary.total or summary.incomplete:
+        return server
+    if place is not None and not summary.on_place:
+        raise JobNotFound(
+            f"서버 '{identifier}'에 {place[0]} '{place[1]}'에 해당하는 Backup 작업을 찾을 수 "
+            "없습니다."
+        )
+    if filters == JobFilters():
+        raise no_server(identifier)
+    raise JobNotFound(f"서버 '{identifier}'에 조건에 맞는 Backup 작업을 찾을 수 없습니다.")
+
+
+@blp.route("/system/<path:identifier>", parameters=openapi.SERVER_PARAMETERS)
+class ServerMonitoring(MethodView):
+    init_every_request = False  # the view keeps no state: one instance serves every request
+
+    @blp.doc(security=openapi.SECURITY)
+    @blp.arguments(ServerQuerySchema(), location="query", error_status_code=400)
+    @blp.alt_response(
+        200,
+        schema=openapi.ServerResponseSchema,
+        headers=openapi.SERVER_RESPONSE_HEADERS,
+        description="The server, the summary of its jobs the filters select, and one page of "
+        "them with their newest log lines.",
+        success=True,
+    )
+    @blp.doc(responses=openapi.SERVER_ERROR_RESPONSES)
+    def get(self, query: ServerQuery, identifier: str) -> Response:
+        """Monitoring info of every backup job of one server, by ID or by name."""
+        system_id, system_name = parse_identifier(identifier, server=True)
+        settings = state.settings()
+        snapshot = state.database().read(
+            lambda conn: repository.get_server_snapshot(
+                conn,
+                system_id=system_id,
+                system_name=system_name,
+                filters=query.filters,
+                page=query.page,
+                limit=query.limit,
+                log_limit=query.log_limit,
+                detail=query.detail,
+                timeout_ms=settings.db_statement_timeout_ms,
+            )
+        )
+        server = check_server(snapshot, identifier, query.filters)
+        poll = polling.decide_server(server, query, settings, request.if_none_match)
+        if poll.current:
+            return polling.not_modified(poll.headers)
+        payload = serializers.server_payload(
+            server,
+            settings.timezone,
+            paged=query.paged,
+            page=query.page,
+            limit=query.limit,
+            stalled=poll.stalled,
+        )
+        return success(payload, message=SERVER_MESSAGE, headers=poll.headers)

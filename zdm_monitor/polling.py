@@ -1,7 +1,8 @@
 """Polling: the validator, the log cursor, the pace, the stall mark, the headers and the 304.
 
-One call, decide(), answers everything the view needs to know about a poll; the serializer then
-builds the body only when the client's copy is not current.
+One call, decide() (decide_server() for the server view), answers everything the view needs to
+know about a poll; the serializer then builds the body only when the client's copy is not
+current.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from flask import Response
 from werkzeug.datastructures import ETags
 
 from .config import Settings
-from .repository import JobSnapshot
-from .schemas import MonitoringQuery
+from .repository import JobSnapshot, ServerSnapshot
+from .schemas import MonitoringQuery, ServerQuery
 from .serializers import pagination
 
 # What a poller reads from a 200 or a 304, besides Cache-Control: documented in the OpenAPI
@@ -91,6 +92,52 @@ def polling_headers(
     if interval is not None:
         headers["X-Poll-Interval"] = str(interval)
     return tag, headers
+
+
+@dataclass(frozen=True)
+class ServerPoll:
+    headers: dict[str, str]
+    stalled: list[bool] | None  # each job's, with detail
+    current: bool
+
+
+def decide_server(
+    server: ServerSnapshot, query: ServerQuery, settings: Settings, if_none_match: ETags
+) -> ServerPoll:
+    """The server view's headers, as the job endpoint makes them, over the page's jobs: one
+    validator for the whole answer, and the shortest of their poll intervals."""
+    now = datetime.now(UTC)
+    stalled = (
+        [is_stalled(job, now, settings.stall_seconds) for job in server.jobs]
+        if query.detail
+        else None
+    )
+    state = (
+        server.summary,
+        [TAGGED_FIELDS(job) for job in server.jobs],
+        query,
+        settings.timezone.key,
+        stalled,
+    )
+    tag = hashlib.blake2b(repr(state).encode(), digest_size=12).hexdigest()
+    headers = {
+        "ETag": f'W/"{tag}"',
+        "Cache-Control": CACHE_CONTROL,
+        "X-Pagination": json.dumps(pagination(query.page, query.limit, server.summary.total)),
+    }
+    intervals = [
+        interval
+        for job in server.jobs
+        if (
+            interval := poll_interval(
+                job.status, settings.poll_active_seconds, settings.poll_waiting_seconds
+            )
+        )
+        is not None
+    ]
+    if intervals:
+        headers["X-Poll-Interval"] = str(min(intervals))
+    return ServerPoll(headers, stalled, if_none_match.contains_weak(tag))
 
 
 def not_modified(headers: dict[str, str]) -> Response:

@@ -124,6 +124,83 @@ def get_job_snapshot(
     return None if row is None else JobSnapshot(*row)
 
 
+@dataclass(frozen=True)
+class ServerSummary:
+    """The server and every job of it the filters select (zdm_monitor_server_snapshot)."""
+
+    system_id: int
+    system_name: str
+    system_os: str
+    total: int  # both halves present
+    completed: int
+    in_progress: int
+    failed: int
+    pending: int
+    percent_sum: int
+    incomplete: int  # the definition half only
+    on_place: int  # with a partition or drive filter: the server's jobs on it
+    incomplete_on_place: int  # of those, selected by the other filters but lacking a half
+
+
+@dataclass(frozen=True)
+class ServerSnapshot:
+    summary: ServerSummary
+    jobs: list[JobSnapshot]  # the page, in job ID order
+
+
+SERVER_ARGUMENTS = (
+    "system_id",
+    "system_name",
+    *(f.name for f in fields(JobFilters)),
+    "skip",
+    "limit",
+    "log_limit",
+    "detail",
+)
+SUMMARY_FIELDS = len(fields(ServerSummary))
+GET_SERVER_SNAPSHOT = (
+    f"{READ_GUARD} SELECT {', '.join(f.name for f in fields(ServerSummary))}, "
+    f"{', '.join(READ_AT if f.name == 'replay_lsn' else f.name for f in fields(JobSnapshot))}"
+    " FROM zdm_monitor_server_snapshot("
+    + ", ".join(f"p_{name} => %({name})s" for name in SERVER_ARGUMENTS)
+    + ")"
+)
+
+
+def get_server_snapshot(
+    conn: connection,
+    *,
+    system_id: int | None = None,
+    system_name: str | None = None,
+    filters: JobFilters,
+    page: int,
+    limit: int,
+    log_limit: int,
+    detail: bool = False,
+    timeout_ms: int,
+) -> ServerSnapshot | None:
+    """Return the server, the summary of its selected jobs and one page of them with their
+    newest log_limit lines; None when there is no such server."""
+    params: dict[str, Any] = dict(vars(filters))
+    params.update(
+        system_id=system_id,
+        system_name=system_name,
+        skip=(page - 1) * limit,
+        limit=limit,
+        log_limit=log_limit,
+        detail=detail,
+        timeout_ms=timeout_ms,
+    )
+    with conn.cursor() as cur:
+        cur.execute(GET_SERVER_SNAPSHOT, params)
+        rows = cur.fetchall()
+    if not rows:
+        return None
+    summary = ServerSummary(*rows[0][:SUMMARY_FIELDS])
+    jobs = [JobSnapshot(*row[SUMMARY_FIELDS:]) for row in rows if row[-2] is not None]
+    return ServerSnapshot(summary, jobs)
+
+
 def ping(conn: connection, *, timeout_ms: int) -> None:
     """Raise unless the database answers within the timeout."""
     with conn.cursor() as cur:

@@ -152,8 +152,8 @@ class MonitoringQuery:
     detail: bool
 
 
-class MonitoringQuerySchema(ma.Schema):
-    """Query parameters of the monitoring endpoint."""
+class FilterSchema(ma.Schema):
+    """The job filters, one definition for both endpoints: each applies to a job."""
 
     class Meta:
         unknown = ma.EXCLUDE
@@ -194,6 +194,56 @@ class MonitoringQuerySchema(ma.Schema):
         },
     )
     jobName = Text(data_key="jobName", metadata={"description": "Job name, exact."})
+
+    @pre_load
+    def single_values(self, data: Any, **kwargs: Any) -> dict[str, str]:
+        """Drop empty values (dashboard forms send them) and refuse a parameter given twice."""
+        getlist = getattr(data, "getlist", None)
+        found: dict[str, str] = {}
+        twice: dict[str, list[str]] = {}
+        for field in self.fields.values():
+            key = field.data_key or field.name
+            assert key is not None
+            values = getlist(key) if getlist else [data[key]] if key in data else []
+            values = [v for v in values if v != ""]
+            if len(values) > 1:
+                twice[key] = [GIVEN_TWICE]
+            elif values:
+                found[key] = values[0]
+        if twice:
+            raise ValidationError(twice)
+        self.check_together(found)
+        return found
+
+    def check_together(self, found: dict[str, str]) -> None:
+        """Refuse parameters that exclude each other (none among the filters)."""
+
+    @staticmethod
+    def filters(data: dict[str, Any]) -> JobFilters:
+        server: str | None = data.get("server")
+        by_id = server is not None and server.isascii() and server.isdigit()
+        return JobFilters(
+            mode=data.get("mode"),
+            partition=data.get("partition"),
+            drive=data.get("drive"),
+            server_id=int(server) if by_id and server else None,
+            server_name=None if by_id else server,
+            repository_type=data.get("repositoryType"),
+            repository_path=data.get("repositoryPath"),
+            status=data.get("status"),
+            job_name=data.get("jobName"),
+        )
+
+
+DETAIL_DESCRIPTION = (
+    "`true` adds system.id, system.os, job.info.id, job.info.mode, job.repository, "
+    "progressInfo.lastReport, progressInfo.stalled and job.logEntries."
+)
+
+
+class MonitoringQuerySchema(FilterSchema):
+    """Query parameters of the monitoring endpoint."""
+
     page = Bounded(
         MAX_PAGE,
         load_default=1,
@@ -220,56 +270,70 @@ class MonitoringQuerySchema(ma.Schema):
             "description": "Order of the returned log lines: `asc` (oldest first) or `desc`."
         },
     )
-    detail = Flag(
-        load_default=False,
-        metadata={
-            "description": "`true` adds system.id, system.os, job.info.id, job.info.mode, "
-            "job.repository, progressInfo.lastReport, progressInfo.stalled and job.logEntries."
-        },
-    )
+    detail = Flag(load_default=False, metadata={"description": DETAIL_DESCRIPTION})
 
-    @pre_load
-    def single_values(self, data: Any, **kwargs: Any) -> dict[str, str]:
-        """Drop empty values (dashboard forms send them) and refuse a parameter given twice."""
-        getlist = getattr(data, "getlist", None)
-        found: dict[str, str] = {}
-        twice: dict[str, list[str]] = {}
-        for field in self.fields.values():
-            key = field.data_key or field.name
-            assert key is not None
-            values = getlist(key) if getlist else [data[key]] if key in data else []
-            values = [v for v in values if v != ""]
-            if len(values) > 1:
-                twice[key] = [GIVEN_TWICE]
-            elif values:
-                found[key] = values[0]
-        if twice:
-            raise ValidationError(twice)
+    def check_together(self, found: dict[str, str]) -> None:
         if "after" in found and "page" in found:
             raise ValidationError({"after": [AFTER_WITH_PAGE]})
-        return found
 
     @post_load
     def to_query(self, data: dict[str, Any], **kwargs: Any) -> MonitoringQuery:
-        server: str | None = data.get("server")
-        by_id = server is not None and server.isascii() and server.isdigit()
-        filters = JobFilters(
-            mode=data.get("mode"),
-            partition=data.get("partition"),
-            drive=data.get("drive"),
-            server_id=int(server) if by_id and server else None,
-            server_name=None if by_id else server,
-            repository_type=data.get("repositoryType"),
-            repository_path=data.get("repositoryPath"),
-            status=data.get("status"),
-            job_name=data.get("jobName"),
-        )
         return MonitoringQuery(
-            filters=filters,
+            filters=self.filters(data),
             page=data["page"],
             limit=data["limit"],
             after=data.get("after"),
             sort=data["sort"],
+            detail=data["detail"],
+        )
+
+
+MAX_SERVER_LIMIT = 100
+MAX_LOG_LIMIT = 100
+DEFAULT_LOG_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class ServerQuery:
+    filters: JobFilters
+    page: int
+    limit: int
+    paged: bool  # page or limit was given: the body carries pagination
+    log_limit: int
+    detail: bool
+
+
+class ServerQuerySchema(FilterSchema):
+    """Query parameters of the server view: the job filters, pages of jobs, lines per job."""
+
+    page = Bounded(
+        MAX_PAGE,
+        metadata={"description": "Page of the server's jobs, in job ID order.", "default": 1},
+    )
+    limit = Bounded(
+        MAX_SERVER_LIMIT,
+        metadata={"description": "Jobs per page.", "default": DEFAULT_LIMIT},
+    )
+    logLimit = Bounded(
+        MAX_LOG_LIMIT,
+        minimum=0,
+        load_default=DEFAULT_LOG_LIMIT,
+        data_key="logLimit",
+        metadata={"description": "How many of each job's newest log lines, oldest first."},
+    )
+    detail = Flag(
+        load_default=False,
+        metadata={"description": DETAIL_DESCRIPTION.replace("job.", "each job's ")},
+    )
+
+    @post_load
+    def to_query(self, data: dict[str, Any], **kwargs: Any) -> ServerQuery:
+        return ServerQuery(
+            filters=self.filters(data),
+            page=data.get("page", 1),
+            limit=data.get("limit", DEFAULT_LIMIT),
+            paged="page" in data or "limit" in data,
+            log_limit=data["logLimit"],
             detail=data["detail"],
         )
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .repository import JobSnapshot
+from .repository import JobSnapshot, ServerSnapshot
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 NONE = "-"
@@ -63,6 +63,55 @@ def monitoring_payload(
             logEntries=log_entries(job, zone, descending),
         )
     return payload
+
+
+def server_payload(
+    server: ServerSnapshot,
+    zone: ZoneInfo,
+    *,
+    paged: bool,
+    page: int,
+    limit: int,
+    stalled: list[bool] | None,
+) -> dict[str, Any]:
+    """The server view: the server, the summary, each job as the job endpoint shapes it."""
+    summary = server.summary
+    system: dict[str, Any] = {"name": summary.system_name}
+    if stalled is not None:
+        system.update(id=summary.system_id, os=summary.system_os)
+    marks = stalled if stalled is not None else [None] * len(server.jobs)
+    data: dict[str, Any] = {
+        "system": system,
+        "summary": {
+            "total": summary.total,
+            "completed": summary.completed,
+            "inProgress": summary.in_progress,
+            "failed": summary.failed,
+            "pending": summary.pending,
+            "overallProgress": f"{mean_percent(summary.percent_sum, summary.total)}%",
+            "incomplete": summary.incomplete,
+        },
+        "job": [
+            monitoring_payload(job, zone, stalled=mark)["job"]
+            for job, mark in zip(server.jobs, marks, strict=True)
+        ],
+    }
+    if paged:
+        pages = (summary.total + limit - 1) // limit
+        data["pagination"] = {
+            "currentPage": page,
+            "totalPages": pages,
+            "totalItems": summary.total,
+            "itemsPerPage": limit,
+            "hasNextPage": page < pages,
+            "hasPreviousPage": page > 1,
+        }
+    return data
+
+
+def mean_percent(percent_sum: int, count: int) -> int:
+    """The mean, rounded half up to a whole number (0 for no job)."""
+    return (2 * percent_sum + count) // (2 * count) if count else 0
 
 
 def log_entries(job: JobSnapshot, zone: ZoneInfo, descending: bool) -> list[dict[str, Any]]:
