@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run serve-nginx test bench drill soak lint format clean nginx wrk chromium
+.PHONY: run demo-agent serve-nginx test bench drill soak lint format clean nginx wrk chromium
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/zdm-monitor serve
+
+# Beside `make run`, in a second terminal: the demo's running jobs move until Ctrl-C.
+demo-agent: $(STAMP)
+	$(BIN)/zdm-monitor demo-agent
 
 # The production shape on loopback: nginx on PORT (8000) -> gunicorn on PORT+1 -> PostgreSQL.
 serve-nginx: $(STAMP) nginx

@@ -346,3 +346,83 @@ def test_page_needs_no_token_and_offers_only_a_development_one(
     missing = client.get("/live/missing.js")
     assert missing.status_code == 404
     assert missing.get_json()["code"] == "HTTP-404"
+
+
+SERVER_URL = "/api/backups/monitoring/system/"
+
+
+def shoot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / name
+    page.screenshot(path=str(shot), full_page=True)
+    data = shot.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, len(data)
+
+
+def test_the_wall_shows_a_server_s_jobs_and_one_finishing(
+    watched: Watched, service: Service, db: connection
+) -> None:
+    page = watched.page
+    page.goto(f"{service.base}/?server=linux-server-01")
+    cards = page.locator("#cards .card")
+    expect(cards.locator(".card-name")).to_have_text(["daily-backup", "weekly-smart", "bulk-data"])
+    expect(page.locator("#wall-name")).to_have_text("linux-server-01")
+    expect(page.locator("#summary")).to_have_text(
+        "3 jobs: 1 complete, 1 in progress, 0 failed, 1 pending · overall 48%"
+        " · 1 incomplete, not shown"
+    )
+    bulk = page.locator('.card[data-job="bulk-data"]')
+    expect(bulk.locator(".status")).to_have_text("processing")
+    expect(bulk.locator(".progress-text")).to_have_text("45%")
+    expect(bulk.locator(".card-place")).to_have_text("Partition /data")
+    expect(bulk.locator(".card-message")).to_have_text("Copying /data")
+    expect(bulk.locator(".card-elapsed")).to_have_text("elapsed 00:41:40")
+    expect(bulk.locator(".stalled")).to_be_visible()  # its last report is long ago
+    expect(page.locator('.card[data-job="daily-backup"] .stalled')).to_have_count(0)
+
+    def walls() -> list[Response]:
+        return [r for r in watched.answers if SERVER_URL in r.url]
+
+    # It polls with its ETag at the wall's X-Poll-Interval (bulk-data's: 1 s here): 304s.
+    assert watched.wait_for(lambda: sum(r.status == 304 for r in walls()) >= 2)
+    assert all(r.request.headers.get("if-none-match") for r in walls()[1:])
+    shoot(page, "wall.png")
+
+    with db.cursor() as cur:
+        cur.execute(
+            "UPDATE backup_info SET status = 'complete', percent = 100, message = 'Done',"
+            " ended_at = now(), last_report_at = now() WHERE backup_id = 4"
+        )
+    expect(bulk.locator(".status")).to_have_text("complete")
+    expect(bulk.locator(".progress-text")).to_have_text("100%")
+    expect(bulk.locator(".stalled")).to_have_count(0)
+    expect(page.locator("#summary")).to_contain_text("2 complete, 0 in progress")
+    shoot(page, "wall-job-finished.png")
+
+    # The address survives a reload; a card opens its job's view, a deep link too.
+    page.reload()
+    expect(cards).to_have_count(3)
+    page.locator('.card[data-job="weekly-smart"]').click()
+    page.wait_for_url(f"{service.base}/?job=3")
+    expect(page.locator("#job-name")).to_have_text("weekly-smart")
+    page.reload()
+    expect(page.locator("#job-name")).to_have_text("weekly-smart")
+    expect(page.locator("#status")).to_have_text("scheduled")
+
+
+def test_the_job_view_loads_older_lines_on_request(watched: Watched, service: Service) -> None:
+    page = watched.page
+    page.goto(f"{service.base}/?job=bulk-data")
+    messages = page.locator("#log .msg")
+    expect(messages).to_have_count(100)
+    expect(messages.first).to_have_text("line 151")
+    older = page.locator("#older")
+    older.click()
+    expect(messages).to_have_count(200)
+    expect(messages.first).to_have_text("line 51")
+    older.click()
+    expect(messages).to_have_count(250)
+    expect(older).to_be_hidden()
+    numbers = [int(n) for n in page.locator("#log .line-no").all_inner_texts()]
+    assert numbers == list(range(1, 251))
+    assert page.url == f"{service.base}/?job=bulk-data"

@@ -1,4 +1,5 @@
-"""The development commands of zdm-monitor: serve, cluster, generate, load-demo and token.
+"""The development commands of zdm-monitor: serve, cluster, generate, load-demo, demo-agent and
+token.
 
 They join the service's `zdm-monitor` command through the `zdm_monitor.commands` entry points.
 """
@@ -6,7 +7,9 @@ They join the service's `zdm-monitor` command through the `zdm_monitor.commands`
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -24,10 +27,11 @@ from zdm_monitor.cli import (
 )
 from zdm_monitor.db import apply_schema
 
+from .agent import Agent, NotTheDemo
 from .cluster import Cluster
 from .demo import prepare_database
 from .generate import generate as generate_jobs
-from .postgres import EmbeddedPostgresError, bin_dir
+from .postgres import EmbeddedPostgres, EmbeddedPostgresError, bin_dir, server_alive
 from .stack import DEV_SECRET_FILE, Stack, StackError
 
 
@@ -40,6 +44,58 @@ def load_demo() -> None:
     """Load the demo data set into DATABASE_URL if it holds no jobs yet."""
     loaded = prepare_database(database_url())
     click.echo("Demo data loaded." if loaded else "Jobs already present; demo data not loaded.")
+
+
+@click.command("demo-agent")
+@click.option(
+    "--interval",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between rounds of writes.",
+)
+@click.option(
+    "--rounds", default=0, type=click.IntRange(min=0), help="Stop after this many (0: never)."
+)
+def demo_agent(interval: float, rounds: int) -> None:
+    """Move the demo: its running jobs advance and log, until stopped; then the demo data is put
+    back as shipped. Writes to DATABASE_URL, else to the embedded database of `make run`."""
+    url = os.environ.get("DATABASE_URL") or embedded_url()
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    with closing(psycopg2.connect(url)) as conn:
+        try:
+            agent = Agent(conn)
+        except NotTheDemo as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(
+            f"demo-agent: writing every {interval:g} s; Ctrl-C stops it and puts the demo back."
+        )
+        done = 0
+        try:
+            while not rounds or done < rounds:
+                for line in agent.tick():
+                    click.echo(f"  {line}")
+                done += 1
+                if stop.wait(interval):
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            agent.restore()
+            signal.signal(signal.SIGTERM, previous)
+            click.echo("demo-agent: stopped; the demo data is back as shipped.")
+
+
+def embedded_url() -> str:
+    """The URL of the embedded PostgreSQL that `make run` (serve) runs in the data folder."""
+    postgres = EmbeddedPostgres(data_dir() / "postgres")
+    if not server_alive(postgres.pgdata):
+        raise click.ClickException(
+            f"No PostgreSQL runs in {postgres.pgdata}: start `make run` first (same ZDM_DATA_DIR), "
+            "or set DATABASE_URL."
+        )
+    return postgres.url()
 
 
 @click.command()

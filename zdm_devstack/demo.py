@@ -10,6 +10,24 @@ from psycopg2.extensions import connection
 
 from zdm_monitor.db import apply_schema
 
+# The demo's jobs with a definition, in ID order (sql/demo.sql).
+DEMO_JOBS = (
+    "daily-backup",
+    "daily-backup-win",
+    "weekly-smart",
+    "bulk-data",
+    "일일-백업",
+    "orphan-definition",
+)
+TABLES = "server, repository, backup, backup_info, backup_log"
+
+
+def reset_demo(conn: connection) -> None:
+    """Put the demo data back exactly as shipped (whatever the tables hold: demo databases only)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY")
+    load_demo(conn)
+
 
 def load_demo(conn: connection) -> bool:
     """Load the demo data into an empty database; return whether anything was loaded."""

@@ -6,13 +6,11 @@ import os
 from contextlib import closing
 
 import psycopg2
-from psycopg2.extensions import connection
 
-from zdm_devstack.demo import load_demo
+from zdm_devstack.demo import reset_demo
 from zdm_devstack.stack import create_reader
 from zdm_monitor.db import apply_schema
 
-TABLES = "server, repository, backup, backup_info, backup_log"
 # The least-privilege role of docs/deploying.md's "Database role": the app connects as it.
 READER = "zdm_monitor_reader"
 # make e2e: the app's connections go through PgBouncer (see reader_url).
@@ -26,10 +24,3 @@ def prepare_database(url: str) -> None:
         apply_schema(conn)
         reset_demo(conn)
     create_reader(url, READER, READER)
-
-
-def reset_demo(conn: connection) -> None:
-    """Put the demo data back exactly as shipped."""
-    with conn, conn.cursor() as cur:
-        cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY")
-    load_demo(conn)

@@ -21,14 +21,21 @@
  *    unreachable) or a network failure: show it and try again after Retry-After, or after a
  *    delay that doubles up to a minute.
  *
- * Switching job or token aborts the request in flight and cancels the timer, so two jobs are
- * never polled at once. API text is only ever set as textContent, never as HTML.
+ * A wall (/?server=<id or name>) polls GET /api/backups/monitoring/system/<id or name> the
+ * same way, without a cursor: ?limit=100&logLimit=0&detail=true with "If-None-Match: <ETag>",
+ * at its X-Poll-Interval (the shortest of its jobs'); a card opens /?job=<id>. "Older lines"
+ * asks the job's next page back (?page=N) once, on request, and adds what came before.
+ *
+ * Switching job, server or token aborts the request in flight and cancels the timer, so two
+ * things are never polled at once. API text is only ever set as textContent, never as HTML.
  */
 "use strict";
 
 (() => {
   const API = "/api/backups/monitoring/job/";
+  const SERVER_API = "/api/backups/monitoring/system/";
   const LIMIT = 100; // lines per request
+  const WALL_JOBS = 100; // cards on a wall
   const MAX_LINES = 500; // lines kept on the page; older ones are dropped from the top
   const MAX_BACKOFF = 60; // seconds
   const FINAL = { complete: "complete", canceled: "canceled", error: "failed" };
@@ -38,12 +45,26 @@
     $(id).textContent = value ?? "-";
   };
 
-  // The job being watched: {identifier, token, controller, timer, etag, cursor, failures}.
+  // What is being watched: {poll, identifier, token, controller, timer, etag, cursor, failures,
+  // older (pages of the log shown, counted from the newest), pages (the log's)}.
   let session = null;
 
   function start(identifier, token) {
+    begin(poll, identifier, token);
+    $("log").replaceChildren();
+    $("older").hidden = true;
+    link({ job: identifier });
+  }
+
+  function startWall(identifier, token) {
+    begin(pollWall, identifier, token);
+    link({ server: identifier });
+  }
+
+  function begin(pollFunction, identifier, token) {
     stop();
     session = {
+      poll: pollFunction,
       identifier,
       token,
       controller: new AbortController(),
@@ -51,13 +72,62 @@
       etag: null,
       cursor: null,
       failures: 0,
+      older: 1,
+      pages: 1,
     };
     $("job-view").hidden = true;
-    $("log").replaceChildren();
+    $("wall-view").hidden = true;
     showError(null);
     $("stop").disabled = false;
     setState("loading", `Loading ${identifier}…`);
-    poll(session);
+    pollFunction(session);
+  }
+
+  // The address names what is shown, so a reload or a shared link shows it again.
+  function link(params) {
+    history.replaceState(null, "", `/?${new URLSearchParams(params)}`);
+  }
+
+  // One request of a session; undefined when it failed (and was handled) or was superseded.
+  async function ask(s, url, validate) {
+    const headers = { Authorization: `Bearer ${s.token}` };
+    if (validate && s.etag) headers["If-None-Match"] = s.etag;
+    let response;
+    let body = null;
+    try {
+      response = await fetch(url, { headers, cache: "no-store", signal: s.controller.signal });
+      if (response.status !== 304) body = await response.json().catch(() => null);
+    } catch (err) {
+      if (s === session) retry(s, `The service did not answer (${err.message}).`, null);
+      return undefined;
+    }
+    if (s !== session) return undefined; // something else was chosen meanwhile
+    if (response.status === 304) {
+      s.failures = 0;
+      showError(null);
+      next(s, response, false, "304 not modified");
+      return undefined;
+    }
+    if (!response.ok || !body || body.success !== true) {
+      failed(s, response, body);
+      return undefined;
+    }
+    s.failures = 0;
+    showError(null);
+    return { response, body };
+  }
+
+  async function pollWall(s) {
+    const query = new URLSearchParams({
+      limit: String(WALL_JOBS),
+      logLimit: "0",
+      detail: "true",
+    });
+    const answer = await ask(s, `${SERVER_API}${encodeURIComponent(s.identifier)}?${query}`, true);
+    if (!answer) return;
+    renderWall(answer.body.data);
+    s.etag = answer.response.headers.get("ETag");
+    next(s, answer.response, false, "200 updated");
   }
 
   function stop() {
@@ -73,34 +143,9 @@
     const first = s.cursor === null;
     const query = new URLSearchParams({ limit: String(LIMIT), detail: "true" });
     if (!first) query.set("after", s.cursor);
-    const headers = { Authorization: `Bearer ${s.token}` };
-    if (s.etag) headers["If-None-Match"] = s.etag;
-    let response;
-    let body = null;
-    try {
-      response = await fetch(`${API}${encodeURIComponent(s.identifier)}?${query}`, {
-        headers,
-        cache: "no-store",
-        signal: s.controller.signal,
-      });
-      if (response.status !== 304) body = await response.json().catch(() => null);
-    } catch (err) {
-      if (s === session) retry(s, `The service did not answer (${err.message}).`, null);
-      return;
-    }
-    if (s !== session) return; // another job was chosen meanwhile
-    if (response.status === 304) {
-      s.failures = 0;
-      showError(null);
-      next(s, response, false, "304 not modified");
-      return;
-    }
-    if (!response.ok || !body || body.success !== true) {
-      failed(s, response, body);
-      return;
-    }
-    s.failures = 0;
-    showError(null);
+    const answer = await ask(s, `${API}${encodeURIComponent(s.identifier)}?${query}`, true);
+    if (!answer) return;
+    const { response, body } = answer;
     const job = body.data.job;
     const entries = job.logEntries ?? job.log.map((message) => ({ message }));
     render(body.data);
@@ -108,8 +153,46 @@
     const cursor = response.headers.get("X-Log-Cursor");
     s.cursor = cursor ?? String(entries.at(-1)?.line ?? s.cursor ?? 0);
     s.etag = response.headers.get("ETag");
+    if (first) {
+      s.pages = JSON.parse(response.headers.get("X-Pagination") ?? "{}").total_pages ?? 1;
+      $("older").hidden = s.pages <= s.older;
+    }
     // A full answer to `after` may have left lines behind; page 1 is the newest already.
     next(s, response, !first && entries.length >= LIMIT, "200 updated");
+  }
+
+  // The page of the log before those shown, on request. Pages count from the newest line, so
+  // new lines since move them: only lines older than the oldest shown are added.
+  async function older(s) {
+    $("older").disabled = true;
+    const query = new URLSearchParams({
+      page: String(s.older + 1),
+      limit: String(LIMIT),
+      detail: "true",
+    });
+    try {
+      const response = await fetch(`${API}${encodeURIComponent(s.identifier)}?${query}`, {
+        headers: { Authorization: `Bearer ${s.token}` },
+        cache: "no-store",
+        signal: s.controller.signal,
+      });
+      const body = await response.json().catch(() => null);
+      if (s !== session) return;
+      if (!response.ok || !body || body.success !== true) {
+        showError(`${body?.error ?? response.statusText} (${body?.code ?? response.status})`);
+        return;
+      }
+      const shown = Number($("log").querySelector(".line-no")?.textContent ?? Infinity);
+      const before = body.data.job.logEntries.filter((entry) => entry.line < shown);
+      $("log").prepend(...before.map(lineItem));
+      s.older += 1;
+      $("older").hidden = s.older >= s.pages;
+      countLines();
+    } catch (err) {
+      if (s === session) showError(`The service did not answer (${err.message}).`);
+    } finally {
+      $("older").disabled = false;
+    }
   }
 
   function next(s, response, more, what) {
@@ -119,8 +202,14 @@
       schedule(s, 0);
     } else if (interval === null) {
       const status = $("status").textContent;
+      const wall = s.poll === pollWall;
       stop();
-      setState("stopped", `Job ${FINAL[status] ?? status}: final state, polling stopped.`);
+      setState(
+        "stopped",
+        wall
+          ? "Every job shown is complete, canceled or failed: polling stopped."
+          : `Job ${FINAL[status] ?? status}: final state, polling stopped.`,
+      );
     } else {
       const seconds = Number(interval) > 0 ? Number(interval) : 5;
       schedule(s, seconds);
@@ -139,7 +228,7 @@
     }
     stop();
     showError(message);
-    setState("stopped", "Polling stopped: fix the job or the token, then Load again.");
+    setState("stopped", "Polling stopped: fix the job, the server or the token, then Load again.");
   }
 
   function retry(s, message, retryAfter) {
@@ -152,7 +241,7 @@
 
   function schedule(s, seconds) {
     clearTimeout(s.timer);
-    s.timer = setTimeout(() => poll(s), seconds * 1000);
+    s.timer = setTimeout(() => s.poll(s), seconds * 1000);
   }
 
   function render(data) {
@@ -196,8 +285,66 @@
     for (const entry of entries) list.append(lineItem(entry));
     while (list.children.length > MAX_LINES) list.firstElementChild.remove();
     if (atBottom) box.scrollTop = box.scrollHeight;
-    const shown = list.querySelectorAll("li:not(.gap)").length;
+    countLines();
+  }
+
+  function countLines() {
+    const shown = $("log").querySelectorAll("li:not(.gap)").length;
     text("log-count", shown ? `(last ${shown} lines, newest at the bottom)` : "(empty)");
+  }
+
+  function renderWall(data) {
+    const { system, summary } = data;
+    $("wall-view").hidden = false;
+    text("wall-name", system.name);
+    text("wall-os", system.os ? `(${system.os})` : "");
+    const incomplete = summary.incomplete ? ` · ${summary.incomplete} incomplete, not shown` : "";
+    text(
+      "summary",
+      `${summary.total} jobs: ${summary.completed} complete, ${summary.inProgress} in progress, ` +
+        `${summary.failed} failed, ${summary.pending} pending · overall ` +
+        `${summary.overallProgress}${incomplete}`,
+    );
+    $("cards").replaceChildren(...data.job.map(card));
+  }
+
+  function element(tag, className, content) {
+    const node = document.createElement(tag);
+    node.className = className;
+    if (content !== undefined) node.textContent = content;
+    return node;
+  }
+
+  // One job of the wall: a link to its own view.
+  function card(job) {
+    const { info, progressInfo: progress } = job;
+    const node = element("a", "card");
+    node.href = `/?${new URLSearchParams({ job: String(info.id ?? info.name) })}`;
+    node.dataset.job = info.name;
+    const title = element("div", "card-title");
+    title.append(
+      element("span", "card-name", info.name),
+      element("span", `status status-${progress.status}`, progress.status),
+    );
+    const place = "drive" in info ? `Drive ${info.drive}` : `Partition ${info.partition}`;
+    const percent = Math.max(0, Math.min(100, parseInt(progress.percent, 10) || 0));
+    const bar = element("div", `progress progress-${progress.status}`);
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-valuenow", String(percent));
+    const fill = element("div", "progress-bar");
+    fill.style.width = `${percent}%`;
+    bar.append(fill, element("span", "progress-text", progress.percent));
+    node.append(
+      title,
+      element("span", "card-place muted", place),
+      bar,
+      element("span", "card-message", progress.message),
+      element("span", "card-elapsed muted", `elapsed ${progress.elapsed}`),
+    );
+    if (progress.stalled === true) {
+      node.append(element("span", "stalled", `stalled: no report since ${progress.lastReport}`));
+    }
+    return node;
   }
 
   function lineItem(entry) {
@@ -236,12 +383,30 @@
     if (!$("token").value) $("token").value = devToken;
   }
 
+  const token = () => $("token").value.trim().replace(/^bearer\s+/i, "");
+
   $("job-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    const identifier = $("job").value.trim();
-    const token = $("token").value.trim().replace(/^bearer\s+/i, "");
-    if (identifier && token) start(identifier, token);
+    const job = $("job").value.trim();
+    const server = $("server-name").value.trim();
+    if (!token()) return;
+    if (job) start(job, token());
+    else if (server) startWall(server, token());
   });
+
+  $("older").addEventListener("click", () => {
+    if (session?.poll === poll) older(session);
+  });
+
+  // A deep link (/?job=... or /?server=...) shows its job or wall at once when a token is there.
+  const asked = new URLSearchParams(location.search);
+  if (asked.get("job")) {
+    $("job").value = asked.get("job");
+    if (token()) start(asked.get("job"), token());
+  } else if (asked.get("server")) {
+    $("server-name").value = asked.get("server");
+    if (token()) startWall(asked.get("server"), token());
+  }
 
   $("stop").addEventListener("click", () => {
     stop();

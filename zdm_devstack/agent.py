@@ -1,0 +1,109 @@
+"""A demo that moves: the demo data's running jobs advance and write log lines, as agents do.
+
+Every tick each preparing or processing job of the demo gains a few percent and one log line;
+a job that reaches 100% completes, and starts a new run a few ticks later. Now and then a job
+writes a burst of lines longer than the log keeps, and the oldest are pruned at once, so a
+client polling with a cursor sees `X-Log-Gap`. It runs only against the demo data set as
+shipped, and puts that set back when it stops: the README and API.md describe it row by row.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from psycopg2.extensions import connection
+
+from .demo import DEMO_JOBS, reset_demo
+
+KEEP_LINES = 300  # the newest lines a job keeps
+BURST_EVERY = 10  # ticks
+BURST_LINES = KEEP_LINES + 20  # more than a job keeps: the first lines are pruned unseen
+RESTART_AFTER = 3  # ticks a finished job rests before its next run
+
+
+class NotTheDemo(Exception):
+    """The database holds something else than the demo data set."""
+
+
+def demo_jobs(conn: connection) -> list[str]:
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT name FROM backup ORDER BY id")
+        return [name for (name,) in cur.fetchall()]
+
+
+class Agent:
+    def __init__(self, conn: connection, seed: int | None = None) -> None:
+        if demo_jobs(conn) != list(DEMO_JOBS):
+            raise NotTheDemo("the database does not hold the demo data set: nothing written")
+        self.conn = conn
+        self.rng = random.Random(seed)
+        self.ticks = 0
+        self.resting: dict[int, int] = {}  # job -> ticks since it finished
+
+    def tick(self) -> list[str]:
+        """One round of agent writes; returns what happened, a line per job."""
+        self.ticks += 1
+        done: list[str] = []
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT i.backup_id, i.status, i.percent FROM backup_info i"
+                " JOIN backup b ON b.id = i.backup_id ORDER BY i.backup_id"
+            )
+            for job, status, percent in cur.fetchall():
+                if status in ("preparing", "processing"):
+                    done.append(self._advance(cur.execute, job, percent))
+                elif status == "complete" and job in self.resting:
+                    done.extend(self._rest(cur.execute, job))
+        return done
+
+    def _advance(self, execute: Callable[..., Any], job: int, percent: int) -> str:
+        percent = min(100, percent + self.rng.randint(1, 4))
+        burst = self.ticks % BURST_EVERY == 0 and job == 4
+        lines = BURST_LINES if burst else 1
+        execute(
+            "INSERT INTO backup_log (backup_id, line, message)"
+            " SELECT %(job)s, last.line + n, 'demo-agent: ' || %(percent)s || '%% done, step ' || n"
+            " FROM (SELECT coalesce(max(line), 0) AS line FROM backup_log"
+            "       WHERE backup_id = %(job)s) last, generate_series(1, %(lines)s) AS n",
+            {"job": job, "percent": percent, "lines": lines},
+        )
+        execute(
+            "DELETE FROM backup_log WHERE backup_id = %(job)s AND line <="
+            " (SELECT max(line) FROM backup_log WHERE backup_id = %(job)s) - %(keep)s",
+            {"job": job, "keep": KEEP_LINES},
+        )
+        finished = percent == 100
+        execute(
+            "UPDATE backup_info SET percent = %(percent)s, last_report_at = now(),"
+            " message = %(message)s, status = %(status)s,"
+            " ended_at = CASE WHEN %(finished)s THEN now() END WHERE backup_id = %(job)s",
+            {
+                "job": job,
+                "percent": percent,
+                "finished": finished,
+                "status": "complete" if finished else "processing",
+                "message": "Backup completed" if finished else f"Copying, {percent}%",
+            },
+        )
+        if finished:
+            self.resting[job] = 0
+        return f"job {job}: {percent}%" + (f", {lines} lines" if burst else "")
+
+    def _rest(self, execute: Callable[..., Any], job: int) -> list[str]:
+        self.resting[job] += 1
+        if self.resting[job] < RESTART_AFTER:
+            return []
+        del self.resting[job]
+        execute(
+            "UPDATE backup_info SET status = 'processing', percent = 0, started_at = now(),"
+            " ended_at = NULL, last_report_at = now(), message = 'Starting a new run'"
+            " WHERE backup_id = %s",
+            (job,),
+        )
+        return [f"job {job}: a new run"]
+
+    def restore(self) -> None:
+        """Put the demo data back exactly as shipped."""
+        reset_demo(self.conn)
