@@ -222,3 +222,47 @@ def test_the_cache_keeps_at_most_its_size(make_app: MakeApp, direct_url: str) ->
     cache = state.of(app).cache
     assert len(cache._entries) == 3
     assert sum(len(keys) for keys in cache._by_job.values()) == 3
+
+
+SERVER_URL = "/api/backups/monitoring/system/"
+
+
+def wall(client: FlaskClient, identifier: str = "linux-server-01", **headers: str) -> Any:
+    return client.get(f"{SERVER_URL}{identifier}?detail=true", headers={**bearer(), **headers})
+
+
+def test_an_unchanged_server_view_costs_no_round_trip(
+    make_app: MakeApp, direct_url: str, proxy: CountingProxy
+) -> None:
+    client = cached(make_app, direct_url, DATABASE_URL=proxy.url).test_client()
+    first = wall(client)
+    assert first.status_code == 200 and len(proxy.take()) == 1
+    tag = first.headers["ETag"]
+    again = [wall(client) for _ in range(10)]
+    polls = [wall(client, **{"If-None-Match": tag}) for _ in range(100)]
+    assert proxy.take() == []
+    assert {p.status_code for p in polls} == {304}
+    bodies = [a.get_json() for a in again]
+    assert all(b["data"] == first.get_json()["data"] for b in bodies)
+    assert len({b["requestID"] for b in bodies}) == len(bodies)  # each answer its own
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        # A job on the page, a job only in the summary's count, a job created since.
+        "UPDATE backup_info SET percent = 47 WHERE backup_id = 4",
+        "INSERT INTO backup_info (backup_id, status, percent) VALUES (6, 'processing', 10)",
+        "INSERT INTO backup (id, name, server_id, mode, partition)"
+        " VALUES (70, 'new', 1, 'full', '/x')",
+    ],
+)
+def test_a_change_to_any_job_of_the_server_is_in_its_next_view(
+    make_app: MakeApp, direct_url: str, db: connection, write: str
+) -> None:
+    client = cached(make_app, direct_url).test_client()
+    before = wall(client).get_json()["data"]
+    assert wall(client).get_json()["data"] == before  # kept
+    execute(db, write)
+    time.sleep(FRESH_S)
+    assert wall(client).get_json()["data"] != before

@@ -16,6 +16,10 @@ those jobs' snapshots. The rules that keep an answer from being older than a rea
   possibly before a replica replays it;
 - only the snapshot is kept: the request ID, the time, `stalled` and the envelope are made for
   each answer, and authentication still comes first.
+
+A server view's answer depends on every job of the server, including jobs created since, and a
+notification names jobs, not servers: any change to any job drops every kept server answer
+(and, with replicas, one is kept only if its replica had replayed every change heard of).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from psycopg2.extensions import connection
 from .config import Settings
 from .deadline import Deadline, connect_within
 from .pool import connect_kwargs
-from .repository import JobSnapshot
+from .repository import JobSnapshot, ServerSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +54,16 @@ REMEMBER_FACTOR = 10
 PRIMARY_LSN = "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"
 
 Key = tuple[Any, ...]
+Snapshot = JobSnapshot | ServerSnapshot
+# Where server answers are indexed: under every job at once.
+ANY_JOB = -1
 
 
 @dataclass
 class Entry:
     """A snapshot and what was worked out from it for the answers (polling.decide's memo)."""
 
-    snapshot: JobSnapshot | None
+    snapshot: Any  # JobSnapshot | ServerSnapshot | None
     memo: dict[Any, Any] = field(default_factory=dict)
 
 
@@ -72,6 +79,7 @@ class SnapshotCache:
         self._by_job: dict[int, set[Key]] = {}
         self._changed_at: dict[int, tuple[Decimal, float]] = {}  # job -> (primary LSN, when)
         self._everything_at = Decimal(0)
+        self._latest_at = Decimal(0)  # the primary's LSN at the last change heard of
         self._generation = 0
         self._lock = threading.Lock()
         self._pid: int | None = None
@@ -92,7 +100,7 @@ class SnapshotCache:
         """Call before a read; hand the value to store() after it."""
         return self._generation
 
-    def store(self, key: Key, snapshot: JobSnapshot | None, generation: int) -> Entry:
+    def store(self, key: Key, snapshot: Snapshot | None, generation: int) -> Entry:
         """The entry for this answer, kept when the rules allow it."""
         entry = Entry(snapshot)
         if snapshot is None or not self.listening:
@@ -101,24 +109,26 @@ class SnapshotCache:
             if generation != self._generation or not self._replayed(snapshot):
                 return entry
             self._entries[key] = entry
-            self._by_job.setdefault(snapshot.job_id, set()).add(key)
+            self._by_job.setdefault(indexed_under(snapshot), set()).add(key)
             while len(self._entries) > self.capacity:
                 old_key, old = self._entries.popitem(last=False)
-                assert old.snapshot is not None
-                self._unindex(old.snapshot.job_id, old_key)
+                self._unindex(indexed_under(old.snapshot), old_key)
         return entry
 
     def close(self) -> None:
         self._stop.set()
         self._pid = None
 
-    def _replayed(self, snapshot: JobSnapshot) -> bool:
-        """Whether the snapshot was read where every change of its job already showed."""
-        if snapshot.replay_lsn is None:  # read on the primary
-            return True
-        changed = self._changed_at.get(snapshot.job_id)
-        needed = max(self._everything_at, changed[0] if changed else Decimal(0))
-        return snapshot.replay_lsn >= needed
+    def _replayed(self, snapshot: Snapshot) -> bool:
+        """Whether the snapshot was read where every change it depends on already showed."""
+        if isinstance(snapshot, ServerSnapshot):
+            read_at = snapshot.summary.replay_lsn
+            needed = self._latest_at
+        else:
+            read_at = snapshot.replay_lsn
+            changed = self._changed_at.get(snapshot.job_id)
+            needed = max(self._everything_at, changed[0] if changed else Decimal(0))
+        return read_at is None or read_at >= needed  # None: read on the primary
 
     def _unindex(self, job: int, key: Key) -> None:
         keys = self._by_job.get(job)
@@ -130,6 +140,8 @@ class SnapshotCache:
     def _forget(self, payload: str, primary_lsn: Decimal | None) -> None:
         with self._lock:
             self._generation += 1
+            if primary_lsn is not None:
+                self._latest_at = max(self._latest_at, primary_lsn)
             if payload == EVERYTHING:
                 self._entries.clear()
                 self._by_job.clear()
@@ -137,6 +149,8 @@ class SnapshotCache:
                     self._everything_at = primary_lsn
                 return
             now = time.monotonic()
+            for key in self._by_job.pop(ANY_JOB, ()):
+                self._entries.pop(key, None)
             for job in map(int, payload.split(",")):
                 for key in self._by_job.pop(job, ()):
                     self._entries.pop(key, None)
@@ -205,3 +219,8 @@ class SnapshotCache:
             row = cur.fetchone()
         assert row is not None
         return Decimal(row[0])
+
+
+def indexed_under(snapshot: Snapshot) -> int:
+    """The job whose changes drop this snapshot: its own, or any for a server's answer."""
+    return ANY_JOB if isinstance(snapshot, ServerSnapshot) else snapshot.job_id

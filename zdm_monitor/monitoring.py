@@ -186,30 +186,39 @@ class ServerMonitoring(MethodView):
     def get(self, query: ServerQuery, identifier: str) -> Response:
         """Monitoring info of every backup job of one server, by ID or by name."""
         system_id, system_name = parse_identifier(identifier, server=True)
-        settings = state.settings()
-        snapshot = state.database().read(
-            lambda conn: repository.get_server_snapshot(
-                conn,
-                system_id=system_id,
-                system_name=system_name,
-                filters=query.filters,
-                page=query.page,
-                limit=query.limit,
-                log_limit=query.log_limit,
-                detail=query.detail,
-                timeout_ms=settings.db_statement_timeout_ms,
+        settings, cache = state.settings(), state.cache()
+        key = ("server", system_id, system_name, query)
+        entry = cache.lookup(key)
+        if entry is None:
+            generation = cache.generation()
+            snapshot = state.database().read(
+                lambda conn: repository.get_server_snapshot(
+                    conn,
+                    system_id=system_id,
+                    system_name=system_name,
+                    filters=query.filters,
+                    page=query.page,
+                    limit=query.limit,
+                    log_limit=query.log_limit,
+                    detail=query.detail,
+                    timeout_ms=settings.db_statement_timeout_ms,
+                )
             )
-        )
-        server = check_server(snapshot, identifier, query.filters)
+            entry = cache.store(key, snapshot, generation)
+        server = check_server(entry.snapshot, identifier, query.filters)
         poll = polling.decide_server(server, query, settings, request.if_none_match)
         if poll.current:
             return polling.not_modified(poll.headers)
-        payload = serializers.server_payload(
-            server,
-            settings.timezone,
-            paged=query.paged,
-            page=query.page,
-            limit=query.limit,
-            stalled=poll.stalled,
-        )
-        return success(payload, message=SERVER_MESSAGE, headers=poll.headers)
+        marks = None if poll.stalled is None else tuple(poll.stalled)
+        data = entry.memo.get(marks)
+        if data is None:
+            payload = serializers.server_payload(
+                server,
+                settings.timezone,
+                paged=query.paged,
+                page=query.page,
+                limit=query.limit,
+                stalled=poll.stalled,
+            )
+            data = entry.memo[marks] = encode(payload)
+        return success(encoded=data, message=SERVER_MESSAGE, headers=poll.headers)

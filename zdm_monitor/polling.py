@@ -18,7 +18,7 @@ from flask import Response
 from werkzeug.datastructures import ETags
 
 from .config import Settings
-from .repository import JobSnapshot, ServerSnapshot
+from .repository import JobSnapshot, ServerSnapshot, ServerSummary
 from .schemas import MonitoringQuery, ServerQuery
 from .serializers import pagination
 
@@ -36,6 +36,7 @@ STALL_WATCHED = frozenset({"preparing", "processing"})
 # where the answer was read (replay_lsn) is not part of it.
 UNTAGGED = ("log_lines", "log_times", "first_line", "replay_lsn")
 TAGGED_FIELDS = attrgetter(*(f.name for f in fields(JobSnapshot) if f.name not in UNTAGGED))
+TAGGED_SUMMARY = attrgetter(*(f.name for f in fields(ServerSummary) if f.name not in UNTAGGED))
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def decide_server(
         else None
     )
     state = (
-        server.summary,
+        TAGGED_SUMMARY(server.summary),
         [TAGGED_FIELDS(job) for job in server.jobs],
         query,
         settings.timezone.key,

@@ -140,6 +140,7 @@ class ServerSummary:
     incomplete: int  # the definition half only
     on_place: int  # with a partition or drive filter: the server's jobs on it
     incomplete_on_place: int  # of those, selected by the other filters but lacking a half
+    replay_lsn: Decimal | None  # read on a replica: the WAL position it had replayed
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ SERVER_ARGUMENTS = (
 )
 SUMMARY_FIELDS = len(fields(ServerSummary))
 GET_SERVER_SNAPSHOT = (
-    f"{READ_GUARD} SELECT {', '.join(f.name for f in fields(ServerSummary))}, "
+    f"{READ_GUARD} SELECT "
+    f"{', '.join(READ_AT if f.name == 'replay_lsn' else f.name for f in fields(ServerSummary))}, "
     f"{', '.join(READ_AT if f.name == 'replay_lsn' else f.name for f in fields(JobSnapshot))}"
     " FROM zdm_monitor_server_snapshot("
     + ", ".join(f"p_{name} => %({name})s" for name in SERVER_ARGUMENTS)
