@@ -124,13 +124,13 @@ def cases(hot_job: int) -> list[Case]:
         ),
         Case("5. uncached: 404 by name", "large, uncached", JOB + "no-such-job"),
         Case(
-            f"S1. server view: a server of {BIG_SERVER_JOBS:,} jobs, page 1 of 20 jobs",
-            "large",
+            f"S1. uncached: server view, a server of {BIG_SERVER_JOBS:,} jobs, page 1 of 20 jobs",
+            "large, uncached",
             f"{SYSTEM}1?page=1&limit=20",
         ),
         Case(
-            f"S500. server view: a server of {BIG_SERVER_JOBS:,} jobs, page 500 of 20 jobs",
-            "large",
+            f"S500. uncached: server view, a server of {BIG_SERVER_JOBS:,} jobs, page 500",
+            "large, uncached",
             f"{SYSTEM}1?page=500&limit=20",
         ),
     ]

@@ -6,6 +6,8 @@ loaded from the real app of the test's fixtures.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import schemathesis
 from flask import Flask
@@ -19,6 +21,7 @@ pytestmark = pytest.mark.slow
 EXAMPLES = 600  # per test; the two tests send 1,200 generated requests
 PATH = "/api/backups/monitoring/job/{identifier}"
 INCOMPLETE = "JOB-ERROR-20"
+PAST_NEWEST = re.compile(r"마지막 로그 줄 번호\(\d+\)보다 클 수 없습니다\.")
 fuzz_settings = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -39,7 +42,7 @@ def test_with_a_valid_token(app: Flask, data: st.DataObject) -> None:
     if query.get("after", "") != "" and query.get("page", "") != "":
         # OpenAPI cannot say that two parameters exclude each other: checked here instead.
         response = case.call(headers=bearer())
-        if "%0A" in case.formatted_path.upper() or "%0D" in case.formatted_path.upper():
+        if "%0A" in case.formatted_path.upper():
             # No route matches a line break (werkzeug's path converter stops at it): a 404.
             assert response.json()["code"] == "HTTP-404", response.text
             return
@@ -47,6 +50,11 @@ def test_with_a_valid_token(app: Flask, data: st.DataObject) -> None:
         assert response.json()["details"]["after"] == ["page와 함께 지정할 수 없습니다."]
         return
     response = case.call(headers=bearer())
+    if response.status_code == 400 and PAST_NEWEST.fullmatch(
+        " ".join(response.json().get("details", {}).get("after", []))
+    ):
+        # The data says otherwise: a cursor past the job's newest line (API.md's 400).
+        return
     if response.status_code == 400 and response.json().get("code") == INCOMPLETE:
         # The data says otherwise: an incomplete job is the contract's 400 (API.md), which no
         # schema can foresee (the demo data: jobs 6 and 7).

@@ -211,7 +211,8 @@ def test_page_shows_a_running_job_and_its_new_lines_without_reload(
         (
             "no-such-job",
             None,
-            ["Name이 'no-such-job'인 조건에 맞는 Backup 작업을 찾을 수 없습니다.", "JOB-ERROR-01"],
+            # Chromium asks for English (Accept-Language: en-US): the same code, in English.
+            ["No backup job named 'no-such-job' was found.", "JOB-ERROR-01"],
         ),
         ("daily-backup", "not-a-token", ["AUTH-ERROR-01", "HTTP 401"]),
     ],
@@ -426,3 +427,20 @@ def test_the_job_view_loads_older_lines_on_request(watched: Watched, service: Se
     numbers = [int(n) for n in page.locator("#log .line-no").all_inner_texts()]
     assert numbers == list(range(1, 251))
     assert page.url == f"{service.base}/?job=bulk-data"
+
+
+def test_the_api_docs_load_without_a_console_error(browser: Browser, service: Service) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on(
+        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
+    page.goto(f"{service.base}/api/docs")
+    # Swagger UI rendered both operations from the local document.
+    expect(page.locator(".opblock-get")).to_have_count(2)
+    page.wait_for_timeout(1000)  # the browser's own request for /favicon.ico
+    context.close()
+    assert problems == []

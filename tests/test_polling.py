@@ -306,15 +306,18 @@ def test_cursor_survives_lines_arriving_between_polls(get_job: GetJob, db: conne
     assert after == last == 280
 
 
-@pytest.mark.parametrize("after", [250, 251, 1000, 2147483647])
-def test_cursor_at_or_past_the_end_returns_nothing_and_keeps_the_cursor(
-    get_job: GetJob, after: int
-) -> None:
-    response = get_job("4", f"after={after}")
+def test_cursor_at_the_end_returns_nothing_and_keeps_the_cursor(get_job: GetJob) -> None:
+    response = get_job("4", "after=250")
     assert log_of(response) == []
-    assert cursor(response) == after
+    assert cursor(response) == 250
     assert "X-Log-Gap" not in response.headers
     assert pagination(response) == BULK_PAGES
+
+
+@pytest.mark.parametrize("after", [251, 1000, 2147483647])
+def test_cursor_past_the_end_is_a_400_naming_the_newest_line(get_job: GetJob, after: int) -> None:
+    body = assert_error(get_job("4", f"after={after}"), 400, "REQUEST-ERROR-01")
+    assert body["details"] == {"after": ["마지막 로그 줄 번호(250)보다 클 수 없습니다."]}
 
 
 @pytest.mark.parametrize(
@@ -346,11 +349,11 @@ def test_no_gap_without_a_cursor(get_job: GetJob, db: connection, query: str) ->
         ("1", "3"),
         ("4", "250"),
         ("4?page=2", "230"),
-        ("4?page=14", None),
+        ("4?page=14", "0"),  # past the end: every 200 carries a cursor, the line before the oldest
     ],
     ids=["empty log", "empty log page 2", "empty log after", "seed", "page 1", "page 2", "past"],
 )
-def test_cursor_header_in_page_mode(get_job: GetJob, path: str, expected: str | None) -> None:
+def test_cursor_header_in_page_mode(get_job: GetJob, path: str, expected: str) -> None:
     identifier, _, query = path.partition("?")
     assert get_job(identifier, query).headers.get("X-Log-Cursor") == expected
 
@@ -727,7 +730,8 @@ def test_dashboard_replay_costs_304s_and_new_lines_only(
     [
         (bulk(range(231, 251)), None, (250, False)),
         (bulk(range(211, 231)), None, (230, False)),
-        (bulk(range(0)), None, (None, False)),
+        (bulk(range(0)), None, (0, False)),  # the line before the oldest: none
+        (bulk(range(0), 51, 300), None, (50, False)),  # the oldest were pruned
         (bulk(range(0), None, None), None, (0, False)),
         (bulk(range(1, 21)), 0, (20, False)),
         (bulk(range(241, 251)), 240, (250, False)),
@@ -741,6 +745,7 @@ def test_dashboard_replay_costs_304s_and_new_lines_only(
         "page 1",
         "page 2",
         "page past the end",
+        "page past the end of a pruned log",
         "empty log",
         "after 0",
         "after, the rest",
@@ -817,3 +822,30 @@ def test_is_stalled(
 ) -> None:
     job = snapshot(status=status, started_at=started, last_report_at=reported, ended_at=None)
     assert is_stalled(job, NOW, 300) is expected
+
+
+def test_a_cursor_past_the_newest_line_is_a_400_naming_it(client: FlaskClient) -> None:
+    response = client.get(f"{JOB_URL}bulk-data?after=251", headers=bearer())
+    body = assert_error(response, 400, "REQUEST-ERROR-01")
+    assert body["details"] == {"after": ["마지막 로그 줄 번호(250)보다 클 수 없습니다."]}
+    at_the_end = client.get(f"{JOB_URL}bulk-data?after=250", headers=bearer())
+    assert at_the_end.status_code == 200
+    assert at_the_end.headers["X-Log-Cursor"] == "250"
+
+
+def test_a_cursor_on_an_empty_log_is_answered_as_before(client: FlaskClient) -> None:
+    response = client.get(f"{JOB_URL}weekly-smart?after=99", headers=bearer())
+    assert response.status_code == 200
+    assert response.get_json()["data"]["job"]["log"] == []
+    assert response.headers["X-Log-Cursor"] == "99"
+
+
+@pytest.mark.parametrize("query", ["page=99&limit=100", "page=4&limit=100", "page=2"])
+def test_every_200_carries_a_cursor_a_page_past_the_end_too(
+    client: FlaskClient, query: str
+) -> None:
+    response = client.get(f"{JOB_URL}bulk-data?{query}", headers=bearer())
+    assert response.status_code == 200
+    lines = response.get_json()["data"]["job"]["log"]
+    expected = int(lines[-1].split()[-1]) if lines else 0
+    assert response.headers["X-Log-Cursor"] == str(expected)

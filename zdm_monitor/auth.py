@@ -12,6 +12,7 @@ from flask import g, request
 from . import state
 from .config import Settings
 from .errors import Unauthorized
+from .messages import say
 
 REALM = 'Bearer realm="zdm-monitor"'
 NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
@@ -20,11 +21,11 @@ MAX_NUMERIC_DATE = 253_402_300_799
 
 # pyjwt exception -> (message for the body, RFC 6750 error_description, which must be ASCII)
 REASONS: list[tuple[type[Exception], str, str]] = [
-    (jwt.InvalidAudienceError, "토큰의 대상(aud)이 올바르지 않습니다.", "wrong audience"),
-    (jwt.InvalidIssuerError, "토큰의 발급자(iss)가 올바르지 않습니다.", "wrong issuer"),
-    (jwt.MissingRequiredClaimError, "토큰에 필수 클레임이 없습니다.", "missing claim"),
-    (jwt.InvalidSignatureError, "토큰 서명이 올바르지 않습니다.", "bad signature"),
-    (jwt.InvalidAlgorithmError, "허용되지 않는 서명 알고리즘입니다.", "algorithm not allowed"),
+    (jwt.InvalidAudienceError, say("token_audience"), "wrong audience"),
+    (jwt.InvalidIssuerError, say("token_issuer"), "wrong issuer"),
+    (jwt.MissingRequiredClaimError, say("token_claim_missing"), "missing claim"),
+    (jwt.InvalidSignatureError, say("token_signature"), "bad signature"),
+    (jwt.InvalidAlgorithmError, say("token_algorithm"), "algorithm not allowed"),
 ]
 
 
@@ -43,17 +44,17 @@ def require_token() -> None:
 def verify(header: str | None, settings: Settings) -> dict[str, Any]:
     """Return the claims of a valid bearer token, or raise Unauthorized."""
     if not header or not header.strip():
-        raise Unauthorized("인증 토큰이 필요합니다.", headers={"WWW-Authenticate": REALM})
+        raise Unauthorized(say("token_required"), headers={"WWW-Authenticate": REALM})
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer":
         # RFC 6750 3.1: a request using another scheme gets the bare challenge, no error code.
         raise Unauthorized(
-            "Authorization 헤더는 'Bearer <토큰>' 형식이어야 합니다.",
+            say("bearer_form"),
             headers={"WWW-Authenticate": REALM},
         )
     token = token.strip()
     if not token:
-        raise _rejected("토큰이 비어 있습니다.", "empty token", "invalid_request")
+        raise _rejected(say("token_empty"), "empty token", "invalid_request")
     claims = _verified_claims(token, settings)
     _check_times(claims, settings.jwt_leeway)
     return claims
@@ -86,13 +87,13 @@ def _verified_claims(token: str, settings: Settings) -> dict[str, Any]:
         for kind, message, description in REASONS:
             if isinstance(exc, kind):
                 raise _rejected(message, description) from None
-        raise _rejected("토큰 형식이 올바르지 않습니다.", "malformed token") from None
+        raise _rejected(say("token_malformed"), "malformed token") from None
     except (ValueError, TypeError, OverflowError):
-        raise _rejected("토큰 형식이 올바르지 않습니다.", "malformed token") from None
+        raise _rejected(say("token_malformed"), "malformed token") from None
     for claim in NUMERIC_DATE_CLAIMS:
         if claim in claims and not is_numeric_date(claims[claim]):
             raise _rejected(
-                f"토큰의 {claim} 클레임은 올바른 시각(NumericDate)이어야 합니다.",
+                say("token_numeric_date", claim=claim),
                 f"{claim} is not a NumericDate",
             )
     return claims
@@ -110,7 +111,7 @@ def _check_times(claims: dict[str, Any], leeway: int) -> None:
     """Apply exp, nbf and iat to the current time, with the configured leeway."""
     now = time.time()
     if now > claims["exp"] + leeway:
-        raise _rejected("토큰이 만료되었습니다.", "token expired")
+        raise _rejected(say("token_expired"), "token expired")
     for claim in ("nbf", "iat"):
         if claim in claims and claims[claim] > now + leeway:
-            raise _rejected("토큰이 아직 유효하지 않습니다.", "token not yet valid")
+            raise _rejected(say("token_not_yet"), "token not yet valid")

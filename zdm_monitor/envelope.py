@@ -6,10 +6,12 @@ import json
 from datetime import datetime
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 
 from . import state
 from .context import request_id
+from .messages import ENGLISH, KOREAN, LANGUAGES, english_details
+from .messages import english as english_text
 from .serializers import TIME_FORMAT
 
 SUCCESS_MESSAGE = "Backup monitoring info"
@@ -60,11 +62,24 @@ def failure(
     details: dict[str, list[str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """Wrap an error in the error envelope."""
+    """Wrap an error in the error envelope, in English when the request prefers it."""
+    english = language() == ENGLISH
+    if english and details:
+        message, details = english_details(message, details)
+    elif english:
+        message = english_text(message)
     body = error_body(request_id(), code, message, datetime.now(state.settings().timezone))
     if details:
         body["details"] = details
     response = jsonify(body)
     response.status_code = status
     response.headers.update(headers or {})
+    response.headers["Content-Language"] = ENGLISH if english else KOREAN
+    response.vary.add("Accept-Language")
     return response
+
+
+def language() -> str:
+    """The language of the request's Accept-Language of those the messages speak (Korean unless
+    English is preferred to it)."""
+    return request.accept_languages.best_match(LANGUAGES, default=LANGUAGES[0]) or LANGUAGES[0]

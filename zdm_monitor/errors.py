@@ -13,6 +13,7 @@ from .db import DatabaseUnavailable
 from .deadline import DeadlineExceeded
 from .envelope import failure
 from .logs import in_request
+from .messages import CATALOGUE, reasons, say
 from .pool import PoolExhausted
 
 log = logging.getLogger(__name__)
@@ -21,23 +22,7 @@ RETRY_AFTER_SECONDS = "5"
 
 # What the status says, for errors of the HTTP layer (Flask's, gunicorn's and nginx's own).
 HTTP_MESSAGES = {
-    400: "잘못된 HTTP 요청입니다.",
-    403: "접근이 허용되지 않습니다.",
-    404: "요청한 경로를 찾을 수 없습니다.",
-    405: "허용되지 않는 HTTP 메서드입니다.",
-    408: "요청을 제때 다 받지 못했습니다.",
-    411: "Content-Length 헤더가 필요합니다.",
-    413: "요청 본문이 너무 큽니다.",
-    414: "요청 URI가 너무 깁니다.",
-    416: "요청한 범위를 돌려줄 수 없습니다.",
-    417: "Expect 헤더를 처리할 수 없습니다.",
-    421: "이 서버가 답할 수 없는 요청입니다.",
-    429: "요청이 너무 많습니다. 잠시 후 다시 시도하세요.",
-    431: "요청 헤더가 너무 큽니다.",
-    500: "서버 내부 오류가 발생했습니다.",
-    501: "지원하지 않는 요청 방식입니다.",
-    503: "서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도하세요.",
-    505: "지원하지 않는 HTTP 버전입니다.",
+    int(name.removeprefix("http_")): say(name) for name in CATALOGUE if name.startswith("http_")
 }
 INTERNAL_MESSAGE = HTTP_MESSAGES[500]
 
@@ -89,16 +74,13 @@ class ServiceUnavailable(ApiError):
     status = 503
     code = "SERVICE-UNAVAILABLE"
 
-    def __init__(
-        self, message: str = "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요."
-    ) -> None:
+    def __init__(self, message: str = say("db_unavailable")) -> None:
         super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def invalid_parameters(details: dict[str, list[str]]) -> InvalidRequest:
     """Build the 400 that names each bad parameter and what it accepts."""
-    reasons = " ".join(f"{name}: {' '.join(why)}" for name, why in sorted(details.items()))
-    return InvalidRequest(f"요청 파라미터가 올바르지 않습니다. {reasons}", details=details)
+    return InvalidRequest(say("invalid_parameters", reasons=reasons(details)), details=details)
 
 
 def handle_api_error(error: ApiError) -> Response:

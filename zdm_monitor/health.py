@@ -9,6 +9,7 @@ from flask import Blueprint, Response
 from . import repository, state
 from .envelope import success
 from .errors import ServiceUnavailable
+from .messages import say
 
 # /readyz answers within this, whatever the database does: a frozen one is the 503 in time.
 READY_TIMEOUT_S = 1.0
@@ -31,7 +32,7 @@ def readyz() -> Response:
     """
     current = state.of()
     if current.draining:
-        raise ServiceUnavailable("종료 중입니다. 새 요청은 다른 인스턴스로 보내세요.")
+        raise ServiceUnavailable(say("draining"))
     current.database.read(
         lambda conn: repository.ping(conn, timeout_ms=int(READY_TIMEOUT_S * 1000)),
         seconds=READY_TIMEOUT_S,

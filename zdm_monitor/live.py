@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response
+from flask import Blueprint, Flask, Response, send_from_directory
 from markupsafe import escape
 
 from . import state
@@ -48,6 +48,14 @@ def page() -> Response:
     response = Response(html, mimetype="text/html")
     # Never kept by a cache: the page may carry the development token.
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """The icon browsers ask for on their own (Swagger UI's page names none)."""
+    response = send_from_directory(STATIC, "favicon.svg", mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "public, max-age=86400"
     return response
 
 

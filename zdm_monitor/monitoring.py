@@ -12,6 +12,7 @@ from . import openapi, polling, repository, serializers, state
 from .auth import require_token
 from .envelope import encode, success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
+from .messages import say
 from .repository import MAX_BIGINT, JobFilters, JobSnapshot, ServerSnapshot
 from .schemas import (
     MAX_NAME_LENGTH,
@@ -41,12 +42,13 @@ blp.before_request(require_token)
 
 
 def not_found(identifier: str, by_id: bool) -> JobNotFound:
-    subject = f"ID가 '{identifier}'인" if by_id else f"Name이 '{identifier}'인"
-    return JobNotFound(f"{subject} 조건에 맞는 Backup 작업을 찾을 수 없습니다.")
+    return JobNotFound(
+        say("job_not_found_id" if by_id else "job_not_found_name", identifier=identifier)
+    )
 
 
 def no_server(identifier: str) -> JobNotFound:
-    return JobNotFound(f"서버 '{identifier}'에 등록된 Backup 작업을 찾을 수 없습니다.")
+    return JobNotFound(say("server_without_jobs", identifier=identifier))
 
 
 def parse_identifier(identifier: str, server: bool = False) -> tuple[int | None, str | None]:
@@ -70,15 +72,22 @@ def check_answer(job: JobSnapshot | None, identifier: str, by_id: bool) -> JobSn
     if job is None:
         raise not_found(identifier, by_id)
     if not job.has_definition:
-        raise JobIncomplete("작업 데이터가 불완전합니다. backup 정보가 누락되었습니다.")
+        raise JobIncomplete(say("job_without_definition"))
     if not job.has_runtime:
-        raise JobIncomplete("작업 데이터가 불완전합니다. backupInfo 정보가 누락되었습니다.")
+        raise JobIncomplete(say("job_without_runtime"))
     if not job.matches:
-        subject = f"ID가 '{identifier}'인" if by_id else f"Name이 '{identifier}'인"
-        raise JobNotFound(
-            f"{subject} Backup 작업은 존재하지만, 지정된 필터 조건과 일치하는 결과가 없습니다."
-        )
+        name = "job_filtered_id" if by_id else "job_filtered_name"
+        raise JobNotFound(say(name, identifier=identifier))
     return job
+
+
+def check_cursor(job: JobSnapshot, after: int | None) -> None:
+    """A cursor past the newest line of a non-empty log is the client's mistake: lines are never
+    renumbered and pruning removes only the oldest. On a replica the newest lines may not have
+    arrived yet, so there the answer is the empty page it has."""
+    past = after is not None and job.log_last is not None and after > job.log_last
+    if past and job.replay_lsn is None:
+        raise invalid_parameters({"after": [say("after_past_newest", newest=job.log_last)]})
 
 
 @blp.route("/job/<path:identifier>", parameters=openapi.JOB_PARAMETERS)
@@ -119,6 +128,7 @@ class JobMonitoring(MethodView):
             )
             entry = cache.store(key, snapshot, generation)
         job = check_answer(entry.snapshot, identifier, by_id=job_id is not None)
+        check_cursor(job, query.after)
         poll = polling.decide(job, query, settings, request.if_none_match, entry.memo)
         if poll.current:
             return polling.not_modified(poll.headers)
@@ -145,27 +155,21 @@ def check_server(
         raise no_server(identifier)
     summary = server.summary
     place = (
-        ("파티션", filters.partition)
+        ("partition", filters.partition)
         if filters.partition is not None
-        else ("드라이브", filters.drive)
+        else ("drive", filters.drive)
         if filters.drive is not None
         else None
     )
     if place is not None and summary.incomplete_on_place:
-        raise JobIncomplete(
-            f"작업 데이터가 불완전합니다. {place[0]} '{place[1]}' 에 대한 backup 또는 "
-            "backupInfo 작업 정보를 찾을 수 없습니다."
-        )
+        raise JobIncomplete(say(f"server_incomplete_{place[0]}", **dict([place])))
     if summary.total or summary.incomplete:
         return server
     if place is not None and not summary.on_place:
-        raise JobNotFound(
-            f"서버 '{identifier}'에 {place[0]} '{place[1]}'에 해당하는 Backup 작업을 찾을 수 "
-            "없습니다."
-        )
+        raise JobNotFound(say(f"server_no_{place[0]}", identifier=identifier, **dict([place])))
     if filters == JobFilters():
         raise no_server(identifier)
-    raise JobNotFound(f"서버 '{identifier}'에 조건에 맞는 Backup 작업을 찾을 수 없습니다.")
+    raise JobNotFound(say("server_filtered", identifier=identifier))
 
 
 @blp.route("/system/<path:identifier>", parameters=openapi.SERVER_PARAMETERS)

@@ -57,7 +57,8 @@ HEADER_DOCS = {
     },
     "X-Log-Cursor": {
         "description": "The newest line number delivered; with `after` and nothing new, `after` "
-        "itself; `0` for page 1 of an empty log. Pass it as `after` on the next poll.",
+        "itself; `0` for an empty log; for a page past the end, the line before the oldest. "
+        "Pass it as `after` on the next poll.",
         "schema": {"type": "integer"},
     },
     "X-Log-Gap": {
@@ -246,7 +247,13 @@ class ServerResponseSchema(MonitoringResponseSchema):
 class ErrorResponseSchema(ma.Schema):
     requestID = fields.String(required=True)
     success = fields.Boolean(required=True)
-    error = fields.String(required=True)
+    error = fields.String(
+        required=True,
+        metadata={
+            "description": "For people: the contract's Korean, or English when Accept-Language "
+            "prefers it. Clients key on `code`, the same in both."
+        },
+    )
     timestamp = fields.String(required=True)
     code = fields.String(required=True)
     details = fields.Dict(

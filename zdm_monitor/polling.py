@@ -166,15 +166,16 @@ def entity_tag(
 def log_cursor(job: JobSnapshot, after: int | None) -> tuple[int | None, bool]:
     """Return (X-Log-Cursor, X-Log-Gap) for the returned lines.
 
-    The cursor is the newest line delivered; with nothing delivered, after itself, or 0 for
-    page 1 of an empty log. The gap says lines after the cursor were pruned unseen.
+    The cursor is the newest line delivered; with nothing delivered, after itself, 0 for an
+    empty log, or for a page past the end the line before the oldest (what follows the page).
+    The gap says lines after the cursor were pruned unseen.
     """
     if job.log_lines and job.first_line is not None:
         newest = job.first_line + len(job.log_lines) - 1
         return newest, after is not None and job.first_line > after + 1
     if after is not None:
         return after, False
-    return (0 if job.log_last is None else None), False
+    return (0 if job.log_first is None else job.log_first - 1), False
 
 
 def is_stalled(job: JobSnapshot, now: datetime, stall_seconds: int) -> bool:

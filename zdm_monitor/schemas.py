@@ -14,6 +14,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, pre_load
 from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import MultiDict
 
+from .messages import say
 from .repository import JobFilters
 
 MODES = ("full", "increment", "smart")
@@ -39,9 +40,9 @@ DRIVE_PATTERN = re.compile(r"([A-Za-z])(:\\?)?")
 
 # The documented form of check_text: no NUL, no U+FFFD (what undecodable bytes become).
 TEXT_PATTERN = "^[^\\u0000\\uFFFD]*$"
-BAD_TEXT = "NUL 문자나 잘못된 UTF-8을 포함할 수 없습니다."
-GIVEN_TWICE = "한 번만 지정할 수 있습니다."
-AFTER_WITH_PAGE = "page와 함께 지정할 수 없습니다."
+BAD_TEXT = say("bad_text")
+GIVEN_TWICE = say("given_twice")
+AFTER_WITH_PAGE = say("after_with_page")
 
 
 def check_text(value: str, max_length: int) -> str:
@@ -49,7 +50,7 @@ def check_text(value: str, max_length: int) -> str:
     if "\x00" in value or "\ufffd" in value:
         raise ValidationError(BAD_TEXT)
     if len(value) > max_length:
-        raise ValidationError(f"최대 {max_length}자까지 지정할 수 있습니다.")
+        raise ValidationError(say("too_long", length=max_length))
     return value
 
 
@@ -77,7 +78,7 @@ class Choice(fields.String):
         super().__init__(**kwargs)
         self.choices = choices
         self.aliases = dict(aliases or {})
-        self.reason = f"{names} 중 하나여야 합니다."
+        self.reason = say("one_of", names=names)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         name = super()._deserialize(value, attr, data, **kwargs).strip().lower()
@@ -95,7 +96,7 @@ class Bounded(fields.Integer):
         super().__init__(**kwargs)
         self.minimum = minimum
         self.maximum = maximum
-        self.reason = f"{minimum}부터 {maximum}까지의 정수여야 합니다."
+        self.reason = say("whole_number", minimum=minimum, maximum=maximum)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         text = str(value)
@@ -128,7 +129,7 @@ class Partition(Text):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         path = super()._deserialize(value, attr, data, **kwargs)
         if not path.startswith("/"):
-            raise ValidationError("/ 또는 /var/log 처럼 /로 시작하는 마운트 경로여야 합니다.")
+            raise ValidationError(say("mount_point"))
         return path.rstrip("/") or "/"
 
 
@@ -138,7 +139,7 @@ class Drive(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         match = DRIVE_PATTERN.fullmatch(super()._deserialize(value, attr, data, **kwargs))
         if match is None:
-            raise ValidationError("C, c, C: 처럼 드라이브 문자 하나여야 합니다.")
+            raise ValidationError(say("drive_letter"))
         return f"{match.group(1).upper()}:"
 
 
