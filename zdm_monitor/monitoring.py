@@ -154,19 +154,19 @@ def check_server(
     if server is None:
         raise no_server(identifier)
     summary = server.summary
-    place = (
-        ("partition", filters.partition)
-        if filters.partition is not None
-        else ("drive", filters.drive)
-        if filters.drive is not None
-        else None
-    )
-    if place is not None and summary.incomplete_on_place:
-        raise JobIncomplete(say(f"server_incomplete_{place[0]}", **dict([place])))
+    # The partition or drive filter, if any: {"partition": "/data"} or {"drive": "C:"}.
+    place = {
+        kind: value
+        for kind, value in (("partition", filters.partition), ("drive", filters.drive))
+        if value is not None
+    }
+    kind = next(iter(place), "")
+    if place and summary.incomplete_on_place:
+        raise JobIncomplete(say(f"server_incomplete_{kind}", **{kind: place[kind]}))
     if summary.total or summary.incomplete:
         return server
-    if place is not None and not summary.on_place:
-        raise JobNotFound(say(f"server_no_{place[0]}", identifier=identifier, **dict([place])))
+    if place and not summary.on_place:
+        raise JobNotFound(say(f"server_no_{kind}", identifier=identifier, **{kind: place[kind]}))
     if filters == JobFilters():
         raise no_server(identifier)
     raise JobNotFound(say("server_filtered", identifier=identifier))
