@@ -70,9 +70,15 @@ ENGLISH_CASES = [
 ]
 
 
+LANGUAGES = [
+    *((header, "en") for header in ("en", "en-US", "fr, en;q=0.5", "EN-gb;q=0.9")),
+    *((header, "ko") for header in (None, "ko", "ko-KR,ko;q=0.9,en;q=0.8", "fr", "*", "xx")),
+]
+
+
 @pytest.mark.parametrize(("identifier", "query", "status", "code", "en", "ko"), ENGLISH_CASES)
-@pytest.mark.parametrize("language", ["en", "en-US", "fr, en;q=0.5", "EN-gb;q=0.9"])
-def test_english_on_request_with_the_same_code(
+@pytest.mark.parametrize(("header", "language"), LANGUAGES)
+def test_english_on_request_the_contract_s_korean_otherwise(
     client: FlaskClient,
     identifier: str,
     query: str,
@@ -80,31 +86,13 @@ def test_english_on_request_with_the_same_code(
     code: str,
     en: str,
     ko: str,
+    header: str | None,
     language: str,
 ) -> None:
-    response = client.get(
-        JOB_URL + identifier + query, headers={**bearer(), "Accept-Language": language}
-    )
-    assert_error(response, status, code, en)
-    assert response.headers["Content-Language"] == "en"
-
-
-@pytest.mark.parametrize(("identifier", "query", "status", "code", "en", "ko"), ENGLISH_CASES)
-@pytest.mark.parametrize("language", [None, "ko", "ko-KR,ko;q=0.9,en;q=0.8", "fr", "*", "xx"])
-def test_the_contract_s_korean_otherwise(
-    client: FlaskClient,
-    identifier: str,
-    query: str,
-    status: int,
-    code: str,
-    en: str,
-    ko: str,
-    language: str | None,
-) -> None:
-    headers = bearer() if language is None else {**bearer(), "Accept-Language": language}
+    headers = bearer() if header is None else {**bearer(), "Accept-Language": header}
     response = client.get(JOB_URL + identifier + query, headers=headers)
-    assert_error(response, status, code, ko)
-    assert response.headers["Content-Language"] == "ko"
+    assert_error(response, status, code, en if language == "en" else ko)  # the same code
+    assert response.headers["Content-Language"] == language
 
 
 def test_a_validation_error_in_english_names_each_parameter(client: FlaskClient) -> None:

@@ -3,13 +3,17 @@ polling decision -> payload."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
+from psycopg2.extensions import connection
 
 from . import openapi, polling, repository, serializers, state
 from .auth import require_token
+from .cache import Entry, Key, Snapshot
 from .envelope import encode, success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
 from .messages import say
@@ -67,6 +71,16 @@ def parse_identifier(identifier: str, server: bool = False) -> tuple[int | None,
         raise invalid_parameters({"identifier": [str(exc)]}) from None
 
 
+def read_through(key: Key, read: Callable[[connection], Snapshot | None]) -> Entry:
+    """The snapshot cache's entry for the key, read from the database when it has none."""
+    cache = state.cache()
+    entry = cache.lookup(key)
+    if entry is None:
+        generation = cache.generation()
+        entry = cache.store(key, state.database().read(read), generation)
+    return entry
+
+
 def check_answer(job: JobSnapshot | None, identifier: str, by_id: bool) -> JobSnapshot:
     """Apply the contract's order: not found, then incomplete, then filter mismatch."""
     if job is None:
@@ -107,26 +121,23 @@ class JobMonitoring(MethodView):
     def get(self, query: MonitoringQuery, identifier: str) -> Response:
         """Monitoring info of one backup job, by ID or by name."""
         job_id, name = parse_identifier(identifier)
-        settings, cache = state.settings(), state.cache()
+        settings = state.settings()
         # What the snapshot depends on; sort orders the lines of the answer only.
         key = (job_id, name, query.filters, query.page, query.limit, query.after, query.detail)
-        entry = cache.lookup(key)
-        if entry is None:
-            generation = cache.generation()
-            snapshot = state.database().read(
-                lambda conn: repository.get_job_snapshot(
-                    conn,
-                    job_id=job_id,
-                    name=name,
-                    filters=query.filters,
-                    page=query.page,
-                    limit=query.limit,
-                    after=query.after,
-                    detail=query.detail,
-                    timeout_ms=settings.db_statement_timeout_ms,
-                )
-            )
-            entry = cache.store(key, snapshot, generation)
+        entry = read_through(
+            key,
+            lambda conn: repository.get_job_snapshot(
+                conn,
+                job_id=job_id,
+                name=name,
+                filters=query.filters,
+                page=query.page,
+                limit=query.limit,
+                after=query.after,
+                detail=query.detail,
+                timeout_ms=settings.db_statement_timeout_ms,
+            ),
+        )
         job = check_answer(entry.snapshot, identifier, by_id=job_id is not None)
         check_cursor(job, query.after)
         poll = polling.decide(job, query, settings, request.if_none_match, entry.memo)
@@ -190,25 +201,21 @@ class ServerMonitoring(MethodView):
     def get(self, query: ServerQuery, identifier: str) -> Response:
         """Monitoring info of every backup job of one server, by ID or by name."""
         system_id, system_name = parse_identifier(identifier, server=True)
-        settings, cache = state.settings(), state.cache()
-        key = ("server", system_id, system_name, query)
-        entry = cache.lookup(key)
-        if entry is None:
-            generation = cache.generation()
-            snapshot = state.database().read(
-                lambda conn: repository.get_server_snapshot(
-                    conn,
-                    system_id=system_id,
-                    system_name=system_name,
-                    filters=query.filters,
-                    page=query.page,
-                    limit=query.limit,
-                    log_limit=query.log_limit,
-                    detail=query.detail,
-                    timeout_ms=settings.db_statement_timeout_ms,
-                )
-            )
-            entry = cache.store(key, snapshot, generation)
+        settings = state.settings()
+        entry = read_through(
+            ("server", system_id, system_name, query),
+            lambda conn: repository.get_server_snapshot(
+                conn,
+                system_id=system_id,
+                system_name=system_name,
+                filters=query.filters,
+                page=query.page,
+                limit=query.limit,
+                log_limit=query.log_limit,
+                detail=query.detail,
+                timeout_ms=settings.db_statement_timeout_ms,
+            ),
+        )
         server = check_server(entry.snapshot, identifier, query.filters)
         poll = polling.decide_server(server, query, settings, request.if_none_match)
         if poll.current:
