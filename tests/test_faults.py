@@ -18,8 +18,14 @@ from typing import Any
 
 import pytest
 from support.api import SECRET
-from support.faults import frozen_database, held_sockets, killed_backend, odd_requests
-from support.processes import clean_env, free_port, free_port_pair, kill_leftovers, wait_until
+from support.faults import (
+    fault_stack,
+    frozen_database,
+    held_sockets,
+    killed_backend,
+    odd_requests,
+)
+from support.processes import clean_env, free_port, kill_leftovers, wait_until
 
 from zdm_devstack.stack import Stack
 
@@ -37,19 +43,8 @@ def stack(
     """The shape `make run` or `make serve-nginx` starts, on an embedded PostgreSQL."""
     nginx = request.param == "make serve-nginx"
     folder = tmp_path_factory.mktemp("faults")
-    # The cache off: every poll must reach the database, frozen or killed (a cached answer of an
-    # unchanged job would stay 200 through a freeze, rightly, and hide what is measured).
-    env = clean_env(ZDM_JWT_SECRET=SECRET, GUNICORN_ACCESS_LOG="/dev/null", ZDM_CACHE_SIZE="0")
     with (folder / "stack.log").open("wb") as log:
-        running = Stack(
-            folder,
-            free_port_pair() if nginx else free_port(),
-            nginx=nginx,
-            workers=None if nginx else 2,
-            env=env,
-            output=log,
-        )
-        running.start()
+        running = fault_stack(folder, nginx, log)
     try:
         yield running
     finally:

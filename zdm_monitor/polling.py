@@ -78,11 +78,7 @@ def polling_headers(
     cursor, gap = log_cursor(job, query.after)
     tag = entity_tag(job, query, cursor, settings.timezone.key, stalled)
     meta = pagination(None if query.after is not None else query.page, query.limit, job.log_total)
-    headers = {
-        "ETag": f'W/"{tag}"',
-        "Cache-Control": CACHE_CONTROL,
-        "X-Pagination": json.dumps(meta),
-    }
+    headers = base_headers(tag, meta)
     if cursor is not None:
         headers["X-Log-Cursor"] = str(cursor)
     if gap:
@@ -120,12 +116,8 @@ def decide_server(
         settings.timezone.key,
         stalled,
     )
-    tag = hashlib.blake2b(repr(state).encode(), digest_size=12).hexdigest()
-    headers = {
-        "ETag": f'W/"{tag}"',
-        "Cache-Control": CACHE_CONTROL,
-        "X-Pagination": json.dumps(pagination(query.page, query.limit, server.summary.total)),
-    }
+    tag = digest(state)
+    headers = base_headers(tag, pagination(query.page, query.limit, server.summary.total))
     intervals = [
         interval
         for job in server.jobs
@@ -159,8 +151,17 @@ def entity_tag(
     """
     if query.after is not None:
         query = replace(query, after=cursor)
-    state = (TAGGED_FIELDS(job), query, zone, stalled)
+    return digest((TAGGED_FIELDS(job), query, zone, stalled))
+
+
+def digest(state: Any) -> str:
+    """The validator of an answer: a hash of everything its content depends on."""
     return hashlib.blake2b(repr(state).encode(), digest_size=12).hexdigest()
+
+
+def base_headers(tag: str, pages: dict[str, int]) -> dict[str, str]:
+    """What every 200 and 304 of both views carries."""
+    return {"ETag": f'W/"{tag}"', "Cache-Control": CACHE_CONTROL, "X-Pagination": json.dumps(pages)}
 
 
 def log_cursor(job: JobSnapshot, after: int | None) -> tuple[int | None, bool]:

@@ -82,13 +82,27 @@ SNAPSHOT_ARGUMENTS = (
 # Where the row was read: on a streaming replica the WAL position it had replayed, on the
 # primary NULL (the snapshot cache's replica rule, cache.py).
 READ_AT = "pg_last_wal_replay_lsn() - '0/0'::pg_lsn"
-SNAPSHOT_COLUMNS = (READ_AT if f.name == "replay_lsn" else f.name for f in fields(JobSnapshot))
-GET_JOB_SNAPSHOT = (
-    f"{READ_GUARD} SELECT {', '.join(SNAPSHOT_COLUMNS)}"
-    " FROM zdm_monitor_job_snapshot("
-    + ", ".join(f"p_{name} => %({name})s" for name in SNAPSHOT_ARGUMENTS)
-    + ")"
-)
+
+
+def call(function: str, arguments: tuple[str, ...], *records: type) -> str:
+    """The guarded call of a read function by named arguments, selecting the records' fields
+    by column name (replay_lsn: where the row was read)."""
+    columns = (
+        READ_AT if f.name == "replay_lsn" else f.name for record in records for f in fields(record)
+    )
+    named = ", ".join(f"p_{name} => %({name})s" for name in arguments)
+    return f"{READ_GUARD} SELECT {', '.join(columns)} FROM {function}({named})"
+
+
+def parameters(filters: JobFilters, page: int, limit: int, **values: Any) -> dict[str, Any]:
+    """A read's parameters: the filters, the page as rows to skip, and the rest as given."""
+    # vars(), not dataclasses.asdict: asdict deep-copies every field.
+    params: dict[str, Any] = dict(vars(filters))
+    params.update(skip=(page - 1) * limit, limit=limit, **values)
+    return params
+
+
+GET_JOB_SNAPSHOT = call("zdm_monitor_job_snapshot", SNAPSHOT_ARGUMENTS, JobSnapshot)
 
 
 def get_job_snapshot(
@@ -107,13 +121,12 @@ def get_job_snapshot(
 
     With after, the page is the first limit lines after that line number instead.
     """
-    # vars(), not dataclasses.asdict: asdict deep-copies every field.
-    params: dict[str, Any] = dict(vars(filters))
-    params.update(
+    params = parameters(
+        filters,
+        page,
+        limit,
         job_id=job_id,
         name=name,
-        skip=(page - 1) * limit,
-        limit=limit,
         after=after,
         detail=detail,
         timeout_ms=timeout_ms,
@@ -159,13 +172,8 @@ SERVER_ARGUMENTS = (
     "detail",
 )
 SUMMARY_FIELDS = len(fields(ServerSummary))
-GET_SERVER_SNAPSHOT = (
-    f"{READ_GUARD} SELECT "
-    f"{', '.join(READ_AT if f.name == 'replay_lsn' else f.name for f in fields(ServerSummary))}, "
-    f"{', '.join(READ_AT if f.name == 'replay_lsn' else f.name for f in fields(JobSnapshot))}"
-    " FROM zdm_monitor_server_snapshot("
-    + ", ".join(f"p_{name} => %({name})s" for name in SERVER_ARGUMENTS)
-    + ")"
+GET_SERVER_SNAPSHOT = call(
+    "zdm_monitor_server_snapshot", SERVER_ARGUMENTS, ServerSummary, JobSnapshot
 )
 
 
@@ -183,12 +191,12 @@ def get_server_snapshot(
 ) -> ServerSnapshot | None:
     """Return the server, the summary of its selected jobs and one page of them with their
     newest log_limit lines; None when there is no such server."""
-    params: dict[str, Any] = dict(vars(filters))
-    params.update(
+    params = parameters(
+        filters,
+        page,
+        limit,
         system_id=system_id,
         system_name=system_name,
-        skip=(page - 1) * limit,
-        limit=limit,
         log_limit=log_limit,
         detail=detail,
         timeout_ms=timeout_ms,

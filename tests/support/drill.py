@@ -30,8 +30,14 @@ from tempfile import mkdtemp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support.api import JOB_URL, SECRET, bearer
-from support.faults import frozen_database, held_sockets, killed_backend, odd_requests
-from support.processes import free_port, free_port_pair
+from support.faults import (
+    fault_stack,
+    frozen_database,
+    held_sockets,
+    killed_backend,
+    odd_requests,
+)
+from support.processes import free_port
 from zdm_devstack.stack import Stack
 
 RECOVERY_TARGET_S = 2.0
@@ -254,20 +260,8 @@ def soak(stack: Stack, requests: int, threads: int, warmup: int = 30_000) -> dic
 def bad_days(nginx: bool, seconds: float) -> list[dict[str, object]]:
     """The fault drills of support/faults.py against one shape, each for `seconds`."""
     folder = Path(mkdtemp(prefix="zdm-faults-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZDM_", "GUNICORN_"))}
-    env.pop("DATABASE_URL", None)
-    # The cache off, as in tests/test_faults.py: every poll must reach the database.
-    env.update(ZDM_JWT_SECRET=SECRET, GUNICORN_ACCESS_LOG="/dev/null", ZDM_CACHE_SIZE="0")
     with open(folder / "stack.log", "wb") as log:
-        stack = Stack(
-            folder,
-            free_port_pair() if nginx else free_port(),
-            nginx=nginx,
-            workers=None if nginx else 2,
-            env=env,
-            output=log,
-        )
-        stack.start()
+        stack = fault_stack(folder, nginx, log)
     base = f"http://127.0.0.1:{stack.port}"
     assert stack.postgres is not None
     try:

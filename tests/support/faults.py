@@ -25,7 +25,26 @@ from typing import Any
 
 import psycopg2
 
-from support.api import JOB_URL, bearer, make_token
+from support.api import JOB_URL, SECRET, bearer, make_token
+from support.processes import clean_env, free_port, free_port_pair
+from zdm_devstack.stack import Stack
+
+
+def fault_stack(folder: Path, nginx: bool, output: Any) -> Stack:
+    """The shape `make run` (or `make serve-nginx`) starts, on an embedded PostgreSQL, with the
+    snapshot cache off: every poll must reach the database, frozen or killed (a cached answer
+    of an unchanged job would stay 200 through a freeze, rightly, and hide what is measured)."""
+    stack = Stack(
+        folder,
+        free_port_pair() if nginx else free_port(),
+        nginx=nginx,
+        workers=None if nginx else 2,
+        env=clean_env(ZDM_JWT_SECRET=SECRET, GUNICORN_ACCESS_LOG="/dev/null", ZDM_CACHE_SIZE="0"),
+        output=output,
+    )
+    stack.start()
+    return stack
+
 
 POLL_GAP_S = 0.05
 CLIENT_TIMEOUT_S = 20.0
