@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from support.api import PROGRESS_KEYS, QUERY_PARAMETERS
 
 PATH = "/api/backups/monitoring/job/{identifier}"
+SERVER_PATH = "/api/backups/monitoring/system/{identifier}"
 ENUMS = {
     "mode": {"full", "increment", "smart"},
     "status": {
@@ -22,10 +23,12 @@ ENUMS = {
         "canceled",
         "error",
     },
-    "repositoryType": {"smb", "nfs"},
+    # Aliases are listed with the names they stand for: the API accepts them as sent.
+    "repositoryType": {"smb", "nfs", "cifs"},
     "sort": {"asc", "desc"},
-    "detail": {"true", "false"},
+    "detail": {"true", "false", "1", "0"},
 }
+ENUMS["status"] |= {"run", "running"}
 BOUNDS = {"page": (1, 100_000, 1), "limit": (1, 1000, 20), "after": (0, 2_147_483_647, None)}
 POLLING_HEADERS = {
     "X-Pagination": "string",
@@ -34,7 +37,10 @@ POLLING_HEADERS = {
     "X-Log-Cursor": "integer",
     "X-Log-Gap": "string",
     "X-Poll-Interval": "integer",
+    "X-Request-ID": "string",
 }
+# Sent on every 200 (and 304) of the job endpoint; the others only when they apply.
+ALWAYS_SENT = {"X-Pagination", "ETag", "Cache-Control", "X-Log-Cursor", "X-Request-ID"}
 ERROR_STATUSES = ["400", "401", "404", "503", "500"]
 ENVELOPE_FIELDS = {"requestID", "success", "error", "timestamp", "code"}
 
@@ -65,8 +71,22 @@ def resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+def query_object(operation: dict[str, Any]) -> dict[str, Any]:
+    """The query string is documented as one form-exploded object: one key per parameter."""
+    [query] = [p for p in operation["parameters"] if p["in"] == "query"]
+    assert (query["style"], query["explode"], query["required"]) == ("form", True, False)
+    return query
+
+
 def query_parameters(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    """Each query parameter's description and schema; each may also be sent empty."""
+    params = {}
+    for name, prop in query_object(operation)["schema"]["properties"].items():
+        value, empty = prop["anyOf"]
+        assert empty == {"type": "string", "enum": [""]}, name
+        default = {"default": prop["default"]} if "default" in prop else {}
+        params[name] = {"description": prop.get("description"), "schema": {**value, **default}}
+    return params
 
 
 def test_openapi_version_and_info(spec: dict[str, Any]) -> None:
@@ -83,8 +103,8 @@ def test_only_get_is_documented(spec: dict[str, Any]) -> None:
 def test_every_query_parameter_documented(operation: dict[str, Any]) -> None:
     params = query_parameters(operation)
     assert set(params) == set(QUERY_PARAMETERS)
+    assert "required" not in query_object(operation)["schema"]
     for name, param in params.items():
-        assert param.get("required", False) is False, name
         assert param.get("description"), name
         assert "schema" in param, name
 
@@ -112,8 +132,11 @@ def test_identifier_path_parameter(spec: dict[str, Any], operation: dict[str, An
     assert [p["name"] for p in identifiers] == ["identifier"]
     identifier = identifiers[0]
     assert identifier["required"] is True
-    assert identifier["schema"]["type"] == "string"
     assert identifier.get("description")
+    # Any digit string is an ID (too large: a 404); a name is at most 255 characters.
+    number, name = identifier["schema"]["anyOf"]
+    assert number == {"type": "string", "pattern": "^[0-9]+$"}
+    assert (name["type"], name["minLength"], name["maxLength"]) == ("string", 1, 255)
 
 
 def test_success_response(spec: dict[str, Any], operation: dict[str, Any]) -> None:
@@ -125,6 +148,7 @@ def test_success_response(spec: dict[str, Any], operation: dict[str, Any]) -> No
         "X-Log-Cursor",
         "X-Log-Gap",
         "X-Poll-Interval",
+        "X-Request-ID",
     }
     schema = resolve(spec, ok["content"]["application/json"]["schema"])
     assert set(schema["properties"]) == {"success", "requestID", "data", "message", "timestamp"}
@@ -152,19 +176,57 @@ def test_documented_default_is_one_of_the_choices(operation: dict[str, Any], nam
     assert schema["default"] in schema["enum"], schema
 
 
-def test_after_excludes_page_in_its_description(operation: dict[str, Any]) -> None:
+def test_after_excludes_page(operation: dict[str, Any]) -> None:
     description = query_parameters(operation)["after"]["description"]
     assert "page" in description
     assert "X-Log-Cursor" in description
+    # Both given, neither empty: the document forbids it as the API refuses it.
+    forbidden = query_object(operation)["schema"]["not"]
+    assert forbidden["required"] == ["after", "page"]
+    assert {name: s["type"] for name, s in forbidden["properties"].items()} == {
+        "after": "integer",
+        "page": "integer",
+    }
 
 
-def test_if_none_match_header_parameter(spec: dict[str, Any], operation: dict[str, Any]) -> None:
+def test_request_header_parameters(spec: dict[str, Any], operation: dict[str, Any]) -> None:
     params = spec["paths"][PATH].get("parameters", []) + operation["parameters"]
     headers = [p for p in params if p["in"] == "header"]
-    assert [p["name"] for p in headers] == ["If-None-Match"]
-    assert headers[0].get("required", False) is False
-    assert headers[0]["schema"]["type"] == "string"
-    assert headers[0].get("description")
+    assert [p["name"] for p in headers] == ["If-None-Match", "Accept-Language", "X-Request-ID"]
+    for header in headers:
+        assert header.get("required", False) is False
+        assert header["schema"]["type"] == "string"
+        assert header.get("description")
+
+
+def test_the_operation_describes_polling_and_codes(operation: dict[str, Any]) -> None:
+    description = operation["description"]
+    for word in ("If-None-Match", "X-Poll-Interval", "X-Log-Cursor", "after", "`code`"):
+        assert word in description, word
+
+
+def test_no_catch_all_response(spec: dict[str, Any]) -> None:
+    for path in (PATH, SERVER_PATH):
+        assert "default" not in spec["paths"][path]["get"]["responses"], path
+    assert "DEFAULT_ERROR" not in spec.get("components", {}).get("responses", {})
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "kind"),
+    [
+        ("401", "WWW-Authenticate", "string"),
+        ("503", "Retry-After", "integer"),
+        ("405", "Allow", "string"),
+    ],
+)
+def test_error_headers_documented(
+    spec: dict[str, Any], operation: dict[str, Any], status: str, name: str, kind: str
+) -> None:
+    headers = resolve(spec, operation["responses"][status])["headers"]
+    assert headers[name]["required"] is True
+    assert headers[name]["schema"]["type"] == kind
+    assert headers["X-Request-ID"]["required"] is True
+    assert headers["Content-Language"]["required"] is True
 
 
 @pytest.mark.parametrize("status", ["200", "304"])
@@ -173,9 +235,13 @@ def test_polling_headers_documented(
 ) -> None:
     response = resolve(spec, operation["responses"][status])
     headers = {name: resolve(spec, h) for name, h in response["headers"].items()}
-    assert {name: h["schema"]["type"] for name, h in headers.items()} == POLLING_HEADERS
+    # X-Log-Gap belongs to the 200 that delivered the lines after the gap.
+    expected = {k: v for k, v in POLLING_HEADERS.items() if status == "200" or k != "X-Log-Gap"}
+    assert {name: h["schema"]["type"] for name, h in headers.items()} == expected
     assert all(h.get("description") for h in headers.values())
-    assert headers["X-Log-Gap"]["schema"]["enum"] == ["true"]
+    assert {name for name, h in headers.items() if h["required"]} == ALWAYS_SENT
+    if status == "200":
+        assert headers["X-Log-Gap"]["schema"]["enum"] == ["true"]
 
 
 def test_not_modified_has_no_body(spec: dict[str, Any], operation: dict[str, Any]) -> None:
@@ -277,7 +343,6 @@ def test_docs_assets_do_not_escape_their_folder(client: FlaskClient, name: str) 
     assert body["code"] == "HTTP-404"
 
 
-SERVER_PATH = "/api/backups/monitoring/system/{identifier}"
 FILTERS = [
     "mode",
     "partition",
@@ -310,7 +375,14 @@ def test_the_server_view_is_documented(spec: dict[str, Any], operation: dict[str
     assert [p["name"] for p in path_params if p["in"] == "path"] == ["identifier"]
     assert "If-None-Match" in [p["name"] for p in path_params if p["in"] == "header"]
     ok = resolve(spec, server["responses"]["200"])
-    assert set(ok["headers"]) == {"ETag", "Cache-Control", "X-Pagination", "X-Poll-Interval"}
+    assert set(ok["headers"]) == {
+        "ETag",
+        "Cache-Control",
+        "X-Pagination",
+        "X-Poll-Interval",
+        "X-Request-ID",
+    }
+    assert "not" not in query_object(server)["schema"]
     data = resolve(
         spec, resolve(spec, ok["content"]["application/json"]["schema"])["properties"]["data"]
     )

@@ -334,6 +334,17 @@ def test_cursor_after_pruning(
     assert response.headers.get("X-Log-Gap") == ("true" if gap else None)
 
 
+def test_a_304_after_a_gap_carries_no_gap(get_job: GetJob, db: connection) -> None:
+    """X-Log-Gap belongs to the 200 that delivered the lines after the gap."""
+    prune_bulk_log(db, 100)
+    first = get_job("4", "after=10&limit=10")
+    assert first.headers["X-Log-Gap"] == "true"
+    again = get_job("4", "after=10&limit=10", **if_none_match(first.headers["ETag"]))
+    assert again.status_code == 304
+    assert "X-Log-Gap" not in again.headers
+    assert again.headers["X-Log-Cursor"] == first.headers["X-Log-Cursor"]
+
+
 @pytest.mark.parametrize("query", ["", "page=8", "page=99"])
 def test_no_gap_without_a_cursor(get_job: GetJob, db: connection, query: str) -> None:
     prune_bulk_log(db, 100)

@@ -213,6 +213,18 @@ def test_given_twice(name: str) -> None:
     assert messages[name]
 
 
+@pytest.mark.parametrize("key", ["partition[]", "partition[0]", "partition[a][b]"])
+def test_given_as_a_list_or_an_object(key: str) -> None:
+    """jQuery's and qs's forms of a list or an object: refused by name, not taken as unknown."""
+    assert errors((key, "/"), ("mode", "full")) == {
+        "partition": ["목록이나 객체가 아닌 값 하나여야 합니다."]
+    }
+
+
+def test_unknown_bracketed_names_are_ignored() -> None:
+    assert load(("_[]", "1"), ("x[0]", "2"), ("mode", "full")).filters.mode == "full"
+
+
 def test_several_given_twice_all_named() -> None:
     messages = errors(("mode", "full"), ("mode", "smart"), ("page", "1"), ("page", "2"))
     assert set(messages) == {"mode", "page"}

@@ -141,7 +141,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Must not contain NUL or invalid UTF-8.",
     ),
     "given_twice": ("한 번만 지정할 수 있습니다.", "May be given only once."),
-    "after_with_page": ("page와 함께 지정할 수 없습니다.", "Cannot be given with page."),
+    "given_as_list": (
+        "목록이나 객체가 아닌 값 하나여야 합니다.",
+        "Must be one value, not a list or an object.",
+    ),
+    "given_with": ("{other}와 함께 지정할 수 없습니다.", "Cannot be given with {other}."),
     "after_past_newest": (
         "마지막 로그 줄 번호({newest})보다 클 수 없습니다.",
         "Cannot be past the newest log line ({newest}).",

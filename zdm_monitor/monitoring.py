@@ -119,7 +119,15 @@ class JobMonitoring(MethodView):
     )
     @blp.doc(responses=openapi.ERROR_RESPONSES)
     def get(self, query: MonitoringQuery, identifier: str) -> Response:
-        """Monitoring info of one backup job, by ID or by name."""
+        """Monitoring info of one backup job, by ID or by name.
+
+        Polling: send the last answer's `ETag` in `If-None-Match` (a 304 while nothing changed)
+        and wait `X-Poll-Interval` seconds between polls; no `X-Poll-Interval` means the job can
+        change no more. To follow the log, pass each answer's `X-Log-Cursor` as `after`: the
+        lines after it come oldest first, and `X-Log-Gap: true` says lines after it were pruned.
+        Errors come in one envelope; key on `code`, not on the text of `error` (Korean, or
+        English when Accept-Language prefers it).
+        """
         job_id, name = parse_identifier(identifier)
         settings = state.settings()
         # What the snapshot depends on; sort orders the lines of the answer only.
@@ -199,7 +207,13 @@ class ServerMonitoring(MethodView):
     )
     @blp.doc(responses=openapi.SERVER_ERROR_RESPONSES)
     def get(self, query: ServerQuery, identifier: str) -> Response:
-        """Monitoring info of every backup job of one server, by ID or by name."""
+        """Monitoring info of every backup job of one server, by ID or by name.
+
+        One answer for a wall of jobs: the summary over every job the filters select, one page
+        of them in ID order, each with its newest `logLimit` log lines. Poll it as the job
+        endpoint: `If-None-Match` with the last `ETag` (a 304 while nothing changed), every
+        `X-Poll-Interval` seconds. Errors: key on `code`, as for the job endpoint.
+        """
         system_id, system_name = parse_identifier(identifier, server=True)
         settings = state.settings()
         entry = read_through(

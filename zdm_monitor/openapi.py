@@ -9,28 +9,93 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
 from .polling import CACHE_CONTROL, HEADERS
 from .schemas import MAX_NAME_LENGTH, MODES, REPOSITORY_TYPES, STATUSES, TEXT_PATTERN
 
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+# Every query parameter may come empty (`mode=`): the contract counts it as not given.
+EMPTY = {"type": "string", "enum": [""]}
+QUERY_DESCRIPTION = (
+    "The query string, one key per parameter (`?mode=full&limit=50`). An empty value counts as "
+    "not given; a parameter given twice, or as a list or an object (`partition[]=/`), is a 400; "
+    "unknown parameters are ignored."
+)
 
 
-def parameters(subject: str) -> list[dict[str, Any]]:
-    """The path's identifier (of a job or a server) and the validator header."""
+class QueryObjectPlugin(MarshmallowPlugin):
+    """Document a view's query schema as one form-exploded object parameter.
+
+    One parameter per field (apispec's way) cannot say that two parameters exclude each other
+    (`after` and `page`); an object schema can, and is sent on the wire exactly the same way.
+    """
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            operation["parameters"] = [
+                self.query_object(p)
+                if p.get("in") == "query" and isinstance(p.get("schema"), ma.Schema)
+                else p
+                for p in operation.get("parameters", [])
+            ]
+        super().operation_helper(path=path, operations=operations, **kwargs)
+
+    def query_object(self, parameter: dict[str, Any]) -> dict[str, Any]:
+        schema = parameter["schema"]
+        assert self.converter is not None  # set by init_spec
+        properties: dict[str, Any] = {}
+        for field in self.converter.schema2parameters(schema, location="query"):
+            described = field["schema"]
+            default = described.pop("default", None)
+            properties[field["name"]] = {
+                "description": field["description"],
+                "anyOf": [described, EMPTY],
+                **({} if default is None else {"default": default}),
+            }
+        document: dict[str, Any] = {"type": "object", "properties": properties}
+        if schema.EXCLUSIVE:
+            # Both given, neither empty: refused.
+            document["not"] = {
+                "required": list(schema.EXCLUSIVE),
+                "properties": {name: properties[name]["anyOf"][0] for name in schema.EXCLUSIVE},
+            }
+        return {
+            "in": "query",
+            "name": "query",
+            "style": "form",
+            "explode": True,
+            "required": False,
+            "description": QUERY_DESCRIPTION,
+            "schema": document,
+            "example": parameter.get("example", {}),
+        }
+
+
+def parameters(subject: str, example: str) -> list[dict[str, Any]]:
+    """The path's identifier (of a job or a server) and the request headers the API reads."""
     return [
         {
             "in": "path",
             "name": "identifier",
-            "description": f"All ASCII digits: the {subject}'s ID; anything else: the {subject}'s "
-            f"name (at most {MAX_NAME_LENGTH} characters).",
+            "description": f"All ASCII digits: the {subject}'s ID (a number no {subject} can "
+            f"have is a 404); anything else: the {subject}'s name, at most {MAX_NAME_LENGTH} "
+            "characters, exact.",
             "schema": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_NAME_LENGTH,
-                "pattern": TEXT_PATTERN,
+                "anyOf": [
+                    {"type": "string", "pattern": "^[0-9]+$"},
+                    {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_NAME_LENGTH,
+                        "pattern": TEXT_PATTERN,
+                    },
+                ]
             },
+            "example": example,
         },
         {
             "in": "header",
@@ -39,98 +104,137 @@ def parameters(subject: str) -> list[dict[str, Any]]:
             "description": "The ETag of the answer the client holds: 304 while it is current.",
             "schema": {"type": "string"},
         },
+        {
+            "in": "header",
+            "name": "Accept-Language",
+            "required": False,
+            "description": "`en` (or `en-US`, ...) preferred to Korean: error texts in English. "
+            "The codes are the same in both languages.",
+            "schema": {"type": "string"},
+        },
+        {
+            "in": "header",
+            "name": "X-Request-ID",
+            "required": False,
+            "description": "The caller's request ID, echoed back and logged: 1-128 of "
+            "`A-Z a-z 0-9 . _ : -`; anything else is replaced by a new ID.",
+            "schema": {"type": "string"},
+        },
     ]
 
 
-JOB_PARAMETERS = parameters("job")
-SERVER_PARAMETERS = parameters("server")
-HEADER_DOCS = {
-    "X-Pagination": {
-        "description": "The log's pages: total, total_pages, first_page, last_page, page, "
+JOB_PARAMETERS = parameters("job", "3")
+SERVER_PARAMETERS = parameters("server", "1")
+
+
+def header(description: str, kind: str = "string", required: bool = True) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": {"type": kind}}
+
+
+REQUEST_ID = header("This request's ID: the caller's X-Request-ID when well formed, else new.")
+# What a 200 and a 304 of the job endpoint carry (X-Log-Gap: a 200 only).
+RESPONSE_HEADERS = {
+    "ETag": header("Weak validator of this answer; send it back in If-None-Match."),
+    "Cache-Control": header(f"`{CACHE_CONTROL}`: revalidate on every poll."),
+    "X-Pagination": header(
+        "The log's pages as JSON: total, total_pages, first_page, last_page, page, "
         "previous_page, next_page (keys that do not apply are left out; no page keys with "
-        "`after`).",
-        "schema": {"type": "string"},
-    },
-    "ETag": {
-        "description": "Weak validator of this answer; send it back in If-None-Match.",
-        "schema": {"type": "string"},
-    },
-    "X-Log-Cursor": {
-        "description": "The newest line number delivered; with `after` and nothing new, `after` "
-        "itself; `0` for an empty log; for a page past the end, the line before the oldest. "
-        "Pass it as `after` on the next poll.",
-        "schema": {"type": "integer"},
-    },
+        "`after`)."
+    ),
+    "X-Log-Cursor": header(
+        "The newest line number delivered; with `after` and nothing new, `after` itself; `0` "
+        "for an empty log; for a page past the end, the line before the oldest. Pass it as "
+        "`after` on the next poll.",
+        "integer",
+    ),
     "X-Log-Gap": {
-        "description": "`true` when lines after `after` were pruned before this poll.",
+        **header("`true` when lines after `after` were pruned before this poll.", required=False),
         "schema": {"type": "string", "enum": ["true"]},
     },
-    "X-Poll-Interval": {
-        "description": "Seconds to wait before the next poll; absent once the job is complete, "
-        "canceled or in error.",
-        "schema": {"type": "integer"},
-    },
+    "X-Poll-Interval": header(
+        "Seconds to wait before the next poll; absent once the job is complete, canceled or in "
+        "error.",
+        "integer",
+        required=False,
+    ),
+    "X-Request-ID": REQUEST_ID,
 }
-RESPONSE_HEADERS = {
-    "Cache-Control": {
-        "description": f"`{CACHE_CONTROL}`: revalidate on every poll.",
-        "schema": {"type": "string"},
-    },
-    **{name: HEADER_DOCS[name] for name in HEADERS},
-}
+assert set(HEADERS) <= set(RESPONSE_HEADERS)
+NOT_MODIFIED_HEADERS = {k: v for k, v in RESPONSE_HEADERS.items() if k != "X-Log-Gap"}
 # The server view sends no log cursor: each job comes with its newest lines.
 SERVER_RESPONSE_HEADERS = {
-    name: doc for name, doc in RESPONSE_HEADERS.items() if not name.startswith("X-Log-")
+    **{k: v for k, v in RESPONSE_HEADERS.items() if not k.startswith("X-Log-")},
+    "X-Pagination": header(
+        "The server's pages of jobs as JSON: total, total_pages, first_page, last_page, page, "
+        "previous_page, next_page (keys that do not apply are left out)."
+    ),
+    "X-Poll-Interval": header(
+        "Seconds to wait before the next poll: the shortest of the page's jobs'; absent when "
+        "every job on the page is complete, canceled or in error.",
+        "integer",
+        required=False,
+    ),
 }
-SERVER_RESPONSE_HEADERS["X-Pagination"] = {
-    "description": "The server's pages of jobs: total, total_pages, first_page, last_page, "
-    "page, previous_page, next_page (keys that do not apply are left out).",
-    "schema": {"type": "string"},
-}
-SERVER_RESPONSE_HEADERS["X-Poll-Interval"] = {
-    "description": "Seconds to wait before the next poll: the shortest of the page's jobs'; "
-    "absent when every job on the page is complete, canceled or in error.",
-    "schema": {"type": "integer"},
+ERROR_HEADERS = {
+    "Content-Language": header("`ko` (the contract's Korean) or `en` (Accept-Language: en)."),
+    "X-Request-ID": REQUEST_ID,
 }
 COMMON_ERRORS = {
-    401: "Missing or invalid bearer token (AUTH-ERROR-01).",
-    405: "Wrong method (HTTP-405).",
-    503: "The database cannot be reached or timed out (SERVICE-UNAVAILABLE).",
-    500: "Anything unexpected (INTERNAL-ERROR).",
+    401: (
+        "Missing or invalid bearer token (AUTH-ERROR-01).",
+        {
+            "WWW-Authenticate": header(
+                'The RFC 6750 challenge: `Bearer realm="zdm-monitor"`, '
+                "with error and error_description for a bad token."
+            )
+        },
+    ),
+    405: ("Wrong method (HTTP-405).", {"Allow": header("The methods the path answers.")}),
+    503: (
+        "The database cannot be reached or timed out (SERVICE-UNAVAILABLE).",
+        {"Retry-After": header("Seconds to wait before trying again.", "integer")},
+    ),
+    500: ("Anything unexpected (INTERNAL-ERROR).", {}),
 }
 JOB_ERRORS = {
-    400: "Invalid parameter (REQUEST-ERROR-01) or incomplete job data (JOB-ERROR-20).",
-    404: "No such job, or a filter excludes it (JOB-ERROR-01).",
+    400: ("Invalid parameter (REQUEST-ERROR-01) or incomplete job data (JOB-ERROR-20).", {}),
+    404: ("No such job, or a filter excludes it (JOB-ERROR-01).", {}),
     **COMMON_ERRORS,
 }
 SERVER_ERRORS = {
-    400: "Invalid parameter (REQUEST-ERROR-01), or a job the partition or drive filter selects "
-    "has only one half (JOB-ERROR-20).",
-    404: "No such server, no job on it, or the filters select none (JOB-ERROR-01).",
+    400: (
+        "Invalid parameter (REQUEST-ERROR-01), or a job the partition or drive filter selects "
+        "has only one half (JOB-ERROR-20).",
+        {},
+    ),
+    404: ("No such server, no job on it, or the filters select none (JOB-ERROR-01).", {}),
     **COMMON_ERRORS,
 }
 
 
-def error_responses(errors: dict[int, str], headers: dict[str, Any]) -> dict[int, Any]:
+def error_responses(
+    errors: dict[int, tuple[str, dict[str, Any]]], not_modified: dict[str, Any]
+) -> dict[int, Any]:
     """Documented with one doc() rather than an alt_response each: every alt_response wraps
     the view in one more layer that runs on every request."""
     responses: dict[int, dict[str, Any]] = {
         status: {
             "description": description,
+            "headers": {**ERROR_HEADERS, **headers},
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
             },
         }
-        for status, description in errors.items()
+        for status, (description, headers) in errors.items()
     }
     responses[304] = {
         "description": "Not modified: If-None-Match holds the current ETag. No body.",
-        "headers": headers,
+        "headers": not_modified,
     }
     return responses
 
 
-ERROR_RESPONSES = error_responses(JOB_ERRORS, RESPONSE_HEADERS)
+ERROR_RESPONSES = error_responses(JOB_ERRORS, NOT_MODIFIED_HEADERS)
 SERVER_ERROR_RESPONSES = error_responses(SERVER_ERRORS, SERVER_RESPONSE_HEADERS)
 
 

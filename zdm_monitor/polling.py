@@ -134,9 +134,11 @@ def decide_server(
 
 
 def not_modified(headers: dict[str, str]) -> Response:
-    """A 304: the client's copy is current; no body is built or sent."""
+    """A 304: the client's copy is current; no body is built or sent. X-Log-Gap stays with the
+    200 that delivered the lines after the gap."""
     response = Response(status=304, headers=headers)
     del response.headers["Content-Type"]
+    response.headers.pop("X-Log-Gap", None)
     return response
 
 

@@ -42,7 +42,7 @@ DRIVE_PATTERN = re.compile(r"([A-Za-z])(:\\?)?")
 TEXT_PATTERN = "^[^\\u0000\\uFFFD]*$"
 BAD_TEXT = say("bad_text")
 GIVEN_TWICE = say("given_twice")
-AFTER_WITH_PAGE = say("after_with_page")
+GIVEN_AS_LIST = say("given_as_list")
 
 
 def check_text(value: str, max_length: int) -> str:
@@ -74,7 +74,8 @@ class Choice(fields.String):
         self, choices: tuple[str, ...], aliases: Mapping[str, str] | None = None, **kwargs: Any
     ) -> None:
         names = ", ".join(choices)
-        kwargs.setdefault("metadata", {})["enum"] = list(choices)
+        # Documented with its aliases: what the API accepts, as sent (and in any case).
+        kwargs.setdefault("metadata", {})["enum"] = [*choices, *(aliases or {})]
         super().__init__(**kwargs)
         self.choices = choices
         self.aliases = dict(aliases or {})
@@ -198,12 +199,14 @@ class FilterSchema(ma.Schema):
 
     @pre_load
     def single_values(self, data: Any, **kwargs: Any) -> dict[str, str]:
-        """Drop empty values (dashboard forms send them) and refuse a parameter given twice."""
+        """Drop empty values (dashboard forms send them) and refuse a parameter given twice,
+        or as a list or an object (`partition[]=/`, `partition[0]=/`, as jQuery and qs write
+        them)."""
         getlist = getattr(data, "getlist", None)
         found: dict[str, str] = {}
         twice: dict[str, list[str]] = {}
-        for field in self.fields.values():
-            key = field.data_key or field.name
+        keys = {field.data_key or field.name for field in self.fields.values()}
+        for key in keys:
             assert key is not None
             values = getlist(key) if getlist else [data[key]] if key in data else []
             values = [v for v in values if v != ""]
@@ -211,13 +214,23 @@ class FilterSchema(ma.Schema):
                 twice[key] = [GIVEN_TWICE]
             elif values:
                 found[key] = values[0]
+        for key in data:
+            name = key.partition("[")[0]
+            if name != key and name in keys:
+                twice[name] = [GIVEN_AS_LIST]
         if twice:
             raise ValidationError(twice)
         self.check_together(found)
         return found
 
+    # Two parameters that exclude each other, if any (the OpenAPI document says so too).
+    EXCLUSIVE: tuple[str, str] | None = None
+
     def check_together(self, found: dict[str, str]) -> None:
-        """Refuse parameters that exclude each other (none among the filters)."""
+        """Refuse parameters that exclude each other."""
+        if self.EXCLUSIVE and all(name in found for name in self.EXCLUSIVE):
+            first, second = self.EXCLUSIVE
+            raise ValidationError({first: [say("given_with", other=second)]})
 
     @staticmethod
     def filters(data: dict[str, Any]) -> JobFilters:
@@ -272,10 +285,7 @@ class MonitoringQuerySchema(FilterSchema):
         },
     )
     detail = Flag(load_default=False, metadata={"description": DETAIL_DESCRIPTION})
-
-    def check_together(self, found: dict[str, str]) -> None:
-        if "after" in found and "page" in found:
-            raise ValidationError({"after": [AFTER_WITH_PAGE]})
+    EXCLUSIVE = ("after", "page")
 
     @post_load
     def to_query(self, data: dict[str, Any], **kwargs: Any) -> MonitoringQuery:
