@@ -70,9 +70,36 @@ ENGLISH_CASES = [
 ]
 
 
+# Headers listed with English before Korean and in quality order, so nginx (which goes by the
+# order) decides as the service does.
 LANGUAGES = [
-    *((header, "en") for header in ("en", "en-US", "fr, en;q=0.5", "EN-gb;q=0.9")),
-    *((header, "ko") for header in (None, "ko", "ko-KR,ko;q=0.9,en;q=0.8", "fr", "*", "xx")),
+    *(
+        (header, "en")
+        for header in (
+            "en",
+            "en-US",
+            "fr, en;q=0.5",
+            "EN-gb;q=0.9",
+            "en-GB,ko;q=0.5",
+            "ja,en;q=0.9,ko;q=0.8",
+            "*, en",
+        )
+    ),
+    *(
+        (header, "ko")
+        for header in (
+            None,
+            "",
+            "ko",
+            "ko-KR,ko;q=0.9,en;q=0.8",
+            "fr",
+            "*",
+            "xx",
+            "en;q=0, fr",
+            "english",
+            "en_US",
+        )
+    ),
 ]
 
 
@@ -113,3 +140,18 @@ def test_a_validation_error_in_english_names_each_parameter(client: FlaskClient)
 def test_a_token_error_in_english(client: FlaskClient) -> None:
     response = client.get(f"{JOB_URL}1", headers={"Accept-Language": "en"})
     assert_error(response, 401, "AUTH-ERROR-01", "An authentication token is required.")
+
+
+NGINX_SITE = Path(__file__).resolve().parents[1] / "config" / "nginx" / "zdm-monitor.conf"
+
+
+@pytest.mark.parametrize(("header", "language"), LANGUAGES)
+def test_nginx_picks_the_language_as_the_service_does(header: str | None, language: str) -> None:
+    """nginx's own errors (the site's map of Accept-Language) speak as the app's would."""
+    found = re.search(
+        r'map \$http_accept_language \$zdm_language \{\n\s*default ko;\n\s*"~\*(.*)" en;\n\}',
+        NGINX_SITE.read_text(),
+    )
+    assert found is not None
+    english_first = re.compile(found.group(1), re.IGNORECASE).search(header or "")
+    assert ("en" if english_first else "ko") == language

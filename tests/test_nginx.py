@@ -329,6 +329,27 @@ def test_overlong_url_is_refused_by_nginx(service: Service) -> None:
     assert_never_reached_the_app(service, body["requestID"])
 
 
+@pytest.mark.parametrize(
+    ("header", "language", "text"),
+    [
+        (None, "ko", "요청 본문이 너무 큽니다."),
+        ("en-US,en;q=0.9", "en", "The request body is too large."),
+        ("ko-KR,ko;q=0.9,en;q=0.8", "ko", "요청 본문이 너무 큽니다."),
+    ],
+)
+def test_nginx_errors_speak_english_on_request(
+    service: Service, header: str | None, language: str, text: str
+) -> None:
+    """As the app's own errors do (a request line too long to read has no headers: Korean)."""
+    headers = {**bearer(make_token()), "Content-Type": "application/octet-stream"}
+    if header is not None:
+        headers["Accept-Language"] = header
+    reply = service.send("POST", SEED_PATH, headers=headers, body=b"x" * 4096)
+    body = assert_envelope(reply, 413, "HTTP-413")
+    assert body["error"] == text
+    assert reply.headers["Content-Language"] == language
+
+
 def test_unknown_host_gets_no_answer(service: Service) -> None:
     with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
         service.send("GET", SEED_PATH, headers={**bearer(make_token()), "Host": "evil.example"})

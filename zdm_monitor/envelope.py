@@ -80,6 +80,10 @@ def failure(
 
 
 def language() -> str:
-    """The language of the request's Accept-Language of those the messages speak (Korean unless
-    English is preferred to it)."""
-    return request.accept_languages.best_match(LANGUAGES, default=LANGUAGES[0]) or LANGUAGES[0]
+    """English when the request's Accept-Language prefers English (en, en-US, ...) to Korean,
+    by quality; otherwise the contract's Korean."""
+    for value, quality in request.accept_languages:  # highest quality first
+        primary = value.split("-", 1)[0].lower()
+        if quality > 0 and primary in LANGUAGES:
+            return primary
+    return LANGUAGES[0]

@@ -8,6 +8,7 @@ from string import Template
 
 from .config import CONFIG_DIR
 from .errors import HTTP_MESSAGES
+from .messages import ENGLISH, KOREAN, english
 
 # The line of the site that names the gunicorn node, repeated once per node.
 UPSTREAM_LINE = re.compile(r"^.*\$\{ZDM_UPSTREAM\}.*$", re.MULTILINE)
@@ -19,7 +20,11 @@ def render_site(listen: str, upstreams: list[str], log_dir: Path, server_name: s
     text = UPSTREAM_LINE.sub(
         lambda line: "\n".join(line[0].replace("${ZDM_UPSTREAM}", u) for u in upstreams), text
     )
-    messages = "\n".join(f'    {status} "{text}";' for status, text in HTTP_MESSAGES.items())
+    messages = "\n".join(
+        f'    "{language}:{status}" "{text}";'
+        for status, korean in HTTP_MESSAGES.items()
+        for language, text in ((KOREAN, korean), (ENGLISH, english(korean)))
+    )
     return Template(text).safe_substitute(
         ZDM_ERROR_MESSAGES=messages,
         ZDM_LISTEN=listen,
