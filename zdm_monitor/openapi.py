@@ -123,6 +123,8 @@ def parameters(subject: str, example: str) -> list[dict[str, Any]]:
     ]
 
 
+# The examples name the demo data's job 3, whose log is empty (any `after` is good for it), and
+# server 1.
 JOB_PARAMETERS = parameters("job", "3")
 SERVER_PARAMETERS = parameters("server", "1")
 

@@ -205,7 +205,7 @@ class FilterSchema(ma.Schema):
         getlist = getattr(data, "getlist", None)
         found: dict[str, str] = {}
         twice: dict[str, list[str]] = {}
-        keys = {field.data_key or field.name for field in self.fields.values()}
+        keys = [field.data_key or field.name for field in self.fields.values()]  # in order
         for key in keys:
             assert key is not None
             values = getlist(key) if getlist else [data[key]] if key in data else []
