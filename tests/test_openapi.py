@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from flask.testing import FlaskClient
 from support.api import PROGRESS_KEYS, QUERY_PARAMETERS
@@ -187,6 +188,18 @@ def test_after_excludes_page(operation: dict[str, Any]) -> None:
         "after": "integer",
         "page": "integer",
     }
+
+
+@pytest.mark.parametrize("path", [PATH, SERVER_PATH])
+def test_the_query_example_is_allowed_and_the_keys_are_named(
+    spec: dict[str, Any], path: str
+) -> None:
+    """Swagger UI shows the example in the query's box: a request the document allows."""
+    query = query_object(spec["paths"][path]["get"])
+    assert query["example"]
+    assert jsonschema_rs.validator_for(query["schema"]).is_valid(query["example"])
+    for name in query["schema"]["properties"]:
+        assert f"`{name}`" in query["description"], name
 
 
 def test_request_header_parameters(spec: dict[str, Any], operation: dict[str, Any]) -> None:

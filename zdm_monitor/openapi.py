@@ -69,7 +69,7 @@ class QueryObjectPlugin(MarshmallowPlugin):
             "style": "form",
             "explode": True,
             "required": False,
-            "description": QUERY_DESCRIPTION,
+            "description": f"{QUERY_DESCRIPTION} Keys: {', '.join(f'`{k}`' for k in properties)}.",
             "schema": document,
             "example": parameter.get("example", {}),
         }
