@@ -86,10 +86,10 @@ BEGIN
     END IF;
 
     RETURN QUERY
+    -- Every job of the server, as narrow as the summary and the filters need: the page's
+    -- rows are read in full below, for its jobs only.
     WITH jobs AS MATERIALIZED (
-        SELECT b.id, b.name, b.mode, b.partition, b.drive, r.type AS repository_type,
-               r.path AS repository_path, i.backup_id IS NOT NULL AS has_runtime, i.status,
-               i.percent, i.message, i.started_at, i.ended_at, i.last_report_at,
+        SELECT b.id, i.backup_id IS NOT NULL AS has_runtime, i.status, i.percent,
                (p_partition IS NULL OR b.partition = p_partition)
                    AND (p_drive IS NULL OR b.drive = p_drive) AS on_place,
                (    (p_mode IS NULL OR b.mode = p_mode)
@@ -104,7 +104,8 @@ BEGIN
         -- One key lookup per job of the server, never a scan of every job's runtime half
         -- (LIMIT 1 keeps the planner from turning it into a hash join).
         LEFT JOIN LATERAL (
-            SELECT * FROM backup_info i WHERE i.backup_id = b.id LIMIT 1
+            SELECT i.backup_id, i.status, i.percent
+            FROM backup_info i WHERE i.backup_id = b.id LIMIT 1
         ) i ON true
         WHERE b.server_id = v_server.id
     ),
@@ -131,8 +132,17 @@ BEGIN
                                 AND p_status IS NULL)::integer AS incomplete
         FROM jobs j
     ),
+    page_ids AS (
+        SELECT j.id FROM selected j ORDER BY j.id OFFSET p_skip LIMIT p_limit
+    ),
     page AS (
-        SELECT * FROM selected j ORDER BY j.id OFFSET p_skip LIMIT p_limit
+        SELECT b.id, b.name, b.mode, b.partition, b.drive, r.type AS repository_type,
+               r.path AS repository_path, i.status, i.percent, i.message, i.started_at,
+               i.ended_at, i.last_report_at
+        FROM page_ids p
+        JOIN backup b ON b.id = p.id
+        LEFT JOIN repository r ON r.id = b.repository_id
+        JOIN backup_info i ON i.backup_id = b.id
     )
     SELECT v_server.id, v_server.name, v_server.os,
            su.total, su.completed, su.in_progress, su.failed, su.pending, su.percent_sum,
