@@ -87,13 +87,13 @@ def forbidden(spec: dict[str, Any], view: str, identifier: str, query: str) -> s
     return None if valid else "query"
 
 
-def send(app: Flask, case: schemathesis.Case) -> tuple[TestResponse, str, str]:
+def send(app: Flask, view: str, case: schemathesis.Case) -> tuple[TestResponse, str, str]:
     """Send the case with a valid token; return the answer and the identifier and query
     string the app received."""
     response = app.test_client().open(**case.as_transport_kwargs(headers=bearer()))
     environ = response.request.environ
     path = environ["PATH_INFO"].encode("latin-1").decode("utf-8", "replace")
-    identifier = path.removeprefix(PATHS["job" if "/job/" in path else "server"][:-12])
+    identifier = path.removeprefix(PATHS[view].removesuffix("{identifier}"))
     return response, identifier, environ["QUERY_STRING"]
 
 
@@ -144,7 +144,7 @@ def check_forbidden(response: TestResponse, identifier: str, what: str) -> None:
 
 def both_ways(app: Flask, view: str, mode: GenerationMode, data: st.DataObject) -> None:
     case = data.draw(operation(app, view).as_strategy(generation_mode=mode))
-    response, identifier, query = send(app, case)
+    response, identifier, query = send(app, view, case)
     what = forbidden(document(app), view, identifier, query)
     if what is None:
         check_allowed(response, identifier, query)
