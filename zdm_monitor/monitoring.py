@@ -109,12 +109,7 @@ class JobMonitoring(MethodView):
     init_every_request = False  # the view keeps no state: one instance serves every request
 
     @blp.doc(security=openapi.SECURITY)
-    @blp.arguments(
-        MonitoringQuerySchema(),
-        location="query",
-        error_status_code=400,
-        example={"limit": 20, "sort": "desc"},
-    )
+    @blp.arguments(MonitoringQuerySchema(), location="query", error_status_code=400)
     @blp.alt_response(
         200,
         schema=openapi.MonitoringResponseSchema,
@@ -201,12 +196,7 @@ class ServerMonitoring(MethodView):
     init_every_request = False  # the view keeps no state: one instance serves every request
 
     @blp.doc(security=openapi.SECURITY)
-    @blp.arguments(
-        ServerQuerySchema(),
-        location="query",
-        error_status_code=400,
-        example={"page": 1, "limit": 20, "logLimit": 5},
-    )
+    @blp.arguments(ServerQuerySchema(), location="query", error_status_code=400)
     @blp.alt_response(
         200,
         schema=openapi.ServerResponseSchema,

@@ -71,7 +71,7 @@ class QueryObjectPlugin(MarshmallowPlugin):
             "required": False,
             "description": f"{QUERY_DESCRIPTION} Keys: {', '.join(f'`{k}`' for k in properties)}.",
             "schema": document,
-            "example": parameter.get("example", {}),
+            "example": schema.EXAMPLE,
         }
 
 
@@ -123,8 +123,7 @@ def parameters(subject: str, example: str) -> list[dict[str, Any]]:
     ]
 
 
-# The examples name the demo data's job 3, whose log is empty (any `after` is good for it), and
-# server 1.
+# Examples: the demo's job 3 (its log is empty: any `after` is good for it) and server 1.
 JOB_PARAMETERS = parameters("job", "3")
 SERVER_PARAMETERS = parameters("server", "1")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote
 
 import marshmallow as ma
@@ -223,8 +223,9 @@ class FilterSchema(ma.Schema):
         self.check_together(found)
         return found
 
-    # Two parameters that exclude each other, if any (the OpenAPI document says so too).
+    # Two parameters that exclude each other, and an example query: the OpenAPI document's too.
     EXCLUSIVE: tuple[str, str] | None = None
+    EXAMPLE: ClassVar[dict[str, Any]] = {}
 
     def check_together(self, found: dict[str, str]) -> None:
         """Refuse parameters that exclude each other."""
@@ -286,6 +287,7 @@ class MonitoringQuerySchema(FilterSchema):
     )
     detail = Flag(load_default=False, metadata={"description": DETAIL_DESCRIPTION})
     EXCLUSIVE = ("after", "page")
+    EXAMPLE: ClassVar[dict[str, Any]] = {"limit": 20, "sort": "desc"}
 
     @post_load
     def to_query(self, data: dict[str, Any], **kwargs: Any) -> MonitoringQuery:
@@ -336,6 +338,8 @@ class ServerQuerySchema(FilterSchema):
         load_default=False,
         metadata={"description": DETAIL_DESCRIPTION.replace("job.", "each job's ")},
     )
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {"page": 1, "limit": 20, "logLimit": 5}
 
     @post_load
     def to_query(self, data: dict[str, Any], **kwargs: Any) -> ServerQuery:
