@@ -10,6 +10,7 @@ valid one (an integer's digits, a list that serializes to nothing) counts as wha
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 from urllib.parse import parse_qsl
@@ -46,11 +47,14 @@ fuzz_settings = settings(
 )
 
 
+# Each test's app serves one document: read and loaded once per app, not once per example.
+@functools.cache
 def document(app: Flask) -> dict[str, Any]:
     spec: dict[str, Any] = app.test_client().get("/api/openapi.json").get_json()
     return spec
 
 
+@functools.cache
 def operation(app: Flask, view: str) -> schemathesis.schemas.APIOperation:
     return schemathesis.openapi.from_wsgi("/api/openapi.json", app)[PATHS[view]]["GET"]
 

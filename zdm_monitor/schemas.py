@@ -204,22 +204,22 @@ class FilterSchema(ma.Schema):
         them)."""
         getlist = getattr(data, "getlist", None)
         found: dict[str, str] = {}
-        twice: dict[str, list[str]] = {}
+        refused: dict[str, list[str]] = {}
         keys = [field.data_key or field.name for field in self.fields.values()]  # in order
         for key in keys:
             assert key is not None
             values = getlist(key) if getlist else [data[key]] if key in data else []
             values = [v for v in values if v != ""]
             if len(values) > 1:
-                twice[key] = [GIVEN_TWICE]
+                refused[key] = [GIVEN_TWICE]
             elif values:
                 found[key] = values[0]
         for key in data:
             name = key.partition("[")[0]
             if name != key and name in keys:
-                twice[name] = [GIVEN_AS_LIST]
-        if twice:
-            raise ValidationError(twice)
+                refused[name] = [GIVEN_AS_LIST]
+        if refused:
+            raise ValidationError(refused)
         self.check_together(found)
         return found
 
