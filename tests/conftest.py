@@ -92,11 +92,11 @@ def make_app(reader_url: str) -> Iterator[Callable[..., Flask]]:
 
     def build(factory: Callable[..., Flask] = create_app, **env: str | None) -> Flask:
         # The snapshot cache is off unless a test turns it on (tests/test_cache.py): the other
-        # tests write and read at once, which the cache answers only once notified.
+        # tests write and read at once, which the cache would answer for its max age.
         settings = {
             "DATABASE_URL": reader_url,
             "ZDM_JWT_SECRET": SECRET,
-            "ZDM_CACHE_SIZE": "0",
+            "ZDM_CACHE_MAX_AGE_MS": "0",
             **env,
         }
         app = factory({k: v for k, v in settings.items() if v is not None})
@@ -131,8 +131,9 @@ def get_job(client: FlaskClient) -> Callable[..., Any]:
 
 @pytest.fixture
 def proxy(database_url: str) -> Iterator[CountingProxy]:
-    """A proxy in front of the test database that records every query sent through it."""
-    counting = CountingProxy(database_url)
+    """A proxy in front of the test database, for the service's role, that records every query
+    sent through it."""
+    counting = CountingProxy(make_dsn(database_url, user=READER, password=READER))
     yield counting
     counting.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -386,3 +387,43 @@ def test_bad_replica_settings_are_named(variable: str, value: str) -> None:
     message = config_error({**BASE, variable: value})
     assert variable in message
     assert "hunter2" not in message  # URLs may carry passwords: never echoed
+
+
+# --- The snapshot cache -------------------------------------------------------------------------
+
+
+def test_cache_defaults() -> None:
+    settings = load_settings(BASE)
+    assert settings.cache_max_age_ms == 1000
+    assert settings.cache_max_bytes == 64 * 2**20
+    assert settings.cache_size == 4096
+
+
+@pytest.mark.parametrize(
+    ("max_age_ms", "active", "waiting"), [("1000", 1, 60), ("2500", 3, 60), ("90000", 90, 90)]
+)
+def test_the_poll_interval_is_never_shorter_than_the_cache_s_max_age(
+    max_age_ms: str, active: int, waiting: int
+) -> None:
+    settings = load_settings(
+        {**BASE, "ZDM_CACHE_MAX_AGE_MS": max_age_ms, "ZDM_POLL_ACTIVE_SECONDS": "1"}
+    )
+    assert (settings.poll_active_seconds, settings.poll_waiting_seconds) == (active, waiting)
+
+
+@pytest.mark.parametrize("variable", ["ZDM_CACHE_MAX_AGE_MS", "ZDM_CACHE_MAX_BYTES"])
+@pytest.mark.parametrize("value", ["-1", "1.5", "lots"])
+def test_bad_cache_settings_are_named_with_their_value(variable: str, value: str) -> None:
+    message = config_error({**BASE, variable: value})
+    assert f"{variable}={value!r}" in message
+
+
+def test_a_listen_url_of_an_earlier_release_is_ignored_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="zdm_monitor"):
+        create_app({**BASE, "DATABASE_LISTEN_URL": "postgresql://primary/zdm"})
+        create_app(BASE)
+    warnings = [r.getMessage() for r in caplog.records if "DATABASE_LISTEN_URL" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "ignored" in warnings[0] and "ZDM_CACHE_MAX_AGE_MS" in warnings[0]

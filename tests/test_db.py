@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -164,6 +166,97 @@ def test_init_db_upgrades_the_read_function_of_an_older_release(db: connection) 
         (signature,) = cur.fetchall()
     assert signature[0].startswith("p_job_id bigint, p_name text,")
     assert signature[0].endswith("p_after integer, p_detail boolean")
+
+
+def test_init_db_replaces_a_read_function_whose_columns_changed(db: connection) -> None:
+    """0.1.0 with the log cursor took today's arguments but returned no version column:
+    CREATE OR REPLACE cannot change the columns, so upgrade.sql drops it first."""
+    with db.cursor() as cur:
+        cur.execute(f"SELECT {SNAPSHOT_SIGNATURES.split('SELECT', 1)[1]}")
+        (arguments,) = cur.fetchone()  # type: ignore[misc]
+        cur.execute(f"DROP FUNCTION zdm_monitor_job_snapshot({arguments})")
+        cur.execute(
+            f"CREATE FUNCTION zdm_monitor_job_snapshot({arguments}) RETURNS TABLE (job_id bigint)"
+            " LANGUAGE sql AS 'SELECT 1::bigint WHERE false'"
+        )
+    apply_schema(db)
+    with db.cursor() as cur:
+        cur.execute("SELECT proargnames FROM pg_proc WHERE proname = 'zdm_monitor_job_snapshot'")
+        (names,) = cur.fetchall()
+    assert "version" in names[0]
+
+
+# What a database holds of zdm-monitor's own: triggers on any table, and its functions.
+TRIGGERS = "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal"
+FUNCTIONS = """
+SELECT proname, provolatile FROM pg_proc WHERE proname LIKE 'zdm\\_monitor\\_%' ORDER BY 1
+"""
+READ_FUNCTIONS = [
+    ("zdm_monitor_job_snapshot", "s"),
+    ("zdm_monitor_server_snapshot", "s"),
+    ("zdm_monitor_written", "i"),
+]
+RELEASE_0_1_0 = Path(__file__).parent / "support" / "release-0.1.0.sql"
+
+
+def rows(db: connection, query: str) -> list[tuple[Any, ...]]:
+    with db.cursor() as cur:
+        cur.execute(query)
+        return cur.fetchall()
+
+
+def test_init_db_installs_read_functions_and_nothing_in_zdm_s_tables(db: connection) -> None:
+    apply_schema(db)
+    assert rows(db, TRIGGERS) == []
+    assert rows(db, FUNCTIONS) == READ_FUNCTIONS  # stable or immutable: they only read
+
+
+def install_release_0_1_0(db: connection) -> None:
+    with db.cursor() as cur:
+        cur.execute(RELEASE_0_1_0.read_text())
+    assert len(rows(db, TRIGGERS)) == 14
+
+
+def test_init_db_removes_the_change_triggers_of_release_0_1_0(db: connection) -> None:
+    install_release_0_1_0(db)
+    try:
+        apply_schema(db)
+        assert rows(db, TRIGGERS) == []
+        assert rows(db, FUNCTIONS) == READ_FUNCTIONS
+    finally:
+        apply_schema(db)
+
+
+def test_init_db_waits_for_a_writer_mid_transaction_without_holding_up_the_others(
+    database_url: str, db: connection
+) -> None:
+    """Dropping a trigger locks its table: init-db waits for the writer's open transaction,
+    which commits unharmed, and meanwhile lets the other writers through."""
+    install_release_0_1_0(db)
+    writer = psycopg2.connect(database_url)
+    upgrader = psycopg2.connect(database_url)
+    done = threading.Event()
+    try:
+        with writer.cursor() as cur:
+            cur.execute("UPDATE backup_info SET percent = 61 WHERE backup_id = 2")  # fires one
+        upgrade = threading.Thread(target=lambda: (apply_schema(upgrader), done.set()))
+        upgrade.start()
+        time.sleep(1.0)
+        assert not done.is_set()  # still waiting for the writer
+        other = time.monotonic()
+        with db.cursor() as cur:
+            cur.execute("SET lock_timeout = '5s'")  # queued behind init-db for good: fail
+            cur.execute("UPDATE backup_info SET message = 'another writer' WHERE backup_id = 4")
+        assert time.monotonic() - other < 1.0  # held up by one lock attempt at most
+        writer.commit()
+        upgrade.join(10)
+        assert done.is_set()
+        assert rows(db, TRIGGERS) == []
+        assert rows(db, "SELECT percent FROM backup_info WHERE backup_id = 2") == [(61,)]
+    finally:
+        writer.close()
+        upgrader.close()
+        apply_schema(db)
 
 
 def timed(client: Any, path: str) -> tuple[int, float]:

@@ -77,16 +77,17 @@ def forbidden(spec: dict[str, Any], view: str, identifier: str, query: str) -> s
     if not jsonschema_rs.validator_for(identifier_doc["schema"]).is_valid(identifier):
         return "identifier"
     pairs = parse_qsl(query, keep_blank_values=True)
-    names = [name for name, _ in pairs]
-    for name in names:
+    # The query's description: a parameter given twice (an empty value counts as not given),
+    # or as a list or an object.
+    given = [name for name, value in pairs if value != ""]
+    for name, _ in pairs:
         base = name.partition("[")[0]
-        # The query's description: a parameter given twice, or as a list or an object.
-        if base in properties and (names.count(name) > 1 or base != name):
+        if base in properties and (given.count(name) > 1 or base != name):
             return base
-    sent = {
-        name: typed(value, properties[name]) if name in properties else value
-        for name, value in pairs
-    }
+    sent: dict[str, Any] = {}
+    for name, value in pairs:
+        if value != "" or name not in sent:  # what the service reads: the value given
+            sent[name] = typed(value, properties[name]) if name in properties else value
     valid = jsonschema_rs.validator_for(query_doc["schema"]).is_valid(sent)
     return None if valid else "query"
 

@@ -18,12 +18,20 @@ from psycopg2.extensions import connection
 from support.database import reset_demo
 
 from zdm_devstack.generate import generate
-from zdm_monitor.repository import JobFilters, JobSnapshot, get_job_snapshot, get_server_snapshot
+from zdm_monitor.repository import (
+    JobFilters,
+    JobRead,
+    JobSnapshot,
+    ServerRead,
+    get_job_snapshot,
+    get_server_snapshot,
+)
 
 JOBS, SERVERS, LINES, DEEP_LINES = 50_000, 200, 2, 20_000
 JOB_TABLES = ("backup", "backup_info", "backup_log")
 LOG_INDEX = "backup_log_pkey"
 WARM_CALLS = 12
+TIMEOUT_MS = 5000
 COUNTERS = """
 SELECT c.relname, pg_stat_get_xact_numscans(c.oid), pg_stat_get_xact_tuples_returned(c.oid)
 FROM pg_class c
@@ -47,10 +55,10 @@ def counters(conn: connection) -> dict[str, tuple[int, int]]:
         return {name: (scans, read) for name, scans, read in cur.fetchall()}
 
 
-def measured(conn: connection, lookup: dict[str, Any]) -> tuple[JobSnapshot | None, dict[str, Any]]:
+def measured(conn: connection, read: JobRead) -> tuple[JobSnapshot | None, dict[str, Any]]:
     """Run one lookup and return its answer and what it read."""
     before = counters(conn)
-    snapshot = get_job_snapshot(conn, **lookup)
+    snapshot = get_job_snapshot(conn, read, timeout_ms=TIMEOUT_MS)
     after = counters(conn)
     reads = {
         name: (after[name][0] - before[name][0], after[name][1] - before[name][1]) for name in after
@@ -66,17 +74,8 @@ def lookup(
     limit: int = 20,
     after: int | None = None,
     detail: bool = False,
-) -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "name": name,
-        "filters": filters or JobFilters(),
-        "page": page,
-        "limit": limit,
-        "after": after,
-        "detail": detail,
-        "timeout_ms": 5000,
-    }
+) -> JobRead:
+    return JobRead(job_id, name, filters or JobFilters(), page, limit, after, detail)
 
 
 def job_42_filters(url: str) -> JobFilters:
@@ -122,13 +121,13 @@ def test_no_sequential_scan_and_log_read_by_key_range(big: str, shape: str) -> N
     with closing(psycopg2.connect(big)) as conn:
         first = measured(conn, request)[1]
         for _ in range(WARM_CALLS):
-            get_job_snapshot(conn, **request)
+            get_job_snapshot(conn, request, timeout_ms=TIMEOUT_MS)
         warm = measured(conn, request)[1]
     for reads in (first, warm):
         for table in JOB_TABLES:
             assert reads[table][0] == 0, (table, reads)  # a table's scans are sequential scans
         # The log's two ends and at most one page, whatever the job's size.
-        assert reads[LOG_INDEX][1] <= request["limit"] + 2, reads
+        assert reads[LOG_INDEX][1] <= request.limit + 2, reads
 
 
 @pytest.mark.parametrize("page", [1, 200])
@@ -189,18 +188,20 @@ SERVER_SHAPES = {
 
 @pytest.mark.parametrize("shape", SERVER_SHAPES)
 def test_the_server_view_reads_its_jobs_by_index(big: str, shape: str) -> None:
-    request = {
+    defaults: dict[str, Any] = {
+        "system_id": None,
+        "system_name": None,
         "filters": JobFilters(),
         "page": 1,
         "limit": 20,
         "log_limit": 10,
-        "timeout_ms": 5000,
-        **SERVER_SHAPES[shape],
+        "detail": False,
     }
+    request = ServerRead(**{**defaults, **SERVER_SHAPES[shape]})
     with closing(psycopg2.connect(big)) as conn:
         for _ in range(WARM_CALLS):
             before = counters(conn)
-            server = get_server_snapshot(conn, **request)
+            server = get_server_snapshot(conn, request, timeout_ms=TIMEOUT_MS)
             after = counters(conn)
             reads = {
                 name: (after[name][0] - before[name][0], after[name][1] - before[name][1])
@@ -209,9 +210,9 @@ def test_the_server_view_reads_its_jobs_by_index(big: str, shape: str) -> None:
             for table in JOB_TABLES:
                 assert reads[table][0] == 0, (table, reads)
             # Per job of the page: its log's two ends and its newest lines.
-            assert reads[LOG_INDEX][1] <= request["limit"] * (request["log_limit"] + 2), reads
+            assert reads[LOG_INDEX][1] <= request.limit * (request.log_limit + 2), reads
     if shape == "no such server":
         assert server is None
     else:
         assert server is not None and server.summary.total > 0
-        assert len(server.jobs) == min(request["limit"], server.summary.total)
+        assert len(server.jobs) == min(request.limit, server.summary.total)

@@ -35,7 +35,7 @@ from zdm_monitor import serializers
 from zdm_monitor.polling import is_stalled, log_cursor, poll_interval
 from zdm_monitor.repository import JobSnapshot
 
-WEAK_TAG = re.compile(r'W/"[0-9a-f]{24}"')
+WEAK_TAG = re.compile(r'W/"[0-9]+\.[0-9a-f]{24}"')
 # What a 304 repeats from its 200 (X-Request-ID is the request's own).
 REPEATED_HEADERS = ("ETag", "Cache-Control", "X-Pagination", "X-Log-Cursor", "X-Poll-Interval")
 BULK_PAGES = {"total": 250, "total_pages": 13, "first_page": 1, "last_page": 13}
@@ -217,6 +217,17 @@ def test_current_tag_gives_304_without_body(get_job: GetJob, form: str) -> None:
     assert response.headers["X-Poll-Interval"] == "5"
     assert response.headers["X-Log-Cursor"] == "245"
     assert response.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize("header", ['""', 'W/""', "W/", "not-a-validator", '"1.abc", ""', "12345"])
+@pytest.mark.parametrize("path", ["4", "/system/1"])
+def test_a_validator_of_no_content_or_another_service_gives_200(
+    client: FlaskClient, header: str, path: str
+) -> None:
+    url = f"/api/backups/monitoring{path}" if path.startswith("/") else f"{JOB_URL}{path}"
+    response = client.get(url, headers={**bearer(), "If-None-Match": header})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["success"] is True
 
 
 def test_stale_tag_gives_200(get_job: GetJob) -> None:

@@ -15,11 +15,18 @@ from typing import IO
 from .demo import prepare_database
 from .pgbouncer import PgBouncer
 from .postgres import EmbeddedPostgres
-from .stack import Stack, create_reader, spawn_gunicorn, start_nginx, use_dev_secret
+from .stack import (
+    SERVICE_ROLE,
+    Stack,
+    create_reader,
+    spawn_gunicorn,
+    start_nginx,
+    use_dev_secret,
+)
 
 NODES = 2
 # The role the nodes log in as: SELECT only (docs/deploying.md, "Database role").
-ROLE = "zdm_monitor"
+ROLE = SERVICE_ROLE
 PRIMARY_DB, REPLICA_DB = "zdm", "zdm_replica1"
 SLOT = "replica1"
 
@@ -74,8 +81,6 @@ class Cluster(Stack):
         self.env.update(
             DATABASE_URL=self.pgbouncer.url(PRIMARY_DB, ROLE),
             DATABASE_REPLICA_URLS=self.pgbouncer.url(REPLICA_DB, ROLE),
-            # LISTEN needs PostgreSQL itself: not through transaction pooling, not a replica.
-            DATABASE_LISTEN_URL=self.postgres.url().replace("postgres@", f"{ROLE}@", 1),
             ZDM_PROXY_COUNT="1",
         )
         if self.workers:

@@ -50,11 +50,13 @@ http {
 """
 
 
-# What the service's role needs: see docs/deploying.md, "Database role".
+# The role the service reads as, with what it needs: see docs/deploying.md, "Database role".
+SERVICE_ROLE = "zdm_monitor"
 READER_GRANTS = """
 GRANT USAGE ON SCHEMA public TO {role};
 GRANT SELECT ON server, repository, backup, backup_info, backup_log TO {role};
-GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot TO {role};
+GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot, zdm_monitor_server_snapshot,
+    zdm_monitor_written TO {role};
 """
 
 
@@ -207,6 +209,7 @@ class Stack:
         self.gunicorn: subprocess.Popen[bytes] | None = None
         self.nginx: subprocess.Popen[bytes] | None = None
         self.demo_loaded = False
+        self.service_url = ""  # what gunicorn reads: the embedded server as SERVICE_ROLE
         self.stopping = False
         self._lock: IO[str] | None = None
 
@@ -259,15 +262,21 @@ class Stack:
             self._start_nginx()
 
     def _start_database(self) -> None:
-        if not self.env.get("DATABASE_URL"):
+        if self.env.get("DATABASE_URL"):
+            self.demo_loaded = prepare_database(self.env["DATABASE_URL"])
+            self.service_url = self.env["DATABASE_URL"]
+        else:
             self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
-            self.env["DATABASE_URL"] = self.postgres.start()
-        self.demo_loaded = prepare_database(self.env["DATABASE_URL"])
+            self.env["DATABASE_URL"] = owner = self.postgres.start()
+            self.demo_loaded = prepare_database(owner)
+            create_reader(owner, SERVICE_ROLE)
+            self.service_url = owner.replace("postgres@", f"{SERVICE_ROLE}@", 1)
         use_dev_secret(self.env, self.data_dir)
 
     def _start_gunicorn(self) -> None:
         env = {
             **self.env,
+            "DATABASE_URL": self.service_url,
             # Behind nginx one proxy hop is trusted; served directly, none is.
             "ZDM_PROXY_COUNT": self.env.get("ZDM_PROXY_COUNT", "1" if self.with_nginx else "0"),
         }

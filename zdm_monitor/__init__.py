@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from importlib.metadata import version
@@ -13,7 +14,7 @@ from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import health, live, metrics, monitoring, state
-from .config import load_settings
+from .config import OBSOLETE, load_settings
 from .context import begin_request, echo_request_id
 from .cors import register_cors
 from .errors import register_error_handlers
@@ -30,10 +31,14 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     # A path with // is not one of this API's: a plain 404, not a redirect whose Location is
     # built from the client's Host header.
     app.url_map.merge_slashes = False
-    settings = load_settings(os.environ if env is None else env)
+    env = os.environ if env is None else env
+    settings = load_settings(env)
     state.install(app, settings)
     configure_json(app)
     configure_logging()
+    for name, why in OBSOLETE.items():
+        if env.get(name):
+            logging.getLogger(__name__).warning("%s is ignored: %s.", name, why)
     register_blueprints(app)
     register_error_handlers(app)
     register_request_hooks(app)

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import jwt
 import psycopg2
+import psycopg2.errors
 
 from .db import apply_schema
 from .nginx import render_site
@@ -100,7 +101,13 @@ def main() -> None:
 def init_db() -> None:
     """Create the missing ZDM tables and indexes in DATABASE_URL and install the read function."""
     with closing(psycopg2.connect(database_url())) as conn:
-        apply_schema(conn)
+        try:
+            apply_schema(conn)
+        except psycopg2.errors.LockNotAvailable:
+            raise click.ClickException(
+                "ZDM's writers held a table init-db must change (an old trigger to drop, an index"
+                " to create) for a minute: nothing was changed; run init-db again."
+            ) from None
     click.echo("Schema applied.")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -33,6 +34,12 @@ CONFIG_DIR = Path(
 URL_SEPARATOR = re.compile(r"\s+|,\s*(?=postgres(?:ql)?://)")
 DEFAULT_MAX_LAG_S = "5"
 
+# Settings of earlier releases that are read no more, each with why: a set one is logged at start.
+OBSOLETE = {
+    "DATABASE_LISTEN_URL": "the snapshot cache no longer listens for change notifications: "
+    "answers age out after ZDM_CACHE_MAX_AGE_MS instead (docs/performance.md)",
+}
+
 
 class ConfigError(Exception):
     """The environment does not describe a service that can start."""
@@ -41,7 +48,6 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     database_url: str
-    database_listen_url: str
     database_replica_urls: tuple[str, ...]
     replica_max_lag_s: float
     jwt_key: str
@@ -54,6 +60,8 @@ class Settings:
     db_statement_timeout_ms: int
     db_pool_size: int
     cache_size: int
+    cache_max_age_ms: int
+    cache_max_bytes: int
     proxy_count: int
     cors_origins: frozenset[str]
     stall_seconds: int
@@ -121,6 +129,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     )
     pool_size = parse("ZDM_DB_POOL_SIZE", "4", _int, "a whole number")
     cache_size = parse("ZDM_CACHE_SIZE", "4096", _int, "a whole number of snapshots (0: off)")
+    cache_max_age_ms = parse(
+        "ZDM_CACHE_MAX_AGE_MS", "1000", _int, "a whole number of milliseconds (0: off)"
+    )
+    cache_max_bytes = parse(
+        "ZDM_CACHE_MAX_BYTES", str(64 * 2**20), _int, "a whole number of bytes (0: off)"
+    )
     proxy_count = parse("ZDM_PROXY_COUNT", "1", _int, "a whole number of proxies")
     cors_origins = parse(
         "ZDM_CORS_ORIGINS",
@@ -141,10 +155,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     assert database_url is not None and leeway is not None and timezone is not None
     assert connect_timeout is not None and statement_timeout is not None and pool_size
     assert proxy_count is not None and cors_origins is not None and cache_size is not None
+    assert cache_max_age_ms is not None and cache_max_bytes is not None
     assert stall and poll_active and poll_waiting
+    # A poll sooner than an answer may be old would mostly be answered from memory.
+    slowest = math.ceil(cache_max_age_ms / 1000)
     return Settings(
         database_url=database_url,
-        database_listen_url=get("DATABASE_LISTEN_URL") or database_url,
         database_replica_urls=replica_urls,
         replica_max_lag_s=max_lag,
         jwt_key=key,
@@ -157,11 +173,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         db_statement_timeout_ms=statement_timeout,
         db_pool_size=pool_size,
         cache_size=cache_size,
+        cache_max_age_ms=cache_max_age_ms,
+        cache_max_bytes=cache_max_bytes,
         proxy_count=proxy_count,
         cors_origins=cors_origins,
         stall_seconds=stall,
-        poll_active_seconds=poll_active,
-        poll_waiting_seconds=poll_waiting,
+        poll_active_seconds=max(poll_active, slowest),
+        poll_waiting_seconds=max(poll_waiting, slowest),
     )
 
 

@@ -9,15 +9,14 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
-from psycopg2.extensions import connection
 
 from . import openapi, polling, repository, serializers, state
 from .auth import require_token
-from .cache import Entry, Key, Snapshot
+from .cache import Entry, Snapshot
 from .envelope import encode, success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
 from .messages import say
-from .repository import MAX_BIGINT, JobFilters, JobSnapshot, ServerSnapshot
+from .repository import MAX_BIGINT, JobFilters, JobRead, JobSnapshot, ServerRead, ServerSnapshot
 from .schemas import (
     MAX_NAME_LENGTH,
     MonitoringQuery,
@@ -71,13 +70,23 @@ def parse_identifier(identifier: str, server: bool = False) -> tuple[int | None,
         raise invalid_parameters({"identifier": [str(exc)]}) from None
 
 
-def read_through(key: Key, read: Callable[[connection], Snapshot | None]) -> Entry:
-    """The snapshot cache's entry for the key, read from the database when it has none."""
+def read_through(
+    read: JobRead | ServerRead,
+    fetch: Callable[..., Snapshot | None],
+    client: polling.Seen,
+    after: int | None = None,
+) -> Entry:
+    """The snapshot cache's entry for the read, which is its key, from the database when the
+    cache has none young enough, or when the client has seen a newer answer than it kept."""
+    timeout_ms = state.settings().db_statement_timeout_ms
+
+    def from_database() -> Snapshot | None:
+        return state.database().read(lambda conn: fetch(conn, read, timeout_ms=timeout_ms))
+
     cache = state.cache()
-    entry = cache.lookup(key)
-    if entry is None:
-        generation = cache.generation()
-        entry = cache.store(key, state.database().read(read), generation)
+    entry, read_now = cache.get(read, from_database)
+    if not read_now and client.newer_than(entry.snapshot, after):
+        entry, _ = cache.get(read, from_database, fresh=True)
     return entry
 
 
@@ -100,7 +109,7 @@ def check_cursor(job: JobSnapshot, after: int | None) -> None:
     renumbered and pruning removes only the oldest. On a replica the newest lines may not have
     arrived yet, so there the answer is the empty page it has."""
     past = after is not None and job.log_last is not None and after > job.log_last
-    if past and job.replay_lsn is None:
+    if past and not job.on_replica:
         raise invalid_parameters({"after": [say("after_past_newest", newest=job.log_last)]})
 
 
@@ -130,25 +139,15 @@ class JobMonitoring(MethodView):
         """
         job_id, name = parse_identifier(identifier)
         settings = state.settings()
-        # What the snapshot depends on; sort orders the lines of the answer only.
-        key = (job_id, name, query.filters, query.page, query.limit, query.after, query.detail)
-        entry = read_through(
-            key,
-            lambda conn: repository.get_job_snapshot(
-                conn,
-                job_id=job_id,
-                name=name,
-                filters=query.filters,
-                page=query.page,
-                limit=query.limit,
-                after=query.after,
-                detail=query.detail,
-                timeout_ms=settings.db_statement_timeout_ms,
-            ),
+        client = polling.seen(request.if_none_match)
+        # sort orders the lines of the answer only: not part of the read.
+        read = JobRead(
+            job_id, name, query.filters, query.page, query.limit, query.after, query.detail
         )
+        entry = read_through(read, repository.get_job_snapshot, client, query.after)
         job = check_answer(entry.snapshot, identifier, by_id=job_id is not None)
         check_cursor(job, query.after)
-        poll = polling.decide(job, query, settings, request.if_none_match, entry.memo)
+        poll = polling.decide(job, query, settings, client, entry.memo)
         if poll.current:
             return polling.not_modified(poll.headers)
         # The payload depends on the snapshot, the order and the stall mark: encoded once each.
@@ -158,7 +157,8 @@ class JobMonitoring(MethodView):
             payload = serializers.monitoring_payload(
                 job, settings.timezone, descending=descending, stalled=poll.stalled
             )
-            data = entry.memo[descending, poll.stalled] = encode(payload)
+            data = encode(payload)
+            state.cache().remember(entry, (descending, poll.stalled), data)
         return success(encoded=data, headers=poll.headers)
 
 
@@ -216,25 +216,23 @@ class ServerMonitoring(MethodView):
         """
         system_id, system_name = parse_identifier(identifier, server=True)
         settings = state.settings()
-        entry = read_through(
-            ("server", system_id, system_name, query),
-            lambda conn: repository.get_server_snapshot(
-                conn,
-                system_id=system_id,
-                system_name=system_name,
-                filters=query.filters,
-                page=query.page,
-                limit=query.limit,
-                log_limit=query.log_limit,
-                detail=query.detail,
-                timeout_ms=settings.db_statement_timeout_ms,
-            ),
+        client = polling.seen(request.if_none_match)
+        read = ServerRead(
+            system_id,
+            system_name,
+            query.filters,
+            query.page,
+            query.limit,
+            query.log_limit,
+            query.detail,
         )
+        entry = read_through(read, repository.get_server_snapshot, client)
         server = check_server(entry.snapshot, identifier, query.filters)
-        poll = polling.decide_server(server, query, settings, request.if_none_match)
+        poll = polling.decide_server(server, query, settings, client)
         if poll.current:
             return polling.not_modified(poll.headers)
-        marks = None if poll.stalled is None else tuple(poll.stalled)
+        # The payload depends on the snapshot, whether pages were asked for and the stall marks.
+        marks = (query.paged, None if poll.stalled is None else tuple(poll.stalled))
         data = entry.memo.get(marks)
         if data is None:
             payload = serializers.server_payload(
@@ -245,5 +243,6 @@ class ServerMonitoring(MethodView):
                 limit=query.limit,
                 stalled=poll.stalled,
             )
-            data = entry.memo[marks] = encode(payload)
+            data = encode(payload)
+            state.cache().remember(entry, marks, data)
         return success(encoded=data, message=SERVER_MESSAGE, headers=poll.headers)

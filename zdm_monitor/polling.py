@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -33,10 +34,47 @@ WAITING = frozenset({"scheduled", "registered"})
 STALL_WATCHED = frozenset({"preparing", "processing"})
 
 # The log's lines are named by its first and last numbers (lines never change once written);
-# where the answer was read (replay_lsn) is not part of it.
-UNTAGGED = ("log_lines", "log_times", "first_line", "replay_lsn")
+# how new the rows are stands beside the digest in the validator, and where the answer was read
+# is not part of it.
+UNTAGGED = ("log_lines", "log_times", "first_line", "version", "written", "on_replica")
 TAGGED_FIELDS = attrgetter(*(f.name for f in fields(JobSnapshot) if f.name not in UNTAGGED))
 TAGGED_SUMMARY = attrgetter(*(f.name for f in fields(ServerSummary) if f.name not in UNTAGGED))
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a request's If-None-Match says its client holds: the contents its validators name,
+    the newest version they name (inf for one not of this service: how new is unknown)."""
+
+    digests: frozenset[str]
+    newest: float
+    star: bool
+
+    def holds(self, digest: str) -> bool:
+        """Whether the client has this content, whatever version its validator named."""
+        return self.star or digest in self.digests
+
+    def newer_than(self, snapshot: JobSnapshot | ServerSnapshot, after: int | None) -> bool:
+        """Whether the client has seen a newer answer than the snapshot: a validator of a newer
+        version, or a log cursor past the snapshot's newest line."""
+        if self.newest > snapshot.version:
+            return True
+        return isinstance(snapshot, JobSnapshot) and (after or 0) > (snapshot.log_last or 0)
+
+
+def seen(if_none_match: ETags) -> Seen:
+    """Read the validators the client sent: W/"<version>.<digest>", as validator() makes them."""
+    digests, versions = set(), [-1.0]
+    for tag in if_none_match.as_set(include_weak=True) - {None}:  # None: an empty one, ""
+        version, _, digest = tag.partition(".")
+        digests.add(digest)
+        versions.append(int(version) if version.isdecimal() else math.inf)
+    return Seen(frozenset(digests), max(versions), if_none_match.star_tag)
+
+
+def validator(version: int, digest: str) -> str:
+    """How new the answer's rows are, then a digest of its content: the same on every worker."""
+    return f"{version}.{digest}"
 
 
 @dataclass(frozen=True)
@@ -52,7 +90,7 @@ def decide(
     job: JobSnapshot,
     query: MonitoringQuery,
     settings: Settings,
-    if_none_match: ETags,
+    client: Seen,
     memo: dict[Any, Any] | None = None,
 ) -> Poll:
     """The headers of the answer, its stall mark, and whether the client's copy is current.
@@ -67,18 +105,18 @@ def decide(
     made = memo.get(key)
     if made is None:
         made = memo[key] = polling_headers(job, query, settings, stalled)
-    tag, headers = made
-    return Poll(headers, stalled, if_none_match.contains_weak(tag))
+    digest, headers = made
+    return Poll(headers, stalled, client.holds(digest))
 
 
 def polling_headers(
     job: JobSnapshot, query: MonitoringQuery, settings: Settings, stalled: bool | None
 ) -> tuple[str, dict[str, str]]:
-    """The answer's validator and headers."""
+    """The digest of the answer's content and its headers."""
     cursor, gap = log_cursor(job, query.after)
-    tag = entity_tag(job, query, cursor, settings.timezone.key, stalled)
+    digest = entity_tag(job, query, cursor, settings.timezone.key, stalled)
     meta = pagination(None if query.after is not None else query.page, query.limit, job.log_total)
-    headers = base_headers(tag, meta)
+    headers = base_headers(validator(job.version, digest), meta)
     if cursor is not None:
         headers["X-Log-Cursor"] = str(cursor)
     if gap:
@@ -88,7 +126,7 @@ def polling_headers(
     )
     if interval is not None:
         headers["X-Poll-Interval"] = str(interval)
-    return tag, headers
+    return digest, headers
 
 
 @dataclass(frozen=True)
@@ -99,7 +137,7 @@ class ServerPoll:
 
 
 def decide_server(
-    server: ServerSnapshot, query: ServerQuery, settings: Settings, if_none_match: ETags
+    server: ServerSnapshot, query: ServerQuery, settings: Settings, client: Seen
 ) -> ServerPoll:
     """The server view's headers, as the job endpoint makes them, over the page's jobs: one
     validator for the whole answer, and the shortest of their poll intervals."""
@@ -116,7 +154,8 @@ def decide_server(
         settings.timezone.key,
         stalled,
     )
-    tag = digest(state)
+    content = digest(state)
+    tag = validator(server.version, content)
     headers = base_headers(tag, pagination(query.page, query.limit, server.summary.total))
     intervals = [
         interval
@@ -130,7 +169,7 @@ def decide_server(
     ]
     if intervals:
         headers["X-Poll-Interval"] = str(min(intervals))
-    return ServerPoll(headers, stalled, if_none_match.contains_weak(tag))
+    return ServerPoll(headers, stalled, client.holds(content))
 
 
 def not_modified(headers: dict[str, str]) -> Response:
@@ -145,7 +184,7 @@ def not_modified(headers: dict[str, str]) -> Response:
 def entity_tag(
     job: JobSnapshot, query: MonitoringQuery, cursor: int | None, zone: str, stalled: bool | None
 ) -> str:
-    """Name this answer's content: the job's halves, its log's ends, the query, the zone.
+    """Digest this answer's content: the job's halves, its log's ends, the query, the zone.
 
     With after, the tag names where the answer leaves the client (its X-Log-Cursor), not where
     it started: the poll after a batch of new lines, finding nothing newer, matches the tag of
@@ -157,7 +196,7 @@ def entity_tag(
 
 
 def digest(state: Any) -> str:
-    """The validator of an answer: a hash of everything its content depends on."""
+    """A hash of everything an answer's content depends on."""
     return hashlib.blake2b(repr(state).encode(), digest_size=12).hexdigest()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from psycopg2.extensions import connection
@@ -57,7 +56,23 @@ class JobSnapshot:
     first_line: int | None  # the number of log_lines[0]
     log_times: list[datetime] | None  # with detail only
     job_id: int
-    replay_lsn: Decimal | None  # read on a replica: the WAL position it had replayed
+    # How new the rows of the answer are: the newest transaction that wrote one of them
+    # (sql/job_snapshot.sql, zdm_monitor_written); the same wherever they are read.
+    version: int
+    on_replica: bool  # read on a streaming replica, which may not have every commit yet
+
+
+@dataclass(frozen=True)
+class JobRead:
+    """One job read's arguments: what get_job_snapshot takes, and so the snapshot cache's key."""
+
+    job_id: int | None
+    name: str | None
+    filters: JobFilters
+    page: int
+    limit: int
+    after: int | None  # the lines after this line number instead of the page
+    detail: bool
 
 
 # The time bound and read-only mode travel with each read, in the same message (still one round
@@ -67,72 +82,47 @@ READ_GUARD = "SET LOCAL statement_timeout = %(timeout_ms)s; SET TRANSACTION READ
 
 # One round trip answers the whole request: which halves exist, whether every filter holds, the
 # log's size and the requested page. The statements live in sql/job_snapshot.sql. The call names
-# each argument (p_<name> => %(name)s) and selects JobSnapshot's fields by column name, so a new
-# argument or column is one edit in the SQL and one here (JobFilters, JobSnapshot), and the row
+# each argument (p_<name> => %(name)s): the read's fields, its filters' in place of filters, and
+# skip in place of page; it selects JobSnapshot's fields by column name. So a new argument or
+# column is one edit in the SQL and one here (JobRead, JobFilters, JobSnapshot), and the row
 # arrives in the dataclass's order.
-SNAPSHOT_ARGUMENTS = (
-    "job_id",
-    "name",
-    *(f.name for f in fields(JobFilters)),
-    "skip",
-    "limit",
-    "after",
-    "detail",
-)
-# Where the row was read: on a streaming replica the WAL position it had replayed, on the
-# primary NULL (the snapshot cache's replica rule, cache.py).
-READ_AT = "pg_last_wal_replay_lsn() - '0/0'::pg_lsn"
+# Where the row was read: a streaming replica is in recovery.
+ON_REPLICA = "pg_is_in_recovery()"
 
 
-def call(function: str, arguments: tuple[str, ...], *records: type) -> str:
+def call(function: str, read: type, *records: type) -> str:
     """The guarded call of a read function by named arguments, selecting the records' fields
-    by column name (replay_lsn: where the row was read)."""
+    by column name (on_replica: where the row was read)."""
+    names = [f.name for f in fields(read) if f.name not in ("filters", "page")]
+    names += [f.name for f in fields(JobFilters)] + ["skip"]
+    named = ", ".join(f"p_{name} => %({name})s" for name in names)
     columns = (
-        READ_AT if f.name == "replay_lsn" else f.name for record in records for f in fields(record)
+        ON_REPLICA if f.name == "on_replica" else f.name
+        for record in records
+        for f in fields(record)
     )
-    named = ", ".join(f"p_{name} => %({name})s" for name in arguments)
     return f"{READ_GUARD} SELECT {', '.join(columns)} FROM {function}({named})"
 
 
-def parameters(filters: JobFilters, page: int, limit: int, **values: Any) -> dict[str, Any]:
-    """A read's parameters: the filters, the page as rows to skip, and the rest as given."""
+def parameters(read: JobRead | ServerRead, timeout_ms: int) -> dict[str, Any]:
+    """A read's parameters, named as call() names them."""
     # vars(), not dataclasses.asdict: asdict deep-copies every field.
-    params: dict[str, Any] = dict(vars(filters))
-    params.update(skip=(page - 1) * limit, limit=limit, **values)
+    params: dict[str, Any] = {**vars(read), **vars(read.filters)}
+    del params["filters"], params["page"]
+    params.update(skip=(read.page - 1) * read.limit, timeout_ms=timeout_ms)
     return params
 
 
-GET_JOB_SNAPSHOT = call("zdm_monitor_job_snapshot", SNAPSHOT_ARGUMENTS, JobSnapshot)
+GET_JOB_SNAPSHOT = call("zdm_monitor_job_snapshot", JobRead, JobSnapshot)
 
 
-def get_job_snapshot(
-    conn: connection,
-    *,
-    job_id: int | None = None,
-    name: str | None = None,
-    filters: JobFilters,
-    page: int,
-    limit: int,
-    after: int | None = None,
-    detail: bool = False,
-    timeout_ms: int,
-) -> JobSnapshot | None:
+def get_job_snapshot(conn: connection, read: JobRead, *, timeout_ms: int) -> JobSnapshot | None:
     """Return the job by ID or name with one log page; None when neither half exists.
 
     With after, the page is the first limit lines after that line number instead.
     """
-    params = parameters(
-        filters,
-        page,
-        limit,
-        job_id=job_id,
-        name=name,
-        after=after,
-        detail=detail,
-        timeout_ms=timeout_ms,
-    )
     with conn.cursor() as cur:
-        cur.execute(GET_JOB_SNAPSHOT, params)
+        cur.execute(GET_JOB_SNAPSHOT, parameters(read, timeout_ms))
         row = cur.fetchone()
     return None if row is None else JobSnapshot(*row)
 
@@ -153,62 +143,52 @@ class ServerSummary:
     incomplete: int  # the definition half only
     on_place: int  # with a partition or drive filter: the server's jobs on it
     incomplete_on_place: int  # of those, selected by the other filters but lacking a half
-    replay_lsn: Decimal | None  # read on a replica: the WAL position it had replayed
+    written: int  # how new the server's row and the counted jobs' rows are
 
 
 @dataclass(frozen=True)
 class ServerSnapshot:
     summary: ServerSummary
     jobs: list[JobSnapshot]  # the page, in job ID order
+    on_replica: bool
+
+    @property
+    def version(self) -> int:
+        """How new the rows of the whole answer are: the summary's and the page's."""
+        return max([self.summary.written, *(job.version for job in self.jobs)])
 
 
-SERVER_ARGUMENTS = (
-    "system_id",
-    "system_name",
-    *(f.name for f in fields(JobFilters)),
-    "skip",
-    "limit",
-    "log_limit",
-    "detail",
-)
+@dataclass(frozen=True)
+class ServerRead:
+    """One server read's arguments: what get_server_snapshot takes, and so the cache's key."""
+
+    system_id: int | None
+    system_name: str | None
+    filters: JobFilters
+    page: int
+    limit: int
+    log_limit: int  # each job's newest lines
+    detail: bool
+
+
 SUMMARY_FIELDS = len(fields(ServerSummary))
-GET_SERVER_SNAPSHOT = call(
-    "zdm_monitor_server_snapshot", SERVER_ARGUMENTS, ServerSummary, JobSnapshot
-)
+GET_SERVER_SNAPSHOT = call("zdm_monitor_server_snapshot", ServerRead, ServerSummary, JobSnapshot)
 
 
 def get_server_snapshot(
-    conn: connection,
-    *,
-    system_id: int | None = None,
-    system_name: str | None = None,
-    filters: JobFilters,
-    page: int,
-    limit: int,
-    log_limit: int,
-    detail: bool = False,
-    timeout_ms: int,
+    conn: connection, read: ServerRead, *, timeout_ms: int
 ) -> ServerSnapshot | None:
     """Return the server, the summary of its selected jobs and one page of them with their
     newest log_limit lines; None when there is no such server."""
-    params = parameters(
-        filters,
-        page,
-        limit,
-        system_id=system_id,
-        system_name=system_name,
-        log_limit=log_limit,
-        detail=detail,
-        timeout_ms=timeout_ms,
-    )
     with conn.cursor() as cur:
-        cur.execute(GET_SERVER_SNAPSHOT, params)
+        cur.execute(GET_SERVER_SNAPSHOT, parameters(read, timeout_ms))
         rows = cur.fetchall()
     if not rows:
         return None
     summary = ServerSummary(*rows[0][:SUMMARY_FIELDS])
-    jobs = [JobSnapshot(*row[SUMMARY_FIELDS:]) for row in rows if row[-2] is not None]
-    return ServerSnapshot(summary, jobs)
+    jobs = [JobSnapshot(*row[SUMMARY_FIELDS:]) for row in rows]
+    page = [job for job in jobs if job.has_definition]  # a page past the end: no job's columns
+    return ServerSnapshot(summary, page, jobs[0].on_replica)
 
 
 def ping(conn: connection, *, timeout_ms: int) -> None:

@@ -53,9 +53,8 @@ def start_draining(app: Flask) -> None:
 
 
 def close(app: Flask) -> None:
-    """Close the app's database connections and stop its listener (the worker is exiting)."""
+    """Close the app's database connections (the worker is exiting)."""
     of(app).database.close()
-    of(app).cache.close()
 
 
 def release_connection(exc: BaseException | None = None) -> None:

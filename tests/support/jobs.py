@@ -42,7 +42,8 @@ def snapshot(**changes: Any) -> JobSnapshot:
         first_line=1,
         log_times=None,
         job_id=1,
-        replay_lsn=None,
+        version=100,
+        on_replica=False,
     )
     return replace(base, **changes)
 

@@ -38,10 +38,10 @@ class CountingProxy:
     def url(self) -> str:
         """The target's URL with host and port swapped for the proxy's."""
         user = quote(self.target.get("user", "postgres"))
+        password = quote(self.target.get("password", ""))
+        login = f"{user}:{password}" if password else user
         dbname = quote(self.target.get("dbname", "postgres"))
-        return (
-            f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}?sslmode=disable&gssencmode=disable"
-        )
+        return f"postgresql://{login}@127.0.0.1:{self.port}/{dbname}?sslmode=disable&gssencmode=disable"
 
     def take(self) -> list[str]:
         """Return the queries recorded since the last call."""

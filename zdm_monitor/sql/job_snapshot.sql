@@ -8,6 +8,16 @@
 -- Called with named arguments (p_job_id => ...) and read by column name (repository.py).
 -- Changing the arguments or the columns needs a step in upgrade.sql for the old signature.
 
+-- How new a row version is: the 64-bit ID of the transaction that wrote it, its xmin widened
+-- with the epoch of p_now (the reading snapshot's xmax). The same stored rows give the same
+-- number wherever they are read (a streaming replica holds the primary's rows, xmin included),
+-- and a later write of a row a larger one: the validators' "how new" (polling.py). A row
+-- untouched for more than 2^32 transactions may count as newer than it is (its xmin has
+-- wrapped), which only makes the service read again where it could have answered from memory.
+CREATE OR REPLACE FUNCTION zdm_monitor_written(p_xmin xid, p_now bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT p_now - ((p_now - p_xmin::text::bigint) & 4294967295) $$;
+
 CREATE OR REPLACE FUNCTION zdm_monitor_job_snapshot(
     p_job_id bigint,
     p_name text,
@@ -50,15 +60,18 @@ RETURNS TABLE (
     log_last integer,
     first_line integer,
     log_times timestamptz[],
-    job_id bigint
+    job_id bigint,
+    version bigint  -- how new the rows the answer is made of are (zdm_monitor_written)
 )
 LANGUAGE plpgsql STABLE
 AS $$
 #variable_conflict use_column
 DECLARE
     v_id bigint := p_job_id;
+    v_now bigint := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
     v_first integer;
     v_last integer;
+    v_last_xmin xid;
     v_low bigint;  -- the lines returned are v_low < line <= v_low + p_limit
     v_lines text[] := '{}';
     v_start integer;
@@ -75,7 +88,8 @@ BEGIN
     -- primary-key range counted back from the newest line. ORDER BY ... LIMIT 1 keeps both
     -- ends on the index whatever the statistics say about the job's size.
     SELECT l.line INTO v_first FROM backup_log l WHERE l.backup_id = v_id ORDER BY l.line LIMIT 1;
-    SELECT l.line INTO v_last FROM backup_log l WHERE l.backup_id = v_id ORDER BY l.line DESC LIMIT 1;
+    SELECT l.line, l.xmin INTO v_last, v_last_xmin
+    FROM backup_log l WHERE l.backup_id = v_id ORDER BY l.line DESC LIMIT 1;
 
     IF v_last IS NOT NULL THEN
         -- A cursor before the oldest kept line (pruned since) resumes at the oldest line.
@@ -107,7 +121,10 @@ BEGIN
         COALESCE(v_last - v_first + 1, 0),
         COALESCE(v_lines, '{}'),
         s.id, b.mode, r.type, r.path,
-        v_first, v_last, v_start, v_times, v_id
+        v_first, v_last, v_start, v_times, v_id,
+        greatest(zdm_monitor_written(b.xmin, v_now), zdm_monitor_written(s.xmin, v_now),
+                 zdm_monitor_written(r.xmin, v_now), zdm_monitor_written(i.xmin, v_now),
+                 zdm_monitor_written(v_last_xmin, v_now))
     FROM (SELECT v_id AS id) job
     LEFT JOIN backup b ON b.id = job.id
     LEFT JOIN server s ON s.id = b.server_id

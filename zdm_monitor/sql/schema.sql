@@ -48,4 +48,12 @@ CREATE TABLE IF NOT EXISTS backup_log (
     PRIMARY KEY (backup_id, line)
 );
 
-CREATE INDEX IF NOT EXISTS backup_server_id_idx ON backup (server_id);
+-- The server view finds a server's jobs by it. Created only where missing: CREATE INDEX IF NOT
+-- EXISTS would lock backup against ZDM's writes even when the index is there.
+DO $$
+BEGIN
+    IF to_regclass('backup_server_id_idx') IS NULL THEN
+        CREATE INDEX backup_server_id_idx ON backup (server_id);
+    END IF;
+END
+$$;

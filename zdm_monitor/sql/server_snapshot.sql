@@ -42,6 +42,9 @@ RETURNS TABLE (
     -- other filters select but lack a half.
     on_place integer,
     incomplete_on_place integer,
+    -- How new the rows of the server and of its jobs the summary may count are
+    -- (zdm_monitor_written: sql/job_snapshot.sql).
+    written bigint,
     -- One job of the page.
     has_definition boolean,
     has_runtime boolean,
@@ -67,14 +70,17 @@ RETURNS TABLE (
     log_last integer,
     first_line integer,
     log_times timestamptz[],
-    job_id bigint
+    job_id bigint,
+    version bigint
 )
 LANGUAGE plpgsql STABLE
 AS $$
 #variable_conflict use_column
 DECLARE
     v_server server%ROWTYPE;
+    v_server_written bigint;
     v_place boolean := p_partition IS NOT NULL OR p_drive IS NOT NULL;
+    v_now bigint := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
 BEGIN
     IF p_system_id IS NOT NULL THEN
         SELECT * INTO v_server FROM server s WHERE s.id = p_system_id;
@@ -84,6 +90,8 @@ BEGIN
     IF v_server.id IS NULL THEN
         RETURN;
     END IF;
+    SELECT zdm_monitor_written(s.xmin, v_now) INTO v_server_written
+    FROM server s WHERE s.id = v_server.id;
 
     RETURN QUERY
     -- Every job of the server, as narrow as the summary and the filters need: the page's
@@ -98,13 +106,16 @@ BEGIN
                 AND (p_repository_type IS NULL OR r.type = p_repository_type)
                 AND (p_repository_path IS NULL OR r.path = p_repository_path)
                 AND (p_job_name IS NULL OR b.name = p_job_name)
-               ) IS TRUE AS others_match
+               ) IS TRUE AS others_match,
+               greatest(zdm_monitor_written(b.xmin, v_now), zdm_monitor_written(r.xmin, v_now))
+                   AS defined,
+               zdm_monitor_written(i.xmin, v_now) AS progressed
         FROM backup b
         LEFT JOIN repository r ON r.id = b.repository_id
         -- One key lookup per job of the server, never a scan of every job's runtime half
         -- (LIMIT 1 keeps the planner from turning it into a hash join).
         LEFT JOIN LATERAL (
-            SELECT i.backup_id, i.status, i.percent
+            SELECT i.backup_id, i.status, i.percent, i.xmin
             FROM backup_info i WHERE i.backup_id = b.id LIMIT 1
         ) i ON true
         WHERE b.server_id = v_server.id
@@ -129,7 +140,13 @@ BEGIN
                count(*) FILTER (WHERE v_place AND j.on_place AND j.others_match
                                 AND NOT j.has_runtime)::integer AS incomplete_on_place,
                count(*) FILTER (WHERE j.on_place AND j.others_match AND NOT j.has_runtime
-                                AND p_status IS NULL)::integer AS incomplete
+                                AND p_status IS NULL)::integer AS incomplete,
+               -- How new the rows the answer depends on are: the server's, every job's
+               -- definition (a job may move into or out of the filters), and the progress of
+               -- the jobs a status may select (one leaving the selection still counts).
+               greatest(v_server_written, max(j.defined),
+                        max(j.progressed) FILTER (WHERE j.on_place AND j.others_match))
+                   AS written
         FROM jobs j
     ),
     page_ids AS (
@@ -138,7 +155,9 @@ BEGIN
     page AS (
         SELECT b.id, b.name, b.mode, b.partition, b.drive, r.type AS repository_type,
                r.path AS repository_path, i.status, i.percent, i.message, i.started_at,
-               i.ended_at, i.last_report_at
+               i.ended_at, i.last_report_at,
+               greatest(zdm_monitor_written(b.xmin, v_now), zdm_monitor_written(r.xmin, v_now),
+                        zdm_monitor_written(i.xmin, v_now)) AS written
         FROM page_ids p
         JOIN backup b ON b.id = p.id
         LEFT JOIN repository r ON r.id = b.repository_id
@@ -146,14 +165,15 @@ BEGIN
     )
     SELECT v_server.id, v_server.name, v_server.os,
            su.total, su.completed, su.in_progress, su.failed, su.pending, su.percent_sum,
-           pl.incomplete, pl.on_place, pl.incomplete_on_place,
+           pl.incomplete, pl.on_place, pl.incomplete_on_place, pl.written,
            pg.id IS NOT NULL, pg.id IS NOT NULL, pg.id IS NOT NULL,
            pg.name, v_server.name, v_server.os, pg.partition, pg.drive,
            pg.status, pg.percent, pg.message, pg.started_at, pg.ended_at, pg.last_report_at,
            COALESCE(ends.log_last - ends.log_first + 1, 0),
            COALESCE(lines.messages, '{}'),
            v_server.id, pg.mode, pg.repository_type, pg.repository_path,
-           ends.log_first, ends.log_last, lines.first_line, lines.times, pg.id
+           ends.log_first, ends.log_last, lines.first_line, lines.times, pg.id,
+           greatest(v_server_written, pg.written, zdm_monitor_written(ends.log_last_xmin, v_now))
     FROM summary su
     CROSS JOIN places pl
     LEFT JOIN page pg ON true
@@ -161,8 +181,9 @@ BEGIN
     LEFT JOIN LATERAL (
         SELECT (SELECT l.line FROM backup_log l WHERE l.backup_id = pg.id
                 ORDER BY l.line LIMIT 1) AS log_first,
-               (SELECT l.line FROM backup_log l WHERE l.backup_id = pg.id
-                ORDER BY l.line DESC LIMIT 1) AS log_last
+               newest.line AS log_last, newest.xmin AS log_last_xmin
+        FROM (SELECT l.line, l.xmin FROM backup_log l WHERE l.backup_id = pg.id
+              ORDER BY l.line DESC LIMIT 1) newest
     ) ends ON pg.id IS NOT NULL
     LEFT JOIN LATERAL (
         SELECT array_agg(l.message ORDER BY l.line) AS messages, min(l.line) AS first_line,

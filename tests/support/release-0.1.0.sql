@@ -1,3 +1,6 @@
+-- What zdm-monitor 0.1.0 installed in ZDM's tables for its snapshot cache, as it shipped: the
+-- upgrade step of zdm_monitor/sql/upgrade.sql removes it (tests/test_db.py).
+
 -- Change notifications for the snapshot cache of zdm-monitor's workers (zdm_monitor/cache.py).
 --
 -- Statement-level triggers with transition tables send one NOTIFY per statement on the channel
