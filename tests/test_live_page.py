@@ -6,12 +6,16 @@ through the test's own connection must then show up on the page without a reload
 
 from __future__ import annotations
 
+import html
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright
@@ -441,6 +445,76 @@ def test_the_api_docs_load_without_a_console_error(browser: Browser, service: Se
     page.goto(f"{service.base}/api/docs")
     # Swagger UI rendered both operations from the local document.
     expect(page.locator(".opblock-get")).to_have_count(2)
+    # And calls the API from the page under its Content-Security-Policy: without a token, a 401.
+    page.locator(".opblock-get").first.click()
+    page.locator(".try-out__btn").click()
+    page.locator('input[placeholder="identifier"]').fill("1")
+    page.locator(".execute").click()
+    expect(page.locator(".live-responses-table .response .response-col_status")).to_have_text("401")
     page.wait_for_timeout(1000)  # the browser's own request for /favicon.ico
     context.close()
-    assert problems == []
+    unauthorized = [p for p in problems if "401" in p]
+    assert len(unauthorized) == 2, problems  # the answer, and the console's word on it
+    assert [p for p in problems if p not in unauthorized] == []
+
+
+class FramingPage(BaseHTTPRequestHandler):
+    """Another origin's page that puts /?src=<url> in a frame."""
+
+    def do_GET(self) -> None:
+        src = parse_qs(urlsplit(self.path).query).get("src")
+        if not src:  # the browser's own /favicon.ico
+            self.send_error(404)
+            return
+        body = f'<iframe name="victim" src="{html.escape(src[0])}"></iframe>'.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture(scope="module")
+def framer() -> Iterator[str]:
+    """A server of another origin (loopback too: Chromium keeps other pages from loopback)."""
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), FramingPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize(
+    ("path", "framed"),
+    [("/api/docs", False), ("/", False), ("/api/openapi.json", True)],
+    ids=["docs", "live page", "a JSON document, which may be framed"],
+)
+def test_pages_refuse_to_be_framed_by_another_origin(
+    browser: Browser, service: Service, framer: str, path: str, framed: bool
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    refusals: list[str] = []
+    page.on("console", lambda m: refusals.append(m.text) if "frame-ancestors" in m.text else None)
+    blocked: list[str] = []
+    page.on("requestfailed", lambda r: blocked.append(f"{r.url} {r.failure}"))
+    target = f"{service.base}{path}"
+    with page.expect_response(target) as answer:
+        page.goto(f"{framer}?{urlencode({'src': target})}")
+    assert answer.value.status == 200  # the service answered; the browser decides on framing
+    frame = page.frame(name="victim")
+    assert frame is not None
+    page.wait_for_load_state("load")
+    if framed:
+        assert frame.url == target
+        assert (refusals, blocked) == ([], [])
+    else:
+        assert frame.url != target, frame.url  # Chromium's error page instead
+        assert blocked == [f"{target} net::ERR_BLOCKED_BY_RESPONSE"]
+        assert len(refusals) == 1 and "frame-ancestors 'none'" in refusals[0], refusals
+    context.close()
