@@ -7,6 +7,8 @@ through the test's own connection must then show up on the page without a reload
 from __future__ import annotations
 
 import html
+import http.client
+import re
 import signal
 import subprocess
 import threading
@@ -351,6 +353,88 @@ def test_page_needs_no_token_and_offers_only_a_development_one(
     missing = client.get("/live/missing.js")
     assert missing.status_code == 404
     assert missing.get_json()["code"] == "HTTP-404"
+
+
+def offered_token(html: str) -> str:
+    found = re.search(r'<meta name="zdm-dev-token" content="([^"]*)">', html)
+    assert found is not None, html
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    ("host", "client", "offered"),
+    [
+        ("localhost", "127.0.0.1", True),
+        ("localhost:8811", "127.0.0.1", True),
+        ("LocalHost:8811", "127.0.0.1", True),
+        ("127.0.0.1:8811", "127.0.0.1", True),
+        ("[::1]:8811", "::1", True),
+        ("127.0.0.1:8811", "::ffff:127.0.0.1", True),
+        # DNS rebinding: the attacker's name, now resolving to 127.0.0.1.
+        ("rebind.attacker.example:8811", "127.0.0.1", False),
+        ("localhost.attacker.example", "127.0.0.1", False),
+        ("127.0.0.1.nip.io:8811", "127.0.0.1", False),
+        ("[::1].attacker.example", "::1", False),
+        ("", "127.0.0.1", False),
+        # Another client: not this machine's browser.
+        ("127.0.0.1:8811", "127.0.0.2", False),
+        ("localhost", "10.0.0.5", False),
+    ],
+)
+def test_the_development_token_is_offered_only_to_loopback(
+    make_app: Callable[..., Any], host: str, client: str, offered: bool
+) -> None:
+    app = make_app(create_dev_app, ZDM_DEV_TOKEN=DEV_TOKEN, ZDM_PROXY_COUNT="0")
+    response = app.test_client().get(
+        "/", headers={"Host": host}, environ_base={"REMOTE_ADDR": client}
+    )
+    assert response.status_code == 200
+    assert offered_token(response.get_data(as_text=True)) == (DEV_TOKEN if offered else "")
+
+
+@pytest.mark.parametrize(
+    ("forwarded_host", "forwarded_for", "offered"),
+    [
+        ("localhost", "127.0.0.1", True),
+        ("127.0.0.1", "198.51.100.7, 127.0.0.1", True),  # the last hop is nginx's client
+        ("rebind.attacker.example", "127.0.0.1", False),
+        ("localhost", "127.0.0.2", False),
+        ("localhost", "127.0.0.1, 127.0.0.2", False),
+    ],
+)
+def test_behind_nginx_the_forwarded_host_and_client_decide(
+    make_app: Callable[..., Any], forwarded_host: str, forwarded_for: str, offered: bool
+) -> None:
+    app = make_app(create_dev_app, ZDM_DEV_TOKEN=DEV_TOKEN, ZDM_PROXY_COUNT="1")
+    headers = {
+        "Host": "localhost",
+        "X-Forwarded-Host": forwarded_host,
+        "X-Forwarded-For": forwarded_for,
+    }
+    response = app.test_client().get("/", headers=headers)
+    assert offered_token(response.get_data(as_text=True)) == (DEV_TOKEN if offered else "")
+
+
+def test_gunicorn_offers_no_token_to_a_rebound_name(service: Service) -> None:
+    """As the probe asked: curl -H "Host: rebind.attacker.example:8811" http://127.0.0.1:.../"""
+    port = int(service.base.rsplit(":", 1)[1])
+
+    def page(**headers: str) -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/", headers=headers)
+            response = conn.getresponse()
+            assert response.status == 200
+            return response.read().decode()
+        finally:
+            conn.close()
+
+    assert offered_token(page(Host=f"127.0.0.1:{port}")) == DEV_TOKEN
+    assert offered_token(page(Host=f"localhost:{port}")) == DEV_TOKEN
+    assert offered_token(page(Host="rebind.attacker.example:8811")) == ""
+    # Without a proxy in front, forwarded headers are the client's own words.
+    forged = page(Host="rebind.attacker.example", **{"X-Forwarded-Host": "localhost"})
+    assert offered_token(forged) == ""
 
 
 SERVER_URL = "/api/backups/monitoring/system/"

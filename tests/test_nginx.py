@@ -54,6 +54,8 @@ NGINX_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 # gunicorn's graceful_timeout in config/gunicorn.conf.py.
 GRACEFUL_TIMEOUT = 15.0
 LOG_WAIT = 5.0
+# What the live page offers, as make serve-nginx's would.
+DEV_TOKEN = make_token()
 
 
 @dataclass
@@ -188,7 +190,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             port,
             nginx=True,
             workers=WORKERS,
-            env=clean_env(ZDM_JWT_SECRET=SECRET),
+            env=clean_env(ZDM_JWT_SECRET=SECRET, ZDM_DEV_TOKEN=DEV_TOKEN),
             output=output,
         )
         try:
@@ -358,6 +360,23 @@ def test_unknown_host_gets_no_answer(service: Service) -> None:
         assert_seed_body(
             service.send("GET", SEED_PATH, headers={**bearer(make_token()), "Host": host})
         )
+
+
+def test_the_development_token_is_offered_to_this_machine_only(service: Service) -> None:
+    def offered(**kwargs: Any) -> str:
+        reply = service.send("GET", "/", **kwargs)
+        assert reply.status == 200
+        found = re.search(rb'<meta name="zdm-dev-token" content="([^"]*)">', reply.body)
+        assert found is not None, reply.body[:500]
+        return found.group(1).decode()
+
+    for host in ("localhost", f"localhost:{service.port}", f"127.0.0.1:{service.port}"):
+        assert offered(headers={"Host": host}) == DEV_TOKEN
+    # Another local address is another client, whatever it says it forwards for.
+    assert offered(source="127.0.0.2") == ""
+    assert offered(source="127.0.0.2", headers={"X-Forwarded-For": "127.0.0.1"}) == ""
+    # A forged forwarded host is nginx's $host by the time it reaches the service.
+    assert offered(headers={"X-Forwarded-Host": "rebind.attacker.example"}) == DEV_TOKEN
 
 
 def job_counter(service: Service) -> float:
