@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright
 from psycopg2.extensions import connection
-from support.api import JOB_URL, SECRET, make_token
+from support.api import JOB_URL, SECRET, add_job, make_token
 from support.processes import clean_env, free_port, json_lines, kill_leftovers
 
 from zdm_devstack.app import create_app as create_dev_app
@@ -602,3 +602,45 @@ def test_pages_refuse_to_be_framed_by_another_origin(
         assert blocked == [f"{target} net::ERR_BLOCKED_BY_RESPONSE"]
         assert len(refusals) == 1 and "frame-ancestors 'none'" in refusals[0], refusals
     context.close()
+
+
+DISGUISED = "rtl\u202egnp.exe"  # shown as "rtlexe.png" where the override is obeyed
+
+
+def visual_order(page: Page, selector: str, *parts: str) -> list[tuple[float, float]]:
+    """Where each part of the element's text is drawn: (line's top, left), in reading order."""
+    places = page.locator(selector).evaluate(
+        """(element, parts) => {
+            const node = element.firstChild;
+            return parts.map((part) => {
+                const start = node.textContent.indexOf(part);
+                const range = document.createRange();
+                range.setStart(node, start);
+                range.setEnd(node, start + part.length);
+                const box = range.getBoundingClientRect();
+                return [Math.round(box.top), box.left];
+            });
+        }""",
+        list(parts),
+    )
+    return [tuple(place) for place in places]
+
+
+def test_a_right_to_left_override_does_not_disguise_a_name(
+    watched: Watched, service: Service, db: connection
+) -> None:
+    add_job(db, 60, DISGUISED, message="copy \u2067done\u2069 \u200bx", percent=5)
+    page = watched.page
+    page.goto(f"{service.base}/?server=linux-server-01")
+    name = f'.card[data-job="{DISGUISED}"] .card-name'
+    expect(page.locator(name)).to_have_text("rtl<U+202E>gnp.exe")
+    gnp, exe = visual_order(page, name, "gnp", "exe")
+    assert gnp < exe, (gnp, exe)  # drawn as written: png before exe, not "rtlexe.png"
+    expect(page.locator(f'.card[data-job="{DISGUISED}"] .card-message')).to_have_text(
+        "copy <U+2067>done<U+2069> <U+200B>x"
+    )
+    page.locator(f'.card[data-job="{DISGUISED}"]').click()
+    expect(page.locator("#job-name")).to_have_text("rtl<U+202E>gnp.exe")
+    gnp, exe = visual_order(page, "#job-name", "gnp", "exe")
+    assert gnp < exe, (gnp, exe)
+    shoot(page, "disguised-name.png")
