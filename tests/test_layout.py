@@ -18,9 +18,11 @@ SERVICE = REPO / "zdm_monitor"
 FORBIDDEN = ("subprocess", "multiprocessing", "pgserver", "zdm_devstack")
 # A budget, raised only on purpose: 2,597 lines after the stack moved out, 3,000 the first target,
 # 3,500 with the deadlines and the worker, 4,000 with the snapshot cache and the server view,
-# 4,250 with the catalogue of messages in both languages, 4,300 with the age-bound cache (its
-# shared reads, byte bound and never-backwards rule; cache.py itself went from 226 lines to 177).
-MAX_SERVICE_LINES = 4300
+# 4,250 with the catalogue of messages in both languages, 4,450 with every timestamp PostgreSQL
+# can hold (timestamps.py), 4,500 with Swagger UI's own page and headers (docs.py), 4,550 with
+# the development token for loopback only (the age-bound cache's rules fit in what the listener
+# took: cache.py went from 226 lines to 177).
+MAX_SERVICE_LINES = 4550
 # A module small enough to read in one sitting.
 MAX_MODULE_LINES = 400
 

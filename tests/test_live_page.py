@@ -6,17 +6,23 @@ through the test's own connection must then show up on the page without a reload
 
 from __future__ import annotations
 
+import html
+import http.client
+import re
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright
 from psycopg2.extensions import connection
-from support.api import JOB_URL, SECRET, make_token
+from support.api import JOB_URL, SECRET, add_job, make_token
 from support.processes import clean_env, free_port, json_lines, kill_leftovers
 
 from zdm_devstack.app import create_app as create_dev_app
@@ -349,6 +355,88 @@ def test_page_needs_no_token_and_offers_only_a_development_one(
     assert missing.get_json()["code"] == "HTTP-404"
 
 
+def offered_token(html: str) -> str:
+    found = re.search(r'<meta name="zdm-dev-token" content="([^"]*)">', html)
+    assert found is not None, html
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    ("host", "client", "offered"),
+    [
+        ("localhost", "127.0.0.1", True),
+        ("localhost:8811", "127.0.0.1", True),
+        ("LocalHost:8811", "127.0.0.1", True),
+        ("127.0.0.1:8811", "127.0.0.1", True),
+        ("[::1]:8811", "::1", True),
+        ("127.0.0.1:8811", "::ffff:127.0.0.1", True),
+        # DNS rebinding: the attacker's name, now resolving to 127.0.0.1.
+        ("rebind.attacker.example:8811", "127.0.0.1", False),
+        ("localhost.attacker.example", "127.0.0.1", False),
+        ("127.0.0.1.nip.io:8811", "127.0.0.1", False),
+        ("[::1].attacker.example", "::1", False),
+        ("", "127.0.0.1", False),
+        # Another client: not this machine's browser.
+        ("127.0.0.1:8811", "127.0.0.2", False),
+        ("localhost", "10.0.0.5", False),
+    ],
+)
+def test_the_development_token_is_offered_only_to_loopback(
+    make_app: Callable[..., Any], host: str, client: str, offered: bool
+) -> None:
+    app = make_app(create_dev_app, ZDM_DEV_TOKEN=DEV_TOKEN, ZDM_PROXY_COUNT="0")
+    response = app.test_client().get(
+        "/", headers={"Host": host}, environ_base={"REMOTE_ADDR": client}
+    )
+    assert response.status_code == 200
+    assert offered_token(response.get_data(as_text=True)) == (DEV_TOKEN if offered else "")
+
+
+@pytest.mark.parametrize(
+    ("forwarded_host", "forwarded_for", "offered"),
+    [
+        ("localhost", "127.0.0.1", True),
+        ("127.0.0.1", "198.51.100.7, 127.0.0.1", True),  # the last hop is nginx's client
+        ("rebind.attacker.example", "127.0.0.1", False),
+        ("localhost", "127.0.0.2", False),
+        ("localhost", "127.0.0.1, 127.0.0.2", False),
+    ],
+)
+def test_behind_nginx_the_forwarded_host_and_client_decide(
+    make_app: Callable[..., Any], forwarded_host: str, forwarded_for: str, offered: bool
+) -> None:
+    app = make_app(create_dev_app, ZDM_DEV_TOKEN=DEV_TOKEN, ZDM_PROXY_COUNT="1")
+    headers = {
+        "Host": "localhost",
+        "X-Forwarded-Host": forwarded_host,
+        "X-Forwarded-For": forwarded_for,
+    }
+    response = app.test_client().get("/", headers=headers)
+    assert offered_token(response.get_data(as_text=True)) == (DEV_TOKEN if offered else "")
+
+
+def test_gunicorn_offers_no_token_to_a_rebound_name(service: Service) -> None:
+    """As the probe asked: curl -H "Host: rebind.attacker.example:8811" http://127.0.0.1:.../"""
+    port = int(service.base.rsplit(":", 1)[1])
+
+    def page(**headers: str) -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/", headers=headers)
+            response = conn.getresponse()
+            assert response.status == 200
+            return response.read().decode()
+        finally:
+            conn.close()
+
+    assert offered_token(page(Host=f"127.0.0.1:{port}")) == DEV_TOKEN
+    assert offered_token(page(Host=f"localhost:{port}")) == DEV_TOKEN
+    assert offered_token(page(Host="rebind.attacker.example:8811")) == ""
+    # Without a proxy in front, forwarded headers are the client's own words.
+    forged = page(Host="rebind.attacker.example", **{"X-Forwarded-Host": "localhost"})
+    assert offered_token(forged) == ""
+
+
 SERVER_URL = "/api/backups/monitoring/system/"
 
 
@@ -441,6 +529,118 @@ def test_the_api_docs_load_without_a_console_error(browser: Browser, service: Se
     page.goto(f"{service.base}/api/docs")
     # Swagger UI rendered both operations from the local document.
     expect(page.locator(".opblock-get")).to_have_count(2)
+    # And calls the API from the page under its Content-Security-Policy: without a token, a 401.
+    page.locator(".opblock-get").first.click()
+    page.locator(".try-out__btn").click()
+    page.locator('input[placeholder="identifier"]').fill("1")
+    page.locator(".execute").click()
+    expect(page.locator(".live-responses-table .response .response-col_status")).to_have_text("401")
     page.wait_for_timeout(1000)  # the browser's own request for /favicon.ico
     context.close()
-    assert problems == []
+    unauthorized = [p for p in problems if "401" in p]
+    assert len(unauthorized) == 2, problems  # the answer, and the console's word on it
+    assert [p for p in problems if p not in unauthorized] == []
+
+
+class FramingPage(BaseHTTPRequestHandler):
+    """Another origin's page that puts /?src=<url> in a frame."""
+
+    def do_GET(self) -> None:
+        src = parse_qs(urlsplit(self.path).query).get("src")
+        if not src:  # the browser's own /favicon.ico
+            self.send_error(404)
+            return
+        body = f'<iframe name="victim" src="{html.escape(src[0])}"></iframe>'.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture(scope="module")
+def framer() -> Iterator[str]:
+    """A server of another origin (loopback too: Chromium keeps other pages from loopback)."""
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), FramingPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize(
+    ("path", "framed"),
+    [("/api/docs", False), ("/", False), ("/api/openapi.json", True)],
+    ids=["docs", "live page", "a JSON document, which may be framed"],
+)
+def test_pages_refuse_to_be_framed_by_another_origin(
+    browser: Browser, service: Service, framer: str, path: str, framed: bool
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    refusals: list[str] = []
+    page.on("console", lambda m: refusals.append(m.text) if "frame-ancestors" in m.text else None)
+    blocked: list[str] = []
+    page.on("requestfailed", lambda r: blocked.append(f"{r.url} {r.failure}"))
+    target = f"{service.base}{path}"
+    with page.expect_response(target) as answer:
+        page.goto(f"{framer}?{urlencode({'src': target})}")
+    assert answer.value.status == 200  # the service answered; the browser decides on framing
+    frame = page.frame(name="victim")
+    assert frame is not None
+    page.wait_for_load_state("load")
+    if framed:
+        assert frame.url == target
+        assert (refusals, blocked) == ([], [])
+    else:
+        assert frame.url != target, frame.url  # Chromium's error page instead
+        assert blocked == [f"{target} net::ERR_BLOCKED_BY_RESPONSE"]
+        assert len(refusals) == 1 and "frame-ancestors 'none'" in refusals[0], refusals
+    context.close()
+
+
+DISGUISED = "rtl\u202egnp.exe"  # shown as "rtlexe.png" where the override is obeyed
+
+
+def visual_order(page: Page, selector: str, *parts: str) -> list[tuple[float, float]]:
+    """Where each part of the element's text is drawn: (line's top, left), in reading order."""
+    places = page.locator(selector).evaluate(
+        """(element, parts) => {
+            const node = element.firstChild;
+            return parts.map((part) => {
+                const start = node.textContent.indexOf(part);
+                const range = document.createRange();
+                range.setStart(node, start);
+                range.setEnd(node, start + part.length);
+                const box = range.getBoundingClientRect();
+                return [Math.round(box.top), box.left];
+            });
+        }""",
+        list(parts),
+    )
+    return [tuple(place) for place in places]
+
+
+def test_a_right_to_left_override_does_not_disguise_a_name(
+    watched: Watched, service: Service, db: connection
+) -> None:
+    add_job(db, 60, DISGUISED, message="copy \u2067done\u2069 \u200bx", percent=5)
+    page = watched.page
+    page.goto(f"{service.base}/?server=linux-server-01")
+    name = f'.card[data-job="{DISGUISED}"] .card-name'
+    expect(page.locator(name)).to_have_text("rtl<U+202E>gnp.exe")
+    gnp, exe = visual_order(page, name, "gnp", "exe")
+    assert gnp < exe, (gnp, exe)  # drawn as written: png before exe, not "rtlexe.png"
+    expect(page.locator(f'.card[data-job="{DISGUISED}"] .card-message')).to_have_text(
+        "copy <U+2067>done<U+2069> <U+200B>x"
+    )
+    page.locator(f'.card[data-job="{DISGUISED}"]').click()
+    expect(page.locator("#job-name")).to_have_text("rtl<U+202E>gnp.exe")
+    gnp, exe = visual_order(page, "#job-name", "gnp", "exe")
+    assert gnp < exe, (gnp, exe)
+    shoot(page, "disguised-name.png")

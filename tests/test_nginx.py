@@ -56,6 +56,8 @@ GRACEFUL_TIMEOUT = 15.0
 LOG_WAIT = 5.0
 # ZDM_CACHE_MAX_AGE_MS's default.
 CACHE_MAX_AGE_S = 1.0
+# What the live page offers, as make serve-nginx's would.
+DEV_TOKEN = make_token()
 
 
 @dataclass
@@ -190,7 +192,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             port,
             nginx=True,
             workers=WORKERS,
-            env=clean_env(ZDM_JWT_SECRET=SECRET),
+            env=clean_env(ZDM_JWT_SECRET=SECRET, ZDM_DEV_TOKEN=DEV_TOKEN),
             output=output,
         )
         try:
@@ -360,6 +362,23 @@ def test_unknown_host_gets_no_answer(service: Service) -> None:
         assert_seed_body(
             service.send("GET", SEED_PATH, headers={**bearer(make_token()), "Host": host})
         )
+
+
+def test_the_development_token_is_offered_to_this_machine_only(service: Service) -> None:
+    def offered(**kwargs: Any) -> str:
+        reply = service.send("GET", "/", **kwargs)
+        assert reply.status == 200
+        found = re.search(rb'<meta name="zdm-dev-token" content="([^"]*)">', reply.body)
+        assert found is not None, reply.body[:500]
+        return found.group(1).decode()
+
+    for host in ("localhost", f"localhost:{service.port}", f"127.0.0.1:{service.port}"):
+        assert offered(headers={"Host": host}) == DEV_TOKEN
+    # Another local address is another client, whatever it says it forwards for.
+    assert offered(source="127.0.0.2") == ""
+    assert offered(source="127.0.0.2", headers={"X-Forwarded-For": "127.0.0.1"}) == ""
+    # A forged forwarded host is nginx's $host by the time it reaches the service.
+    assert offered(headers={"X-Forwarded-Host": "rebind.attacker.example"}) == DEV_TOKEN
 
 
 def job_counter(service: Service) -> float:

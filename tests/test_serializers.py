@@ -12,6 +12,7 @@ from support.jobs import START, at, snapshot
 
 from zdm_monitor.repository import JobSnapshot
 from zdm_monitor.serializers import format_elapsed, format_time, monitoring_payload, pagination
+from zdm_monitor.timestamps import cast
 
 UTC_ZONE = ZoneInfo("UTC")
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -58,6 +59,25 @@ def test_format_time_daylight_saving() -> None:
     assert format_time(winter, berlin) == "2025-01-01 13:00:00"
 
 
+@pytest.mark.parametrize(
+    ("text", "zone", "expected"),
+    [
+        ("0044-03-15 00:00:00+00", "UTC", "0044-03-15 00:00:00"),
+        ("0044-03-15 00:00:00+00 BC", "UTC", "0044-03-15 00:00:00 BC"),
+        # Before 1908 Seoul kept local mean time, +08:27:52, as PostgreSQL and tzdata say.
+        ("0044-03-15 00:00:00+00 BC", "Asia/Seoul", "0044-03-15 08:27:52 BC"),
+        ("20000-01-01 00:00:00+00", "Asia/Seoul", "20000-01-01 09:00:00"),
+        # Years datetime holds, wall times in the zone that it does not.
+        ("0001-01-01 00:00:00+00", "America/New_York", "0001-12-31 19:03:58 BC"),
+        ("9999-12-31 23:00:00+00", "Asia/Seoul", "10000-01-01 08:00:00"),
+        ("infinity", "Asia/Seoul", "infinity"),
+        ("-infinity", "UTC", "-infinity"),
+    ],
+)
+def test_format_time_outside_years_1_to_9999(text: str, zone: str, expected: str) -> None:
+    assert format_time(cast(text, None), ZoneInfo(zone)) == expected
+
+
 # --- format_elapsed -----------------------------------------------------------------------------
 
 
@@ -96,6 +116,26 @@ def test_format_elapsed(
     start: datetime | None, end: datetime | None, last_report: datetime | None, expected: str
 ) -> None:
     assert format_elapsed(start, end, last_report) == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        ("0001-12-31 23:00:00+00 BC", "0001-01-01 01:00:00+00", "02:00:00"),
+        ("20000-01-01 00:00:00+00", "20000-01-02 00:00:01+00", "24:00:01"),
+        (
+            "2025-01-15 02:00:00+00",
+            "10000-01-01 00:00:00+00",
+            "69907054:00:00",
+        ),  # 2,912,794 days less 2 hours
+        ("2025-01-15 02:00:00+00", "infinity", "-"),
+        ("-infinity", "2025-01-15 02:00:00+00", "-"),
+        ("infinity", "infinity", "-"),
+        ("20000-01-01 00:00:00+00", "2025-01-15 02:00:00+00", "00:00:00"),
+    ],
+)
+def test_format_elapsed_outside_years_1_to_9999(start: str, end: str, expected: str) -> None:
+    assert format_elapsed(cast(start, None), cast(end, None), None) == expected
 
 
 # --- monitoring_payload -------------------------------------------------------------------------

@@ -8,20 +8,17 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import version
 from typing import Any
 
-import swagger_ui_bundle
-from flask import Flask, Response, send_from_directory
+from flask import Flask
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import health, live, metrics, monitoring, state
+from . import docs, health, live, metrics, monitoring, state
 from .config import OBSOLETE, load_settings
 from .context import begin_request, echo_request_id
 from .cors import register_cors
 from .errors import register_error_handlers
 from .logs import configure_logging, log_request
 from .openapi import ErrorResponseSchema, QueryObjectPlugin
-
-DOCS_ASSETS = "/api/docs/assets/"
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
@@ -91,8 +88,6 @@ def register_blueprints(app: Flask) -> None:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL=DOCS_ASSETS,
     )
     api = MonitorApi(app, spec_kwargs={"marshmallow_plugin": QueryObjectPlugin()})
     api.spec.components.security_scheme(
@@ -102,9 +97,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(live.bp)
-    app.add_url_rule(f"{DOCS_ASSETS}<path:filename>", "docs_assets", docs_asset)
-
-
-def docs_asset(filename: str) -> Response:
-    """Serve Swagger UI from the installed package, so the docs need no CDN."""
-    return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+    app.register_blueprint(docs.bp)

@@ -12,7 +12,7 @@ from . import state
 from .context import request_id
 from .messages import ENGLISH, KOREAN, LANGUAGES, english_details
 from .messages import english as english_text
-from .serializers import TIME_FORMAT
+from .serializers import clock_text
 
 SUCCESS_MESSAGE = "Backup monitoring info"
 
@@ -23,14 +23,14 @@ def error_body(request_id: str, code: str, message: str, now: datetime) -> dict[
         "requestID": request_id,
         "success": False,
         "error": message,
-        "timestamp": now.strftime(TIME_FORMAT),
+        "timestamp": clock_text(now),
         "code": code,
     }
 
 
 def timestamp() -> str:
     """Return the current time in the configured zone, in the contract's format."""
-    return datetime.now(state.settings().timezone).strftime(TIME_FORMAT)
+    return clock_text(datetime.now(state.settings().timezone))
 
 
 def encode(data: Any) -> str:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, send_from_directory
+from flask import Blueprint, Flask, Response, request, send_from_directory
 from markupsafe import escape
 
 from . import state
 
 STATIC = Path(__file__).with_name("static")
-# index.html carries this empty slot; only the development stack fills it, with its token.
+# index.html carries this empty slot; only the development stack fills it, with its token, and
+# only for a page this machine's browser asked for by a loopback name.
 TOKEN_SLOT = '<meta name="zdm-dev-token" content="">'
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+LOOPBACK_CLIENTS = frozenset({IPv4Address("127.0.0.1"), IPv6Address("::1")})
+HOST = re.compile(r"(\[[^]]*\]|[^:\[\]]*)(?::[0-9]*)?")  # the name, then the port if any
 # The page loads only its own three files and talks only to this service: no inline code,
 # nothing from elsewhere, not framed.
 SECURITY_HEADERS = {
@@ -43,12 +49,29 @@ def page() -> Response:
     """Serve the live page, offering the development token when the stack gave one."""
     html = page_template()
     token = state.of().offered_token
-    if token:
+    if token and loopback_request():
         html = html.replace(TOKEN_SLOT, f'<meta name="zdm-dev-token" content="{escape(token)}">')
     response = Response(html, mimetype="text/html")
     # Never kept by a cache: the page may carry the development token.
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def loopback_request() -> bool:
+    """Whether the browser asked for this machine by a loopback name, from this machine.
+
+    A page whose DNS name an attacker rebinds to 127.0.0.1 reaches the service with its own
+    name as Host; a client elsewhere has its own address. Behind nginx both come from its
+    X-Forwarded-* headers (ProxyFix), as the service trusts them for everything else.
+    """
+    host = HOST.fullmatch(request.headers.get("Host", "").lower())
+    try:
+        client = ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    if isinstance(client, IPv6Address) and client.ipv4_mapped is not None:
+        client = client.ipv4_mapped
+    return host is not None and host[1] in LOOPBACK_NAMES and client in LOOPBACK_CLIENTS
 
 
 @bp.get("/favicon.ico")

@@ -240,6 +240,7 @@ SERVER_ERROR_RESPONSES = error_responses(SERVER_ERRORS, SERVER_RESPONSE_HEADERS)
 
 
 DETAIL = "With detail=true only."
+TIME = "In ZDM_TIMEZONE; also `20000-01-01 00:00:00`, `0044-03-15 00:00:00 BC`, `infinity`."
 
 
 class JobInfoSchema(ma.Schema):
@@ -254,10 +255,15 @@ class ProgressInfoSchema(ma.Schema):
     status = fields.String(required=True, metadata={"enum": list(STATUSES)})
     percent = fields.String(required=True, metadata={"example": "60%"})
     message = fields.String(required=True, metadata={"description": "`-` when none."})
-    start = fields.String(required=True, metadata={"example": "2025-01-15 02:00:00"})
+    start = fields.String(
+        required=True,
+        metadata={"description": f"`-` before the start. {TIME}", "example": "2025-01-15 02:00:00"},
+    )
     elapsed = fields.String(required=True, metadata={"example": "00:20:00"})
-    end = fields.String(required=True, metadata={"description": "`-` while not finished."})
-    lastReport = fields.String(metadata={"description": f"Last progress report; `-`. {DETAIL}"})
+    end = fields.String(required=True, metadata={"description": f"`-` while not finished. {TIME}"})
+    lastReport = fields.String(
+        metadata={"description": f"Last progress report; `-`. {TIME} {DETAIL}"}
+    )
     stalled = fields.Boolean(
         metadata={
             "description": "Preparing or processing with no report for ZDM_STALL_SECONDS. " + DETAIL
@@ -272,7 +278,7 @@ class RepositorySchema(ma.Schema):
 
 class LogEntrySchema(ma.Schema):
     line = fields.Integer(required=True, metadata={"description": "1, 2, 3... within the job."})
-    time = fields.String(required=True)
+    time = fields.String(required=True, metadata={"description": TIME})
     message = fields.String(required=True)
 
 

@@ -10,7 +10,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2.extensions import connection
 
-from . import metrics
+from . import metrics, timestamps
 from .config import Settings
 from .deadline import Deadline, connect_within
 
@@ -106,6 +106,7 @@ class Pool:
             raise
         # One statement per request needs no transaction block around it.
         conn.autocommit = True
+        timestamps.register(conn)
         return conn
 
     def putconn(self, conn: connection) -> None:

@@ -2,29 +2,69 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from .repository import JobSnapshot, ServerSnapshot
+from .timestamps import CYCLE_YEARS, Beyond, duration
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 NONE = "-"
+SECOND = timedelta(seconds=1)
 
 
 def format_time(moment: datetime | None, zone: ZoneInfo) -> str:
-    """Return the instant as local wall time in the zone, or '-'."""
-    return NONE if moment is None else moment.astimezone(zone).strftime(TIME_FORMAT)
+    """Return the instant as local wall time in the zone (YYYY-MM-DD HH:MM:SS), or '-'.
+
+    An instant outside years 1-9999 shows its year as it is (20000-01-01 00:00:00, 0044-03-15
+    00:00:00 BC); infinity and -infinity show as those words.
+    """
+    if moment is None:
+        return NONE
+    if isinstance(moment, Beyond):
+        if moment.near is None:
+            return "infinity" if moment.future else "-infinity"
+        return wall_time(moment.near, zone, moment.cycles)
+    return wall_time(moment, zone)
+
+
+def wall_time(moment: datetime, zone: ZoneInfo, cycles: int = 0) -> str:
+    """The wall time in the zone of moment + cycles * 400 years."""
+    try:
+        local = moment.astimezone(zone)
+    except OverflowError:
+        # Within a day of year 1 or 9999 the zone's wall time can leave datetime's years: a
+        # cycle inwards, the calendar and the zone's rules are the same.
+        inward = 1 if moment.year < 5000 else -1
+        local = moment.replace(year=moment.year + inward * CYCLE_YEARS).astimezone(zone)
+        cycles -= inward
+    return clock_text(local, local.year + cycles * CYCLE_YEARS)
+
+
+def clock_text(local: datetime, year: int | None = None) -> str:
+    """YYYY-MM-DD HH:MM:SS of a wall time (in the given year if not its own), BC before 1."""
+    if year is None:
+        year = local.year
+    era = "" if year > 0 else " BC"  # year 0 is 1 BC
+    return (
+        f"{year if year > 0 else 1 - year:04d}-{local.month:02d}-{local.day:02d} "
+        f"{local.hour:02d}:{local.minute:02d}:{local.second:02d}{era}"
+    )
 
 
 def format_elapsed(
     start: datetime | None, end: datetime | None, last_report: datetime | None
 ) -> str:
-    """Return HH:MM:SS since the start: to the end once finished, else to the last report."""
+    """Return HH:MM:SS since the start: to the end once finished, else to the last report.
+
+    '-' before the start, and from or to infinity, which is no duration.
+    """
     if start is None:
         return NONE
-    until = end or last_report or start
-    seconds = max(0, int((until - start).total_seconds()))
+    between = duration(start, end or last_report or start)
+    if between is None:
+        return NONE
+    seconds = max(0, between // SECOND)
     hours, rest = divmod(seconds, 3600)
     return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
 

@@ -27,7 +27,8 @@
  * asks the job's next page back (?page=N) once, on request, and adds what came before.
  *
  * Switching job, server or token aborts the request in flight and cancels the timer, so two
- * things are never polled at once. API text is only ever set as textContent, never as HTML.
+ * things are never polled at once. API text is only ever set as textContent, never as HTML,
+ * and with its invisible characters made visible (see visible() below).
  */
 "use strict";
 
@@ -41,8 +42,19 @@
   const FINAL = { complete: "complete", canceled: "canceled", error: "failed" };
 
   const $ = (id) => document.getElementById(id);
+  // ZDM's names, messages and log lines are shown as they are, invisible characters included:
+  // a right-to-left override would make "rtl\u202Egnp.exe" read "rtlexe.png", so bidirectional
+  // controls, other format characters and control codes (but tab and newline) show as
+  // <U+202E>, and live.css isolates each value from the text around it.
+  const HIDDEN =
+    /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u2028-\u202E\u2060-\u206F\uFEFF\uFFF9-\uFFFB\u{E0000}-\u{E007F}]/gu;
+  const visible = (value) =>
+    String(value).replace(
+      HIDDEN,
+      (c) => `<U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}>`,
+    );
   const text = (id, value) => {
-    $(id).textContent = value ?? "-";
+    $(id).textContent = visible(value ?? "-");
   };
 
   // What is being watched: {poll, identifier, token, controller, timer, etag, cursor, failures,
@@ -311,7 +323,7 @@
   function element(tag, className, content) {
     const node = document.createElement(tag);
     node.className = className;
-    if (content !== undefined) node.textContent = content;
+    if (content !== undefined) node.textContent = visible(content);
     return node;
   }
 
@@ -357,7 +369,7 @@
       if (value === undefined) continue;
       const span = document.createElement("span");
       span.className = name;
-      span.textContent = String(value);
+      span.textContent = visible(value);
       item.append(span);
     }
     return item;
@@ -365,7 +377,7 @@
 
   function showError(message) {
     $("error").hidden = message === null;
-    $("error").textContent = message ?? "";
+    $("error").textContent = visible(message ?? "");
   }
 
   function setState(state, message) {
