@@ -87,9 +87,10 @@ class SnapshotCache:
     def get(
         self, key: Hashable, read: Callable[[], Snapshot | None], fresh: bool = False
     ) -> tuple[Entry, bool]:
-        """The entry for key and whether it was read for this call: the kept one while it is
-        younger than the max age, else the result of a read (this call's, or one in progress
-        that it waits for). fresh: a read of this call's own, whatever is kept or in progress."""
+        """The entry for key and whether this call read it: the kept one while it is younger
+        than the max age, else the result of a read, this call's or one already in progress
+        that it waits for (begun before this call: not this call's). fresh: a read of this
+        call's own, whatever is kept or in progress."""
         if not self.on:
             return Entry(key, read(), 0.0), True
         with self._lock:
@@ -103,7 +104,7 @@ class SnapshotCache:
                 if not fresh:
                     self._flights[key] = leader
         if flight is not None:
-            return self._wait(flight), True
+            return self._wait(flight), False
         try:
             read_at = self.clock()
             leader.entry = self._keep(Entry(key, read(), read_at))
