@@ -19,11 +19,14 @@ from typing import Any
 import pytest
 from support.api import SECRET
 from support.faults import (
+    closing_requests,
     fault_stack,
     frozen_database,
+    half_sent_heads,
     held_sockets,
     killed_backend,
     odd_requests,
+    pipelined_requests,
 )
 from support.processes import clean_env, free_port, kill_leftovers, wait_until
 
@@ -58,6 +61,28 @@ def base(stack: Stack) -> str:
 def test_idle_and_slowloris_sockets_starve_nothing(stack: Stack) -> None:
     """40 idle and 40 slowloris sockets: every poll answered, p99 under 0.5 s."""
     result = held_sockets(base(stack), stack.port, seconds=8)
+    assert result["ok"], result
+
+
+def test_pipelined_unfinished_requests_hold_no_thread(stack: Stack) -> None:
+    """12 connections send a whole request and the start of a second, then hold: every poll
+    and /healthz within 0.5 s; each held connection gets its answer and is closed once its
+    second head is overdue (5 s)."""
+    result = pipelined_requests(base(stack), stack.port, seconds=7)
+    assert result["ok"], result
+
+
+def test_connections_asked_to_close_never_stall_the_loop(stack: Stack) -> None:
+    """10 connections send Connection: close and hold: every poll and /healthz within 0.5 s;
+    each gets its whole answer and a clean close."""
+    result = closing_requests(base(stack), stack.port, seconds=4)
+    assert result["ok"], result
+
+
+def test_more_half_sent_heads_than_a_worker_takes_shut_no_one_out(stack: Stack) -> None:
+    """2,500 connections with half a head, more than make run's workers take: every poll and
+    /healthz within 0.5 s; the heads are closed once overdue."""
+    result = half_sent_heads(base(stack), stack.port, seconds=7)
     assert result["ok"], result
 
 

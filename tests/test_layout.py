@@ -18,8 +18,9 @@ SERVICE = REPO / "zdm_monitor"
 FORBIDDEN = ("subprocess", "multiprocessing", "pgserver", "zdm_devstack")
 # A budget, raised only on purpose: 2,597 lines after the stack moved out, 3,000 the first target,
 # 3,500 with the deadlines and the worker, 4,000 with the snapshot cache and the server view,
-# 4,250 with the catalogue of messages in both languages.
-MAX_SERVICE_LINES = 4250
+# 4,250 with the catalogue of messages in both languages, 4,400 with a worker loop that never
+# waits on a client.
+MAX_SERVICE_LINES = 4400
 # A module small enough to read in one sitting.
 MAX_MODULE_LINES = 400
 
