@@ -27,6 +27,7 @@ from support.faults import (
     killed_backend,
     odd_requests,
     pipelined_requests,
+    raw,
 )
 from support.processes import clean_env, free_port, kill_leftovers, wait_until
 
@@ -124,6 +125,26 @@ def test_every_odd_request_is_a_4xx_in_the_envelope(stack: Stack) -> None:
     assert seen["exp = 10**400"] == (401, "AUTH-ERROR-01"), seen
     assert seen["// in the path"] == (404, "HTTP-404"), seen
     assert seen["// at the start"] == (404, "HTTP-404"), seen
+
+
+def test_no_server_header_names_a_version(stack: Stack) -> None:
+    """Neither nginx nor gunicorn tells which release it runs, in any kind of answer."""
+    host = "Host: 127.0.0.1\r\nConnection: close\r\n"
+    answers = {
+        **odd_requests(stack.port),
+        "/healthz": raw(stack.port, f"GET /healthz HTTP/1.1\r\n{host}\r\n".encode()),
+        "a 4 KB body": raw(
+            stack.port,
+            f"POST /healthz HTTP/1.1\r\n{host}Content-Length: 4096\r\n\r\n".encode() + b"x" * 4096,
+        ),
+    }
+    servers = {
+        name: re.findall(r"\r\nserver: *([^\r]*)", answer.split(b"\r\n\r\n")[0].decode(), re.I)
+        for name, answer in answers.items()
+    }
+    assert any(servers.values()), servers  # some answers name their server at all
+    named = {name: names for name, names in servers.items() if names}
+    assert all(re.fullmatch(r"[a-z]+", n) for names in named.values() for n in names), named
 
 
 def test_a_bare_gunicorn_listens_on_loopback_only(tmp_path: Path) -> None:
