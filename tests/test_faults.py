@@ -26,6 +26,7 @@ from support.faults import (
     held_sockets,
     killed_backend,
     odd_requests,
+    overlong_heads,
     pipelined_requests,
     raw,
 )
@@ -84,6 +85,13 @@ def test_more_half_sent_heads_than_a_worker_takes_shut_no_one_out(stack: Stack) 
     """2,500 connections with half a head, more than make run's workers take: every poll and
     /healthz within 0.5 s; the heads are closed once overdue."""
     result = half_sent_heads(base(stack), stack.port, seconds=7)
+    assert result["ok"], result
+
+
+def test_unfinished_heads_longer_than_the_limits_are_refused_at_once(stack: Stack) -> None:
+    """6 connections send 830 KB of a head and no end: every poll and /healthz within 0.5 s;
+    each gets a whole 431 envelope at once."""
+    result = overlong_heads(base(stack), stack.port, seconds=3)
     assert result["ok"], result
 
 

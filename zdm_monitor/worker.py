@@ -168,6 +168,10 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
     def handle(self, conn: Conn) -> Any:
         """Parse from the head already read, then serve as gthread does."""
         head, conn.head = conn.head, b""
+        if head and not complete(head):
+            # Longer than the limits allow, unfinished: ended here, so the parser refuses it for
+            # the limit it breaks (414 or 431) rather than wait, with no deadline, for more.
+            head += b"\r\n\r\n"
         if head:
             conn.sock.setblocking(True)
             conn.init()

@@ -4,8 +4,9 @@ then, in make run's shape and make serve-nginx's, the bad days of support/faults
     make drill                      # 60 s of load, PostgreSQL down for 10 s, a worker kill,
                                     # then 15 s each of held sockets, pipelined unfinished
                                     # requests, held connections asked to close, 2,500
-                                    # half-sent heads and a frozen PostgreSQL, a killed backend
-                                    # and the odd requests, in both shapes
+                                    # half-sent heads, overlong unfinished heads and a frozen
+                                    # PostgreSQL, a killed backend and the odd requests, in both
+                                    # shapes
     python tests/support/drill.py --seconds 12 --outage 4     # a short run (the tests: 9 s, 3 s)
 
 Load is a bounded set of threads on loopback, each looping requests on keep-alive
@@ -40,6 +41,7 @@ from support.faults import (
     held_sockets,
     killed_backend,
     odd_requests,
+    overlong_heads,
     pipelined_requests,
 )
 from support.processes import free_port
@@ -281,6 +283,7 @@ def bad_days(nginx: bool, seconds: float) -> list[dict[str, object]]:
                 **closing_requests(base, stack.port, seconds),
             },
             {"drill": "2,500 half-sent heads", **half_sent_heads(base, stack.port, seconds)},
+            {"drill": "6 unfinished 830 KB heads", **overlong_heads(base, stack.port, seconds)},
             {"drill": "a backend SIGKILLed", **killed_backend(base, stack.env["DATABASE_URL"], 9)},
             {"drill": "PostgreSQL frozen", **frozen_database(base, stack.postgres.pgdata, seconds)},
         ]

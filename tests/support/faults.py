@@ -324,7 +324,8 @@ def odd_requests(port: int) -> dict[str, bytes]:
 
 
 # --- 6 and 7. Requests pipelined behind a whole one and never finished, and connections asked
-# to close that the client then holds open; 8. more half-sent heads than a worker takes --------
+# to close that the client then holds open; 8. more half-sent heads than a worker takes; 9.
+# unfinished heads longer than any head may be ------------------------------------------------
 
 # A whole request, then the start of a second one that never ends.
 PIPELINED = (
@@ -333,6 +334,8 @@ PIPELINED = (
 )
 CLOSING = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 HALF_SENT = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+# More than gunicorn's 100 header fields of 8,190 bytes, and no end.
+OVERLONG = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"a" * 830_000
 # The server's own bounds are what is measured; each gets a margin for the loaded machine and
 # for the worker's loop, which checks deadlines after its events and at least once a second.
 CLOSE_MARGIN_S = 1.5
@@ -385,18 +388,19 @@ def hold_requests(port: int, payload: bytes, count: int, seconds: float) -> list
     return held
 
 
-def whole_200(answer: bytes) -> bool:
-    """Whether the bytes are one whole 200 answer: as long as its Content-Length says."""
+def whole(answer: bytes, status: int = 200) -> bool:
+    """Whether the bytes are one whole answer of that status: as long as its Content-Length."""
     head, _, body = answer.partition(b"\r\n\r\n")
     length = re.search(rb"\r\ncontent-length: *(\d+)\r\n", head, re.IGNORECASE)
-    return head.startswith(b"HTTP/1.1 200 ") and length is not None and int(length[1]) == len(body)
+    started = head.startswith(b"HTTP/1.1 %d " % status)
+    return started and length is not None and int(length[1]) == len(body)
 
 
 def held_requests(
-    base: str, port: int, payload: bytes, count: int, seconds: float
+    base: str, port: int, payload: bytes, count: int, seconds: float, status: int = 200
 ) -> tuple[dict[str, Any], list[Held]]:
-    """Hold the connections while job 1 and /healthz are polled. Target: every poll 200 within
-    PROMPT_S."""
+    """Hold the connections while job 1 and /healthz are polled; count the whole answers of the
+    status the held ones should get. Target: every poll 200 within PROMPT_S."""
     with Poller(base) as jobs, Poller(base, "/healthz", token=False) as health:
         held = hold_requests(port, payload, count, seconds)
     polls = {"jobs": summary(jobs), "/healthz": summary(health)}
@@ -410,7 +414,7 @@ def held_requests(
     return {
         "ok": ok,
         **polls,
-        "answered 200 in whole": sum(whole_200(h.answer) for h in held),
+        f"answered {status} in whole": sum(whole(h.answer, status) for h in held),
         "closed by the server": len(closed),
         "reset": sum(h.reset for h in held),
         "closed after s": [round(min(closed), 3), round(max(closed), 3)] if closed else None,
@@ -423,7 +427,7 @@ def pipelined_requests(base: str, port: int, seconds: float, count: int = 12) ->
     second head is overdue (HEAD_TIMEOUT_S), not before."""
     result, held = held_requests(base, port, PIPELINED, count, seconds)
     ok = all(
-        whole_200(h.answer)
+        whole(h.answer)
         and h.closed_after is not None
         and HEAD_TIMEOUT_S - 0.1 < h.closed_after < HEAD_TIMEOUT_S + CLOSE_MARGIN_S
         for h in held
@@ -436,7 +440,7 @@ def closing_requests(base: str, port: int, seconds: float, count: int = 10) -> d
     as held_requests; each gets its whole answer and a clean close (no reset) within LINGER_S."""
     result, held = held_requests(base, port, CLOSING, count, seconds)
     ok = all(
-        whole_200(h.answer)
+        whole(h.answer)
         and not h.reset
         and h.closed_after is not None
         and h.closed_after < LINGER_S + CLOSE_MARGIN_S
@@ -451,3 +455,11 @@ def half_sent_heads(base: str, port: int, seconds: float, count: int = 2500) -> 
     result, held = held_requests(base, port, HALF_SENT, count, seconds)
     late = [h for h in held if h.closed_after is None or h.closed_after > HEAD_TIMEOUT_S + 2]
     return {**result, "ok": result["ok"] and not late}
+
+
+def overlong_heads(base: str, port: int, seconds: float, count: int = 6) -> dict[str, Any]:
+    """Connections that send more of a head than the limits allow, never ending it, then hold.
+    Targets: the polls as held_requests; each gets a whole 431 at once."""
+    result, held = held_requests(base, port, OVERLONG, count, seconds, 431)
+    ok = all(whole(h.answer, 431) and h.closed_after is not None for h in held)
+    return {**result, "ok": result["ok"] and ok}
