@@ -34,9 +34,9 @@ workers = int(env("GUNICORN_WORKERS", str(2 * multiprocessing.cpu_count() + 1)))
 # second thread also serves while the first waits on the database. Requests are short and
 # CPU-light, so a couple of threads suffice; more would only contend for the GIL.
 # HeadFirstWorker is gthread whose loop reads each request head under a 5 s deadline before a
-# thread takes it, so idle and slow clients cannot hold threads when nothing buffers in front;
-# it answers the probes on a thread of their own and its own error pages in the JSON envelope
-# (zdm_monitor/worker.py).
+# thread takes it, so idle and slow clients cannot hold threads when nothing buffers in front,
+# and never waits on a client itself; it answers the probes apart from the request threads and
+# its own error pages in the JSON envelope (zdm_monitor/worker.py, docs/reliability.md).
 worker_class = env("GUNICORN_WORKER_CLASS", "zdm_monitor.worker.HeadFirstWorker")
 threads = int(env("GUNICORN_THREADS", "2"))
 

@@ -19,11 +19,16 @@ from typing import Any
 import pytest
 from support.api import SECRET
 from support.faults import (
+    closing_requests,
     fault_stack,
     frozen_database,
+    half_sent_heads,
     held_sockets,
     killed_backend,
     odd_requests,
+    overlong_heads,
+    pipelined_requests,
+    raw,
 )
 from support.processes import clean_env, free_port, kill_leftovers, wait_until
 
@@ -58,6 +63,35 @@ def base(stack: Stack) -> str:
 def test_idle_and_slowloris_sockets_starve_nothing(stack: Stack) -> None:
     """40 idle and 40 slowloris sockets: every poll answered, p99 under 0.5 s."""
     result = held_sockets(base(stack), stack.port, seconds=8)
+    assert result["ok"], result
+
+
+def test_pipelined_unfinished_requests_hold_no_thread(stack: Stack) -> None:
+    """12 connections send a whole request and the start of a second, then hold: every poll
+    and /healthz within 0.5 s; each held connection gets its answer and is closed once its
+    second head is overdue (5 s)."""
+    result = pipelined_requests(base(stack), stack.port, seconds=7)
+    assert result["ok"], result
+
+
+def test_connections_asked_to_close_never_stall_the_loop(stack: Stack) -> None:
+    """10 connections send Connection: close and hold: every poll and /healthz within 0.5 s;
+    each gets its whole answer and a clean close."""
+    result = closing_requests(base(stack), stack.port, seconds=4)
+    assert result["ok"], result
+
+
+def test_more_half_sent_heads_than_a_worker_takes_shut_no_one_out(stack: Stack) -> None:
+    """2,500 connections with half a head, more than make run's workers take: every poll and
+    /healthz within 0.5 s; the heads are closed once overdue."""
+    result = half_sent_heads(base(stack), stack.port, seconds=7)
+    assert result["ok"], result
+
+
+def test_unfinished_heads_longer_than_the_limits_are_refused_at_once(stack: Stack) -> None:
+    """6 connections send 830 KB of a head and no end: every poll and /healthz within 0.5 s;
+    each gets a whole 431 envelope at once."""
+    result = overlong_heads(base(stack), stack.port, seconds=3)
     assert result["ok"], result
 
 
@@ -99,6 +133,26 @@ def test_every_odd_request_is_a_4xx_in_the_envelope(stack: Stack) -> None:
     assert seen["exp = 10**400"] == (401, "AUTH-ERROR-01"), seen
     assert seen["// in the path"] == (404, "HTTP-404"), seen
     assert seen["// at the start"] == (404, "HTTP-404"), seen
+
+
+def test_no_server_header_names_a_version(stack: Stack) -> None:
+    """Neither nginx nor gunicorn tells which release it runs, in any kind of answer."""
+    host = "Host: 127.0.0.1\r\nConnection: close\r\n"
+    answers = {
+        **odd_requests(stack.port),
+        "/healthz": raw(stack.port, f"GET /healthz HTTP/1.1\r\n{host}\r\n".encode()),
+        "a 4 KB body": raw(
+            stack.port,
+            f"POST /healthz HTTP/1.1\r\n{host}Content-Length: 4096\r\n\r\n".encode() + b"x" * 4096,
+        ),
+    }
+    servers = {
+        name: re.findall(r"\r\nserver: *([^\r]*)", answer.split(b"\r\n\r\n")[0].decode(), re.I)
+        for name, answer in answers.items()
+    }
+    assert any(servers.values()), servers  # some answers name their server at all
+    named = {name: names for name, names in servers.items() if names}
+    assert all(re.fullmatch(r"[a-z]+", n) for names in named.values() for n in names), named
 
 
 def test_a_bare_gunicorn_listens_on_loopback_only(tmp_path: Path) -> None:

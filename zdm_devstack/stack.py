@@ -34,11 +34,12 @@ LOCK_FILE = "stack.lock"
 # The app the stack's gunicorn serves: the service's, with the live page offering the token.
 DEV_APP = "zdm_devstack.app:create_app()"
 SERVICE_APP = "zdm_monitor:create_app()"
+# Room for the fault drills' 2,500 held connections (each request nginx passes on holds two).
 NGINX_MAIN = """\
 worker_processes 1;
 pid $prefix/nginx.pid;
 error_log $prefix/error.log notice;
-events { worker_connections 1024; }
+events { worker_connections 4096; }
 http {
     client_body_temp_path $prefix/tmp/body;
     proxy_temp_path $prefix/tmp/proxy;

@@ -2,8 +2,11 @@
 then, in make run's shape and make serve-nginx's, the bad days of support/faults.py.
 
     make drill                      # 60 s of load, PostgreSQL down for 10 s, a worker kill,
-                                    # then 15 s each of held sockets and a frozen PostgreSQL,
-                                    # a killed backend and the odd requests, in both shapes
+                                    # then 15 s each of held sockets, pipelined unfinished
+                                    # requests, held connections asked to close, 2,500
+                                    # half-sent heads, overlong unfinished heads and a frozen
+                                    # PostgreSQL, a killed backend and the odd requests, in both
+                                    # shapes
     python tests/support/drill.py --seconds 12 --outage 4     # a short run (the tests: 9 s, 3 s)
 
 Load is a bounded set of threads on loopback, each looping requests on keep-alive
@@ -31,11 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support.api import JOB_URL, SECRET, bearer
 from support.faults import (
+    closing_requests,
     fault_stack,
     frozen_database,
+    half_sent_heads,
     held_sockets,
     killed_backend,
     odd_requests,
+    overlong_heads,
+    pipelined_requests,
 )
 from support.processes import free_port
 from zdm_devstack.stack import Stack
@@ -267,6 +274,16 @@ def bad_days(nginx: bool, seconds: float) -> list[dict[str, object]]:
     try:
         results: list[dict[str, object]] = [
             {"drill": "40 idle + 40 slowloris sockets", **held_sockets(base, stack.port, seconds)},
+            {
+                "drill": "12 unfinished requests pipelined behind whole ones",
+                **pipelined_requests(base, stack.port, seconds),
+            },
+            {
+                "drill": "10 held connections asked to close",
+                **closing_requests(base, stack.port, seconds),
+            },
+            {"drill": "2,500 half-sent heads", **half_sent_heads(base, stack.port, seconds)},
+            {"drill": "6 unfinished 830 KB heads", **overlong_heads(base, stack.port, seconds)},
             {"drill": "a backend SIGKILLed", **killed_backend(base, stack.env["DATABASE_URL"], 9)},
             {"drill": "PostgreSQL frozen", **frozen_database(base, stack.postgres.pgdata, seconds)},
         ]

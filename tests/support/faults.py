@@ -1,8 +1,10 @@
-"""The five ways a bad day knocked the service over, done for real, each measured by a poller.
+"""The ways a bad day knocked the service over, done for real, each measured by a poller.
 
 A poller asks for job 1 every 50 ms (each request on its own connection, so a stuck one shows)
 while the fault happens: held-open and slowloris sockets, a PostgreSQL backend SIGKILLed,
-PostgreSQL frozen with SIGSTOP, and odd requests and tokens. Each drill returns what it saw
+PostgreSQL frozen with SIGSTOP, odd requests and tokens, unfinished requests pipelined behind
+whole ones, held connections asked to close, and more half-sent heads than a worker takes.
+Each drill returns what it saw
 and, as "ok", whether the service met its targets; tests/test_faults.py runs them short,
 `make drill` long.
 """
@@ -10,6 +12,8 @@ and, as "ok", whether the service met its targets; tests/test_faults.py runs the
 from __future__ import annotations
 
 import os
+import re
+import selectors
 import signal
 import socket
 import statistics
@@ -28,6 +32,7 @@ import psycopg2
 from support.api import JOB_URL, SECRET, bearer, make_token
 from support.processes import clean_env, free_port, free_port_pair
 from zdm_devstack.stack import Stack
+from zdm_monitor.worker import HEAD_TIMEOUT_S, LINGER_S
 
 
 def fault_stack(folder: Path, nginx: bool, output: Any) -> Stack:
@@ -316,3 +321,145 @@ def odd_requests(port: int) -> dict[str, bytes]:
         name: raw(port, (text + "Connection: close\r\n\r\n").encode("latin-1"))
         for name, text in cases.items()
     }
+
+
+# --- 6 and 7. Requests pipelined behind a whole one and never finished, and connections asked
+# to close that the client then holds open; 8. more half-sent heads than a worker takes; 9.
+# unfinished heads longer than any head may be ------------------------------------------------
+
+# A whole request, then the start of a second one that never ends.
+PIPELINED = (
+    b"GET /api/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    b"GET /api/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+)
+CLOSING = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+HALF_SENT = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+# More than gunicorn's 100 header fields of 8,190 bytes, and no end.
+OVERLONG = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"a" * 830_000
+# The server's own bounds are what is measured; each gets a margin for the loaded machine and
+# for the worker's loop, which checks deadlines after its events and at least once a second.
+CLOSE_MARGIN_S = 1.5
+PROMPT_S = 0.5
+
+
+@dataclass
+class Held:
+    """A connection that sent its bytes and then only reads: what came back, how it ended."""
+
+    sock: socket.socket
+    sent: float
+    answer: bytes = b""
+    closed_after: float | None = None  # seconds from sending to the server's close
+    reset: bool = False
+
+    def receive(self) -> bool:
+        """Read what has arrived; whether the server has closed the connection."""
+        try:
+            chunk = self.sock.recv(65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self.reset, chunk = True, b""
+        self.answer += chunk
+        if not chunk:
+            self.closed_after = time.monotonic() - self.sent
+        return not chunk
+
+
+def hold_requests(port: int, payload: bytes, count: int, seconds: float) -> list[Held]:
+    """Open `count` connections that each send payload, then read for `seconds`, then close."""
+    held: list[Held] = []
+    with selectors.DefaultSelector() as selector:
+        try:
+            for _ in range(count):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                sock.sendall(payload)
+                sock.setblocking(False)
+                held.append(Held(sock, time.monotonic()))
+                selector.register(sock, selectors.EVENT_READ, held[-1])
+            end = time.monotonic() + seconds
+            while (left := end - time.monotonic()) > 0:
+                for key, _ in selector.select(left):
+                    if key.data.receive():
+                        selector.unregister(key.fileobj)
+        finally:
+            for h in held:
+                h.sock.close()
+    return held
+
+
+def whole(answer: bytes, status: int = 200) -> bool:
+    """Whether the bytes are one whole answer of that status: as long as its Content-Length."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"\r\ncontent-length: *(\d+)\r\n", head, re.IGNORECASE)
+    started = head.startswith(b"HTTP/1.1 %d " % status)
+    return started and length is not None and int(length[1]) == len(body)
+
+
+def held_requests(
+    base: str, port: int, payload: bytes, count: int, seconds: float, status: int = 200
+) -> tuple[dict[str, Any], list[Held]]:
+    """Hold the connections while job 1 and /healthz are polled; count the whole answers of the
+    status the held ones should get. Target: every poll 200 within PROMPT_S."""
+    with Poller(base) as jobs, Poller(base, "/healthz", token=False) as health:
+        held = hold_requests(port, payload, count, seconds)
+    polls = {"jobs": summary(jobs), "/healthz": summary(health)}
+    ok = all(
+        p["statuses"] == {200: p["polls"]}
+        and p["polls"] > seconds * 5
+        and p["slowest s"] < PROMPT_S
+        for p in polls.values()
+    )
+    closed = [h.closed_after for h in held if h.closed_after is not None]
+    return {
+        "ok": ok,
+        **polls,
+        f"answered {status} in whole": sum(whole(h.answer, status) for h in held),
+        "closed by the server": len(closed),
+        "reset": sum(h.reset for h in held),
+        "closed after s": [round(min(closed), 3), round(max(closed), 3)] if closed else None,
+    }, held
+
+
+def pipelined_requests(base: str, port: int, seconds: float, count: int = 12) -> dict[str, Any]:
+    """Connections that send a whole request and the start of another, then hold. Targets: the
+    polls as held_requests; each held connection gets its first answer, and is closed once the
+    second head is overdue (HEAD_TIMEOUT_S), not before."""
+    result, held = held_requests(base, port, PIPELINED, count, seconds)
+    ok = all(
+        whole(h.answer)
+        and h.closed_after is not None
+        and HEAD_TIMEOUT_S - 0.1 < h.closed_after < HEAD_TIMEOUT_S + CLOSE_MARGIN_S
+        for h in held
+    )
+    return {**result, "ok": result["ok"] and ok}
+
+
+def closing_requests(base: str, port: int, seconds: float, count: int = 10) -> dict[str, Any]:
+    """Connections that send one request with Connection: close, then hold. Targets: the polls
+    as held_requests; each gets its whole answer and a clean close (no reset) within LINGER_S."""
+    result, held = held_requests(base, port, CLOSING, count, seconds)
+    ok = all(
+        whole(h.answer)
+        and not h.reset
+        and h.closed_after is not None
+        and h.closed_after < LINGER_S + CLOSE_MARGIN_S
+        for h in held
+    )
+    return {**result, "ok": result["ok"] and ok}
+
+
+def half_sent_heads(base: str, port: int, seconds: float, count: int = 2500) -> dict[str, Any]:
+    """More connections with half a head than make run's two workers take (1,000 each). Target:
+    the polls as held_requests; the heads are closed when overdue."""
+    result, held = held_requests(base, port, HALF_SENT, count, seconds)
+    late = [h for h in held if h.closed_after is None or h.closed_after > HEAD_TIMEOUT_S + 2]
+    return {**result, "ok": result["ok"] and not late}
+
+
+def overlong_heads(base: str, port: int, seconds: float, count: int = 6) -> dict[str, Any]:
+    """Connections that send more of a head than the limits allow, never ending it, then hold.
+    Targets: the polls as held_requests; each gets a whole 431 at once."""
+    result, held = held_requests(base, port, OVERLONG, count, seconds, 431)
+    ok = all(whole(h.answer, 431) and h.closed_after is not None for h in held)
+    return {**result, "ok": result["ok"] and ok}
