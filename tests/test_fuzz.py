@@ -180,11 +180,10 @@ def test_without_a_token(app: Flask, view: str, data: st.DataObject) -> None:
 def test_the_judge_reads_the_wire(app: Flask) -> None:
     """The judge itself: what it allows and forbids, on requests written by hand."""
     spec = document(app)
-    allowed = ["after=3&limit=10&mode=", "after=3&page=", "_=1&status=running", "x%5B%5D=1"]
+    allowed = ["after=3&limit=10&mode=", "after=3&page=2", "_=1&status=running", "x%5B%5D=1"]
     for query in allowed:
         assert forbidden(spec, "job", "4", query) is None, query
     refused = {
-        "after=3&page=2": "query",
         "mode=weekly": "query",
         "limit=0": "query",
         "mode=full&mode=full": "mode",

@@ -57,12 +57,6 @@ class QueryObjectPlugin(MarshmallowPlugin):
                 **({} if default is None else {"default": default}),
             }
         document: dict[str, Any] = {"type": "object", "properties": properties}
-        if schema.EXCLUSIVE:
-            # Both given, neither empty: refused.
-            document["not"] = {
-                "required": list(schema.EXCLUSIVE),
-                "properties": {name: properties[name]["anyOf"][0] for name in schema.EXCLUSIVE},
-            }
         return {
             "in": "query",
             "name": "query",
@@ -138,18 +132,22 @@ RESPONSE_HEADERS = {
     "ETag": header("Weak validator of this answer; send it back in If-None-Match."),
     "Cache-Control": header(f"`{CACHE_CONTROL}`: revalidate on every poll."),
     "X-Pagination": header(
-        "The log's pages as JSON: total, total_pages, first_page, last_page, page, "
-        "previous_page, next_page (keys that do not apply are left out; no page keys with "
-        "`after`)."
+        "The pages `page` counts, as JSON: total, total_pages, first_page, last_page, page, "
+        "previous_page, next_page (keys that do not apply are left out). Without `after`, the "
+        "log's pages; with it, the pages of the lines after the cursor (`total`: how many)."
     ),
     "X-Log-Cursor": header(
-        "The newest line number delivered; with `after` and nothing new, `after` itself; `0` "
-        "for an empty log; for a page past the end, the line before the oldest. Pass it as "
-        "`after` on the next poll.",
+        "The newest line number delivered. Nothing delivered: with `after`, the larger of "
+        "`after` and the newest line; without, `0` for an empty log, the line before the oldest "
+        "for a page past the end. Pass it as `after` on the next poll.",
         "integer",
     ),
     "X-Log-Gap": {
-        **header("`true` when lines after `after` were pruned before this poll.", required=False),
+        **header(
+            "`true` when lines after `after` were pruned before this poll: the answer counts "
+            "from the oldest line kept.",
+            required=False,
+        ),
         "schema": {"type": "string", "enum": ["true"]},
     },
     "X-Poll-Interval": header(

@@ -220,18 +220,10 @@ class FilterSchema(ma.Schema):
                 refused[name] = [GIVEN_AS_LIST]
         if refused:
             raise ValidationError(refused)
-        self.check_together(found)
         return found
 
-    # Two parameters that exclude each other, and an example query: the OpenAPI document's too.
-    EXCLUSIVE: tuple[str, str] | None = None
+    # An example query: the OpenAPI document's.
     EXAMPLE: ClassVar[dict[str, Any]] = {}
-
-    def check_together(self, found: dict[str, str]) -> None:
-        """Refuse parameters that exclude each other."""
-        if self.EXCLUSIVE and all(name in found for name in self.EXCLUSIVE):
-            first, second = self.EXCLUSIVE
-            raise ValidationError({first: [say("given_with", other=second)]})
 
     @staticmethod
     def filters(data: dict[str, Any]) -> JobFilters:
@@ -262,7 +254,11 @@ class MonitoringQuerySchema(FilterSchema):
     page = Bounded(
         MAX_PAGE,
         load_default=1,
-        metadata={"description": "Log page; page 1 holds the newest `limit` lines."},
+        metadata={
+            "description": "Log page of `limit` lines: page 1 holds the newest, page 2 the ones "
+            "before. With `after`, the pages after the cursor instead: page 1 the first `limit` "
+            "lines after it, page 2 the next."
+        },
     )
     limit = Bounded(
         MAX_LIMIT,
@@ -274,8 +270,8 @@ class MonitoringQuerySchema(FilterSchema):
         minimum=0,
         metadata={
             "description": "Log cursor: the lines after this line number, oldest first, at most "
-            "`limit` of them, instead of a page (`0`: from the start). Not with `page`. "
-            "Answered with `X-Log-Cursor`, and `X-Log-Gap: true` when lines after it were pruned."
+            "`limit` of them (`0`: from the start); with `page`, that page of them. Answered with "
+            "`X-Log-Cursor`, and `X-Log-Gap: true` when lines after it were pruned."
         },
     )
     sort = Choice(
@@ -286,7 +282,6 @@ class MonitoringQuerySchema(FilterSchema):
         },
     )
     detail = Flag(load_default=False, metadata={"description": DETAIL_DESCRIPTION})
-    EXCLUSIVE = ("after", "page")
     EXAMPLE: ClassVar[dict[str, Any]] = {"limit": 20, "sort": "desc"}
 
     @post_load
