@@ -12,7 +12,6 @@ import importlib
 import inspect
 import json
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import pytest
 from support.api import SECRET, make_token
-from support.processes import clean_env, free_port, http_get, kill_leftovers
+from support.processes import clean_env, free_port, http_get, stop
 
 from zdm_devstack.stack import SERVICE_APP, spawn_gunicorn
 
@@ -123,11 +122,7 @@ def service(reader_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            kill_leftovers([process])
+        stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import html
 import http.client
 import re
-import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright
 from psycopg2.extensions import connection
 from support.api import JOB_URL, SECRET, add_job, make_token
-from support.processes import clean_env, free_port, json_lines, kill_leftovers
+from support.processes import clean_env, free_port, json_lines, stop
 
 from zdm_devstack.app import create_app as create_dev_app
 from zdm_devstack.stack import spawn_gunicorn
@@ -107,11 +105,7 @@ def service(reader_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         yield Service(f"http://127.0.0.1:{port}", output_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            kill_leftovers([process])
+        stop(process)
 
 
 @pytest.fixture(scope="module")
