@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run demo-agent serve-nginx test bench drill soak lint format clean nginx wrk chromium
+.PHONY: run demo-agent serve-nginx test bench drill soak lint format clean nginx wrk chromium node
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ nginx:
 chromium:
 	@test -x /usr/bin/chromium && test -d /usr/share/fonts/truetype/nanum || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum)
+
+# Node.js and npm build the TypeScript client generated from the OpenAPI document
+# (tests/test_clients.py; its packages come from tests/clients/typescript/package-lock.json).
+node:
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm)
 
 # Debian's wrk drives the benchmark's load.
 wrk:
@@ -75,8 +81,9 @@ drill: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python tests/support/drill.py --soak 100000
 
-# nginx, chromium and PgBouncer for the end-to-end, browser and cluster tests.
-test: $(STAMP) nginx chromium pgbouncer
+# nginx, chromium and PgBouncer for the end-to-end, browser and cluster tests; node for the
+# generated TypeScript client.
+test: $(STAMP) nginx chromium pgbouncer node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The edit loop: every test that starts no server, browser or pip of its own (well under a
@@ -89,13 +96,14 @@ test-fast: $(STAMP)
 # The API test suite again, with every connection of the app going through PgBouncer in
 # transaction pooling mode (tests/conftest.py: reader_url). The modules left out start servers
 # of their own and never use that connection (test_cluster.py has its own PgBouncer), or test
-# the live page rather than the API.
+# the live page and the generated clients rather than the API's database path.
 .PHONY: e2e
 e2e: $(STAMP) pgbouncer
 	ZDM_TEST_PGBOUNCER=1 $(BIN)/python -m pytest \
 	  --ignore=tests/test_serve.py --ignore=tests/test_nginx.py \
 	  --ignore=tests/test_drill.py --ignore=tests/test_faults.py --ignore=tests/test_cluster.py \
-	  --ignore=tests/test_replicas.py --ignore=tests/test_live_page.py $(PYTEST_ARGS)
+	  --ignore=tests/test_replicas.py --ignore=tests/test_live_page.py \
+	  --ignore=tests/test_clients.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,8 +9,6 @@ from __future__ import annotations
 import html
 import http.client
 import re
-import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright
 from psycopg2.extensions import connection
 from support.api import JOB_URL, SECRET, add_job, make_token
-from support.processes import clean_env, free_port, json_lines, kill_leftovers
+from support.processes import clean_env, free_port, json_lines, stop
 
 from zdm_devstack.app import create_app as create_dev_app
 from zdm_devstack.stack import spawn_gunicorn
@@ -107,11 +105,7 @@ def service(reader_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         yield Service(f"http://127.0.0.1:{port}", output_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            kill_leftovers([process])
+        stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -540,6 +534,91 @@ def test_the_api_docs_load_without_a_console_error(browser: Browser, service: Se
     unauthorized = [p for p in problems if "401" in p]
     assert len(unauthorized) == 2, problems  # the answer, and the console's word on it
     assert [p for p in problems if p not in unauthorized] == []
+
+
+# Each query parameter of the job endpoint and the input Swagger UI gives it: a dropdown of the
+# enum's values, or a text box.
+JOB_QUERY_INPUTS = {
+    "mode": "select",
+    "partition": "input",
+    "drive": "input",
+    "server": "input",
+    "repositoryType": "select",
+    "repositoryPath": "input",
+    "status": "select",
+    "jobName": "input",
+    "page": "input",
+    "limit": "input",
+    "after": "input",
+    "sort": "select",
+    "detail": "select",
+}
+
+
+def query_input(page: Page, name: str) -> Any:
+    return page.locator(f"tr[data-param-name='{name}'][data-param-in='query']").locator(
+        "select, input[type=text]"
+    )
+
+
+def test_swagger_ui_gives_each_parameter_its_input_and_sends_what_was_chosen(
+    browser: Browser, service: Service
+) -> None:
+    context = browser.new_context(viewport={"width": 1200, "height": 1600})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(f"{service.base}/api/docs")
+    page.locator(".btn.authorize").click()
+    page.locator(".auth-container input").fill(make_token())
+    page.locator(".auth-btn-wrapper .authorize").click()
+    page.locator(".btn-done").click()
+    page.locator(".opblock-get").first.click()
+    page.locator(".try-out__btn").click()
+    # One input per parameter, each empty: the examples are shown, not sent.
+    for name, kind in JOB_QUERY_INPUTS.items():
+        field = query_input(page, name)
+        expect(field).to_have_count(1)
+        assert field.evaluate("e => e.tagName.toLowerCase()") == kind, name
+        expect(field).to_have_value("")
+    assert query_input(page, "status").locator("option").all_inner_texts()[:3] == [
+        "--",
+        "preparing",
+        "processing",
+    ]
+    page.locator('input[placeholder="identifier"]').fill("1")
+    query_input(page, "limit").fill("2")
+    query_input(page, "partition").fill("/")
+
+    def execute() -> Response:
+        with page.expect_response(lambda r: JOB_URL in r.url) as answer:
+            page.locator(".execute").click()
+        return answer.value
+
+    chosen = execute()
+    sent = urlsplit(chosen.url).query
+    assert sorted(sent.split("&")) == ["limit=2", "partition=%2F"], sent
+    assert chosen.status == 200
+    assert chosen.json()["data"]["job"]["log"] == ["Processing files...", "Backup completed"]
+    shown = page.locator(".live-responses-table .response-col_description pre").first
+    expect(shown).to_contain_text('"Processing files...",')
+    expect(shown).to_contain_text('"Backup completed"')
+    expect(shown).not_to_contain_text("Starting backup...")
+    expect(page.locator(".live-responses-table .response .response-col_status")).to_have_text("200")
+    shoot(page, "api-docs-try-it-out.png")
+    # A dropdown's first choice is sent too, its example included (sort's is desc).
+    query_input(page, "sort").select_option("desc")
+    query_input(page, "limit").fill("")  # emptied again: not given
+    again = execute()
+    assert sorted(urlsplit(again.url).query.split("&")) == ["partition=%2F", "sort=desc"]
+    assert again.json()["data"]["job"]["log"] == [
+        "Backup completed",
+        "Processing files...",
+        "Starting backup...",
+    ]
+    context.close()
+    assert problems == []
 
 
 class FramingPage(BaseHTTPRequestHandler):

@@ -255,7 +255,7 @@ def test_304_needs_the_token_first(
         ("6", 400, "JOB-ERROR-20"),
         ("7", 400, "JOB-ERROR-20"),
         ("4?sort=up", 400, "REQUEST-ERROR-01"),
-        ("4?after=1&page=2", 400, "REQUEST-ERROR-01"),
+        ("4?after=251&page=2", 400, "REQUEST-ERROR-01"),
     ],
 )
 def test_errors_are_never_304(get_job: GetJob, path: str, status: int, code: str) -> None:
@@ -288,7 +288,8 @@ def test_after_zero_starts_at_line_one(get_job: GetJob) -> None:
     assert log_of(response) == lines(range(1, 21))
     assert cursor(response) == 20
     assert "X-Log-Gap" not in response.headers
-    assert pagination(response) == BULK_PAGES
+    # The pages that page counts with a cursor: here every line is after it.
+    assert pagination(response) == {**BULK_PAGES, "page": 1, "next_page": 2}
 
 
 @pytest.mark.parametrize("limit", [37, 250, 1000])
@@ -322,7 +323,7 @@ def test_cursor_at_the_end_returns_nothing_and_keeps_the_cursor(get_job: GetJob)
     assert log_of(response) == []
     assert cursor(response) == 250
     assert "X-Log-Gap" not in response.headers
-    assert pagination(response) == BULK_PAGES
+    assert pagination(response) == {"total": 0, "total_pages": 0}
 
 
 @pytest.mark.parametrize("after", [251, 1000, 2147483647])
@@ -380,15 +381,131 @@ def test_cursor_header_in_page_mode(get_job: GetJob, path: str, expected: str) -
     assert get_job(identifier, query).headers.get("X-Log-Cursor") == expected
 
 
-@pytest.mark.parametrize("query", ["after=5&page=2", "after=0&page=1", "page=1&after=250"])
-def test_after_with_page_is_refused(get_job: GetJob, query: str) -> None:
-    body = assert_invalid(get_job("4", query), "after")
-    assert body["details"] == {"after": ["page와 함께 지정할 수 없습니다."]}
+# --- after with page: pages of limit lines after the cursor ---------------------------------
+
+
+def test_after_with_page_counts_pages_after_the_cursor(get_job: GetJob) -> None:
+    """The contract's example: page 2 of one line after line 1 of a 3-line log is line 3."""
+    response = get_job("1", "after=1&page=2&limit=1")
+    assert log_of(response) == ["Backup completed"]
+    assert cursor(response) == 3
+    assert pagination(response) == {
+        "total": 2,
+        "total_pages": 2,
+        "first_page": 1,
+        "last_page": 2,
+        "page": 2,
+        "previous_page": 1,
+    }
+    assert log_of(get_job("1", "after=1&page=1&limit=1")) == ["Processing files..."]
+
+
+@pytest.mark.parametrize(
+    ("query", "numbers", "pages"),
+    [
+        ("after=100&page=1&limit=37", range(101, 138), {"page": 1, "next_page": 2}),
+        (
+            "after=100&page=2&limit=37",
+            range(138, 175),
+            {"page": 2, "previous_page": 1, "next_page": 3},
+        ),
+        ("after=100&page=5&limit=37", range(249, 251), {"page": 5, "previous_page": 4}),
+        ("after=100&page=6&limit=37", range(0), {}),
+    ],
+    ids=["page 1", "page 2", "last page", "past the end"],
+)
+def test_pages_after_a_cursor(
+    get_job: GetJob, query: str, numbers: range, pages: dict[str, int]
+) -> None:
+    response = get_job("4", query)
+    assert log_of(response) == lines(numbers)
+    # Past the end: the pages before reach the newest line, which is where the client is left.
+    assert cursor(response) == (numbers[-1] if numbers else 250)
+    assert "X-Log-Gap" not in response.headers
+    base = {"total": 150, "total_pages": 5, "first_page": 1, "last_page": 5}
+    assert pagination(response) == {**base, **pages}
+
+
+def test_walking_the_pages_after_a_fixed_cursor_collects_every_line_once(get_job: GetJob) -> None:
+    seen: list[str] = []
+    page = 1
+    while True:
+        response = get_job("4", f"after=40&page={page}&limit=30")
+        seen += log_of(response)
+        following = pagination(response).get("next_page")
+        if following is None:
+            break
+        assert following == page + 1
+        page = following
+    assert seen == lines(range(41, 251))
+    assert page == 7
+
+
+@pytest.mark.parametrize(
+    ("after", "page", "numbers", "gap"),
+    [
+        (50, 1, range(101, 111), True),
+        (50, 2, range(111, 121), True),
+        (120, 2, range(131, 141), False),
+    ],
+)
+def test_pages_after_a_pruned_cursor_count_from_the_oldest_kept_line(
+    get_job: GetJob, db: connection, after: int, page: int, numbers: range, gap: bool
+) -> None:
+    prune_bulk_log(db, 100)
+    response = get_job("4", f"after={after}&page={page}&limit=10")
+    assert log_of(response) == lines(numbers)
+    assert cursor(response) == numbers[-1]
+    assert response.headers.get("X-Log-Gap") == ("true" if gap else None)
+    assert pagination(response)["total"] == 250 - max(after, 100)
+
+
+def test_after_with_page_sorts_and_keeps_the_newest_as_cursor(get_job: GetJob) -> None:
+    response = get_job("4", "after=10&page=3&limit=5&sort=desc")
+    assert log_of(response) == lines(range(25, 20, -1))
+    assert cursor(response) == 25
+
+
+def test_each_page_after_a_cursor_has_its_own_tag_and_a_poll_past_the_end_is_a_304(
+    get_job: GetJob, db: connection
+) -> None:
+    first = get_job("4", "after=240&page=1&limit=5")
+    second = get_job("4", "after=240&page=2&limit=5")
+    assert first.headers["ETag"] != second.headers["ETag"]
+    assert (cursor(first), cursor(second)) == (245, 250)
+    # Following the cursor with the same page: nothing after it, the same place: a 304.
+    tag = second.headers["ETag"]
+    again = get_job("4", "after=250&page=2&limit=5", **if_none_match(tag))
+    assert again.status_code == 304
+    assert cursor(again) == 250
+    # New lines: that page of them.
+    append_lines(db, 4, 251, 262)
+    moved = get_job("4", "after=250&page=2&limit=5", **if_none_match(tag))
+    assert log_of(moved) == lines(range(256, 261))
+    assert cursor(moved) == 260
 
 
 @pytest.mark.parametrize(("query", "first"), [("after=5&page=", 6), ("after=&page=13", 1)])
-def test_after_or_page_left_empty_is_no_conflict(get_job: GetJob, query: str, first: int) -> None:
+def test_after_or_page_left_empty_counts_as_not_given(
+    get_job: GetJob, query: str, first: int
+) -> None:
     assert log_of(get_job("4", query))[0] == f"line {first}"
+
+
+@pytest.mark.parametrize("query", ["after=251&page=1", "after=251&page=3", "page=2&after=1000"])
+def test_a_cursor_past_the_newest_line_is_refused_whatever_the_page(
+    get_job: GetJob, query: str
+) -> None:
+    body = assert_invalid(get_job("4", query), "after")
+    assert body["details"] == {"after": ["마지막 로그 줄 번호(250)보다 클 수 없습니다."]}
+
+
+def test_the_largest_cursor_with_the_last_page_is_answered(get_job: GetJob, db: connection) -> None:
+    """The cursor plus the skipped pages pass the SQL integer's range: counted in bigint."""
+    add_job(db, 100, "long-log", log={2147483647: "the last line there can be"})
+    response = get_job("long-log", "after=2147483647&page=100000&limit=1000")
+    assert log_of(response) == []
+    assert cursor(response) == 2147483647
 
 
 @pytest.mark.parametrize("value", ["-1", "2147483648", "abc", "1.5", "9" * 20])
@@ -762,6 +879,11 @@ def test_dashboard_replay_costs_304s_and_new_lines_only(
         (bulk(range(101, 111), 101), 100, (110, False)),
         (bulk(range(101, 111), 101), 99, (110, True)),
         (bulk(range(101, 111), 101), 0, (110, True)),
+        (bulk(range(111, 121), 101), 50, (120, True)),  # page 2 after a pruned cursor
+        (bulk(range(131, 141), 101), 120, (140, False)),  # page 2 after 120
+        (bulk(range(0)), 100, (250, False)),  # a page past the end after 100
+        (bulk(range(0), 101), 50, (250, True)),  # the same after a pruned cursor
+        (bulk(range(0), 1, 240), 245, (245, False)),  # a replica behind the cursor
     ],
     ids=[
         "page 1",
@@ -776,6 +898,11 @@ def test_dashboard_replay_costs_304s_and_new_lines_only(
         "after, next line kept",
         "after, one line pruned unseen",
         "after 0, start pruned",
+        "after, page 2, pruned",
+        "after, page 2",
+        "after, page past the end",
+        "after, page past the end, pruned",
+        "after, a replica behind",
     ],
 )
 def test_log_cursor(job: JobSnapshot, after: int | None, expected: tuple[int | None, bool]) -> None:

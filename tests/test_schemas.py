@@ -316,18 +316,21 @@ def test_after_refused(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "pairs",
+    ("pairs", "after", "page"),
     [
-        (("after", "5"), ("page", "2")),
-        (("after", "0"), ("page", "1")),
-        (("page", "1"), ("after", "9")),
+        ((("after", "5"), ("page", "2")), 5, 2),
+        ((("after", "0"), ("page", "1")), 0, 1),
+        ((("page", "1"), ("after", "9")), 9, 1),
     ],
 )
-def test_after_with_page_refused(pairs: tuple[tuple[str, str], ...]) -> None:
-    assert errors(*pairs) == {"after": ["page와 함께 지정할 수 없습니다."]}
+def test_after_with_page_is_a_page_after_the_cursor(
+    pairs: tuple[tuple[str, str], ...], after: int, page: int
+) -> None:
+    query = load(*pairs)
+    assert (query.after, query.page) == (after, page)
 
 
-def test_after_with_an_empty_page_is_no_conflict() -> None:
+def test_after_with_an_empty_page() -> None:
     assert load(("after", "5"), ("page", "")).after == 5
     assert load(("after", ""), ("page", "3")).page == 3
 

@@ -341,16 +341,6 @@ def test_pagination(page: int, limit: int, total: int, expected: dict[str, int])
     assert pagination(page, limit, total) == expected
 
 
-def test_pagination_of_a_cursor_request_has_no_page_keys() -> None:
-    assert pagination(None, 20, 250) == {
-        "total": 250,
-        "total_pages": 13,
-        "first_page": 1,
-        "last_page": 13,
-    }
-    assert pagination(None, 20, 0) == {"total": 0, "total_pages": 0}
-
-
 # --- monitoring_payload with sort and detail ----------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from .context import begin_request, echo_request_id
 from .cors import register_cors
 from .errors import register_error_handlers
 from .logs import configure_logging, log_request
-from .openapi import ErrorResponseSchema, QueryObjectPlugin
+from .openapi import ErrorResponseSchema, query_parameter
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
@@ -89,7 +89,9 @@ def register_blueprints(app: Flask) -> None:
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
     )
-    api = MonitorApi(app, spec_kwargs={"marshmallow_plugin": QueryObjectPlugin()})
+    api = MonitorApi(app)
+    # One parameter per query field, as apispec writes them, with what it leaves out.
+    api.ma_plugin.converter.add_parameter_attribute_function(query_parameter)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )

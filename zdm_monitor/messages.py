@@ -145,7 +145,6 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "목록이나 객체가 아닌 값 하나여야 합니다.",
         "Must be one value, not a list or an object.",
     ),
-    "given_with": ("{other}와 함께 지정할 수 없습니다.", "Cannot be given with {other}."),
     "after_past_newest": (
         "마지막 로그 줄 번호({newest})보다 클 수 없습니다.",
         "Cannot be past the newest log line ({newest}).",

@@ -134,8 +134,9 @@ class JobMonitoring(MethodView):
         and wait `X-Poll-Interval` seconds between polls; no `X-Poll-Interval` means the job can
         change no more. To follow the log, pass each answer's `X-Log-Cursor` as `after`: the
         lines after it come oldest first, and `X-Log-Gap: true` says lines after it were pruned.
-        Errors come in one envelope; key on `code`, not on the text of `error` (Korean, or
-        English when Accept-Language prefers it).
+        Each query parameter comes at most once, as one value (twice, or `partition[]=/`, is a
+        400); unknown ones are ignored. Errors come in one envelope; key on `code`, not on the
+        text of `error` (Korean, or English when Accept-Language prefers it).
         """
         job_id, name = parse_identifier(identifier)
         settings = state.settings()
@@ -212,7 +213,8 @@ class ServerMonitoring(MethodView):
         One answer for a wall of jobs: the summary over every job the filters select, one page
         of them in ID order, each with its newest `logLimit` log lines. Poll it as the job
         endpoint: `If-None-Match` with the last `ETag` (a 304 while nothing changed), every
-        `X-Poll-Interval` seconds. Errors: key on `code`, as for the job endpoint.
+        `X-Poll-Interval` seconds. Query parameters and errors as for the job endpoint: each
+        parameter at most once; key on `code`.
         """
         system_id, system_name = parse_identifier(identifier, server=True)
         settings = state.settings()

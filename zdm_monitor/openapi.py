@@ -9,70 +9,32 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from marshmallow import fields
 
 from .polling import CACHE_CONTROL, HEADERS
 from .schemas import MAX_NAME_LENGTH, MODES, REPOSITORY_TYPES, STATUSES, TEXT_PATTERN
 
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
-# Every query parameter may come empty (`mode=`): the contract counts it as not given.
-EMPTY = {"type": "string", "enum": [""]}
-QUERY_DESCRIPTION = (
-    "The query string, one key per parameter (`?mode=full&limit=50`). An empty value counts as "
-    "not given; a parameter given twice, or as a list or an object (`partition[]=/`), is a 400; "
-    "unknown parameters are ignored."
-)
 
 
-class QueryObjectPlugin(MarshmallowPlugin):
-    """Document a view's query schema as one form-exploded object parameter.
+def query_parameter(
+    converter: OpenAPIConverter, field: ma.fields.Field[Any], ret: dict[str, Any]
+) -> dict[str, Any]:
+    """What apispec does not write of a query parameter: it may be sent empty, and its example.
 
-    One parameter per field (apispec's way) cannot say that two parameters exclude each other
-    (`after` and `page`); an object schema can, and is sent on the wire exactly the same way.
+    The contract counts an empty value (`mode=`, as dashboard forms send empty fields) as not
+    given: OpenAPI 3.0 says so with allowEmptyValue, and the description in words. The example
+    moves from the schema to the parameter, where Swagger UI shows it.
     """
-
-    def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        for operation in (operations or {}).values():
-            operation["parameters"] = [
-                self.query_object(p)
-                if p.get("in") == "query" and isinstance(p.get("schema"), ma.Schema)
-                else p
-                for p in operation.get("parameters", [])
-            ]
-        super().operation_helper(path=path, operations=operations, **kwargs)
-
-    def query_object(self, parameter: dict[str, Any]) -> dict[str, Any]:
-        schema = parameter["schema"]
-        assert self.converter is not None  # set by init_spec
-        properties: dict[str, Any] = {}
-        for field in self.converter.schema2parameters(schema, location="query"):
-            described = field["schema"]
-            default = described.pop("default", None)
-            properties[field["name"]] = {
-                "description": field["description"],
-                "anyOf": [described, EMPTY],
-                **({} if default is None else {"default": default}),
-            }
-        document: dict[str, Any] = {"type": "object", "properties": properties}
-        if schema.EXCLUSIVE:
-            # Both given, neither empty: refused.
-            document["not"] = {
-                "required": list(schema.EXCLUSIVE),
-                "properties": {name: properties[name]["anyOf"][0] for name in schema.EXCLUSIVE},
-            }
-        return {
-            "in": "query",
-            "name": "query",
-            "style": "form",
-            "explode": True,
-            "required": False,
-            "description": f"{QUERY_DESCRIPTION} Keys: {', '.join(f'`{k}`' for k in properties)}.",
-            "schema": document,
-            "example": schema.EXAMPLE,
-        }
+    if ret["in"] != "query":
+        return {}
+    example = ret["schema"].pop("example", None)
+    return {
+        "description": f"{ret['description']} Sent empty (`{ret['name']}=`): not given.",
+        "allowEmptyValue": True,
+        **({} if example is None else {"example": example}),
+    }
 
 
 def parameters(subject: str, example: str) -> list[dict[str, Any]]:
@@ -138,18 +100,22 @@ RESPONSE_HEADERS = {
     "ETag": header("Weak validator of this answer; send it back in If-None-Match."),
     "Cache-Control": header(f"`{CACHE_CONTROL}`: revalidate on every poll."),
     "X-Pagination": header(
-        "The log's pages as JSON: total, total_pages, first_page, last_page, page, "
-        "previous_page, next_page (keys that do not apply are left out; no page keys with "
-        "`after`)."
+        "The pages `page` counts, as JSON: total, total_pages, first_page, last_page, page, "
+        "previous_page, next_page (keys that do not apply are left out). Without `after`, the "
+        "log's pages; with it, the pages of the lines after the cursor (`total`: how many)."
     ),
     "X-Log-Cursor": header(
-        "The newest line number delivered; with `after` and nothing new, `after` itself; `0` "
-        "for an empty log; for a page past the end, the line before the oldest. Pass it as "
-        "`after` on the next poll.",
+        "The newest line number delivered. Nothing delivered: with `after`, the larger of "
+        "`after` and the newest line; without, `0` for an empty log, the line before the oldest "
+        "for a page past the end. Pass it as `after` on the next poll.",
         "integer",
     ),
     "X-Log-Gap": {
-        **header("`true` when lines after `after` were pruned before this poll.", required=False),
+        **header(
+            "`true` when lines after `after` were pruned before this poll: the answer counts "
+            "from the oldest line kept.",
+            required=False,
+        ),
         "schema": {"type": "string", "enum": ["true"]},
     },
     "X-Poll-Interval": header(

@@ -115,8 +115,7 @@ def polling_headers(
     """The digest of the answer's content and its headers."""
     cursor, gap = log_cursor(job, query.after)
     digest = entity_tag(job, query, cursor, settings.timezone.key, stalled)
-    meta = pagination(None if query.after is not None else query.page, query.limit, job.log_total)
-    headers = base_headers(validator(job.version, digest), meta)
+    headers = base_headers(validator(job.version, digest), log_pages(job, query))
     if cursor is not None:
         headers["X-Log-Cursor"] = str(cursor)
     if gap:
@@ -205,18 +204,29 @@ def base_headers(tag: str, pages: dict[str, int]) -> dict[str, str]:
     return {"ETag": f'W/"{tag}"', "Cache-Control": CACHE_CONTROL, "X-Pagination": json.dumps(pages)}
 
 
-def log_cursor(job: JobSnapshot, after: int | None) -> tuple[int | None, bool]:
+def log_pages(job: JobSnapshot, query: MonitoringQuery) -> dict[str, int]:
+    """X-Pagination: the pages that `page` counts, the log's back from its newest line, or with
+    after the lines after the cursor that the log still holds."""
+    if query.after is None:
+        return pagination(query.page, query.limit, job.log_total)
+    start = query.after if job.log_first is None else max(query.after, job.log_first - 1)
+    return pagination(query.page, query.limit, max(0, (job.log_last or 0) - start))
+
+
+def log_cursor(job: JobSnapshot, after: int | None) -> tuple[int, bool]:
     """Return (X-Log-Cursor, X-Log-Gap) for the returned lines.
 
-    The cursor is the newest line delivered; with nothing delivered, after itself, 0 for an
-    empty log, or for a page past the end the line before the oldest (what follows the page).
-    The gap says lines after the cursor were pruned unseen.
+    The cursor is the newest line delivered. With nothing delivered: with after, the newest line
+    (a page past the end: the pages before it reach that line), or after itself when the log
+    is empty or behind it (a replica's); without, 0 for an empty log, or for a page past the end
+    the line before the oldest (what follows the page). The gap says lines after `after` were
+    pruned unseen.
     """
+    gap = after is not None and job.log_first is not None and job.log_first > after + 1
     if job.log_lines and job.first_line is not None:
-        newest = job.first_line + len(job.log_lines) - 1
-        return newest, after is not None and job.first_line > after + 1
+        return job.first_line + len(job.log_lines) - 1, gap
     if after is not None:
-        return after, False
+        return max(after, job.log_last or 0), gap
     return (0 if job.log_first is None else job.log_first - 1), False
 
 

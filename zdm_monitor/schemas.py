@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import marshmallow as ma
@@ -38,6 +38,13 @@ MAX_LINE = 2**31 - 1  # backup_log.line is an integer
 SORT_ORDERS = ("asc", "desc")
 DRIVE_PATTERN = re.compile(r"([A-Za-z])(:\\?)?")
 
+
+def doc(description: str, example: Any, **more: Any) -> dict[str, Any]:
+    """A query field's metadata for the OpenAPI document: what it means and a value to try."""
+    return {"description": description, "example": example, **more}
+
+
+ANY_CASE = "Case-insensitive; surrounding spaces are ignored."
 # The documented form of check_text: no NUL, no U+FFFD (what undecodable bytes become).
 TEXT_PATTERN = "^[^\\u0000\\uFFFD]*$"
 BAD_TEXT = say("bad_text")
@@ -74,8 +81,11 @@ class Choice(fields.String):
         self, choices: tuple[str, ...], aliases: Mapping[str, str] | None = None, **kwargs: Any
     ) -> None:
         names = ", ".join(choices)
-        # Documented with its aliases: what the API accepts, as sent (and in any case).
-        kwargs.setdefault("metadata", {})["enum"] = [*choices, *(aliases or {})]
+        # Documented with its aliases: what the API accepts, as sent; the leniency for case and
+        # spaces is said in words, which a schema's enum cannot carry.
+        metadata = kwargs.setdefault("metadata", {})
+        metadata["enum"] = [*choices, *(aliases or {})]
+        metadata["description"] = f"{metadata['description']} {ANY_CASE}"
         super().__init__(**kwargs)
         self.choices = choices
         self.aliases = dict(aliases or {})
@@ -161,41 +171,43 @@ class FilterSchema(ma.Schema):
         unknown = ma.EXCLUDE
         ordered = True
 
-    mode = Choice(MODES, metadata={"description": "Job mode filter; case-insensitive."})
+    mode = Choice(MODES, metadata=doc("Job mode filter.", "full"))
     partition = Partition(
         max_length=MAX_PATH_LENGTH,
-        metadata={
-            "pattern": "^/[^\\u0000\\uFFFD]*$",
-            "description": "Linux mount point, exact (`/`, `/var/log`); trailing `/` ignored.",
-        },
+        metadata=doc(
+            "Linux mount point, exact (`/`, `/var/log`); a trailing `/` other than the root is "
+            "ignored.",
+            "/var/log",
+            pattern="^/[^\\u0000\\uFFFD]*$",
+        ),
     )
     drive = Drive(
-        metadata={
-            "description": "Windows drive; `C`, `c`, `C:` and `c:` all mean `C:`.",
-            "pattern": "^[A-Za-z](:\\\\?)?$",
-        }
+        metadata=doc(
+            "Windows drive: `C`, `c`, `C:`, `c:` and `C:\\` all mean `C:`.",
+            "C:",
+            pattern="^[A-Za-z](:\\\\?)?$",
+        )
     )
-    server = Text(metadata={"description": "Server name, or server ID when all digits."})
+    server = Text(
+        metadata=doc("Server name, exact, or server ID when all digits.", "linux-server-01")
+    )
     repositoryType = Choice(
         REPOSITORY_TYPES,
         aliases={"cifs": "smb"},
         data_key="repositoryType",
-        metadata={"description": "Repository type; case-insensitive; `cifs` means `smb`."},
+        metadata=doc("Repository type; `cifs` means `smb`.", "nfs"),
     )
     repositoryPath = Text(
         max_length=MAX_PATH_LENGTH,
         data_key="repositoryPath",
-        metadata={"description": "Repository path, exact."},
+        metadata=doc("Repository path, exact.", "/backup/linux-server-01"),
     )
     status = Choice(
         STATUSES,
         aliases={"run": "processing", "running": "processing"},
-        metadata={
-            "description": "Job status filter; case-insensitive; `run` and `running` mean "
-            "`processing`."
-        },
+        metadata=doc("Job status filter; `run` and `running` mean `processing`.", "processing"),
     )
-    jobName = Text(data_key="jobName", metadata={"description": "Job name, exact."})
+    jobName = Text(data_key="jobName", metadata=doc("Job name, exact.", "daily-backup"))
 
     @pre_load
     def single_values(self, data: Any, **kwargs: Any) -> dict[str, str]:
@@ -220,18 +232,7 @@ class FilterSchema(ma.Schema):
                 refused[name] = [GIVEN_AS_LIST]
         if refused:
             raise ValidationError(refused)
-        self.check_together(found)
         return found
-
-    # Two parameters that exclude each other, and an example query: the OpenAPI document's too.
-    EXCLUSIVE: tuple[str, str] | None = None
-    EXAMPLE: ClassVar[dict[str, Any]] = {}
-
-    def check_together(self, found: dict[str, str]) -> None:
-        """Refuse parameters that exclude each other."""
-        if self.EXCLUSIVE and all(name in found for name in self.EXCLUSIVE):
-            first, second = self.EXCLUSIVE
-            raise ValidationError({first: [say("given_with", other=second)]})
 
     @staticmethod
     def filters(data: dict[str, Any]) -> JobFilters:
@@ -251,8 +252,8 @@ class FilterSchema(ma.Schema):
 
 
 DETAIL_DESCRIPTION = (
-    "`true` adds system.id, system.os, job.info.id, job.info.mode, job.repository, "
-    "progressInfo.lastReport, progressInfo.stalled and job.logEntries."
+    "`true` (or `1`) adds system.id, system.os, job.info.id, job.info.mode, job.repository, "
+    "progressInfo.lastReport, progressInfo.stalled and job.logEntries; `false` (or `0`) does not."
 )
 
 
@@ -262,32 +263,34 @@ class MonitoringQuerySchema(FilterSchema):
     page = Bounded(
         MAX_PAGE,
         load_default=1,
-        metadata={"description": "Log page; page 1 holds the newest `limit` lines."},
+        metadata=doc(
+            "Log page of `limit` lines: page 1 holds the newest, page 2 the ones before. With "
+            "`after`, the pages after the cursor instead: page 1 the first `limit` lines after "
+            "it, page 2 the next.",
+            2,
+        ),
     )
     limit = Bounded(
         MAX_LIMIT,
         load_default=DEFAULT_LIMIT,
-        metadata={"description": "Log lines per page."},
+        metadata=doc("Log lines per page.", 50),
     )
     after = Bounded(
         MAX_LINE,
         minimum=0,
-        metadata={
-            "description": "Log cursor: the lines after this line number, oldest first, at most "
-            "`limit` of them, instead of a page (`0`: from the start). Not with `page`. "
-            "Answered with `X-Log-Cursor`, and `X-Log-Gap: true` when lines after it were pruned."
-        },
+        metadata=doc(
+            "Log cursor: the lines after this line number, oldest first, at most `limit` of them "
+            "(`0`: from the start); with `page`, that page of them. Answered with `X-Log-Cursor`, "
+            "and `X-Log-Gap: true` when lines after it were pruned.",
+            248,
+        ),
     )
     sort = Choice(
         SORT_ORDERS,
         load_default="asc",
-        metadata={
-            "description": "Order of the returned log lines: `asc` (oldest first) or `desc`."
-        },
+        metadata=doc("Order of the returned log lines: `asc` (oldest first) or `desc`.", "desc"),
     )
-    detail = Flag(load_default=False, metadata={"description": DETAIL_DESCRIPTION})
-    EXCLUSIVE = ("after", "page")
-    EXAMPLE: ClassVar[dict[str, Any]] = {"limit": 20, "sort": "desc"}
+    detail = Flag(load_default=False, metadata=doc(DETAIL_DESCRIPTION, "true"))
 
     @post_load
     def to_query(self, data: dict[str, Any], **kwargs: Any) -> MonitoringQuery:
@@ -321,25 +324,23 @@ class ServerQuerySchema(FilterSchema):
 
     page = Bounded(
         MAX_PAGE,
-        metadata={"description": "Page of the server's jobs, in job ID order.", "default": 1},
+        metadata=doc("Page of the server's jobs, in job ID order.", 1, default=1),
     )
     limit = Bounded(
         MAX_SERVER_LIMIT,
-        metadata={"description": "Jobs per page.", "default": DEFAULT_LIMIT},
+        metadata=doc("Jobs per page.", 12, default=DEFAULT_LIMIT),
     )
     logLimit = Bounded(
         MAX_LOG_LIMIT,
         minimum=0,
         load_default=DEFAULT_LOG_LIMIT,
         data_key="logLimit",
-        metadata={"description": "How many of each job's newest log lines, oldest first."},
+        metadata=doc("How many of each job's newest log lines, oldest first.", 5),
     )
     detail = Flag(
         load_default=False,
-        metadata={"description": DETAIL_DESCRIPTION.replace("job.", "each job's ")},
+        metadata=doc(DETAIL_DESCRIPTION.replace("job.", "each job's "), "true"),
     )
-
-    EXAMPLE: ClassVar[dict[str, Any]] = {"page": 1, "limit": 20, "logLimit": 5}
 
     @post_load
     def to_query(self, data: dict[str, Any], **kwargs: Any) -> ServerQuery:

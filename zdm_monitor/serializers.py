@@ -165,16 +165,13 @@ def log_entries(job: JobSnapshot, zone: ZoneInfo, descending: bool) -> list[dict
     return entries[::-1] if descending else entries
 
 
-def pagination(page: int | None, limit: int, total: int) -> dict[str, int]:
-    """Describe the log's pages the way flask-smorest's X-Pagination header does.
-
-    page is None for a cursor (after=) request, which asked for no page.
-    """
+def pagination(page: int, limit: int, total: int) -> dict[str, int]:
+    """Describe pages of limit items the way flask-smorest's X-Pagination header does."""
     if total == 0:
         return {"total": 0, "total_pages": 0}
     last = (total - 1) // limit + 1
     meta = {"total": total, "total_pages": last, "first_page": 1, "last_page": last}
-    if page is not None and page <= last:
+    if page <= last:
         meta["page"] = page
         if page > 1:
             meta["previous_page"] = page - 1

@@ -119,6 +119,15 @@ def kill_leftovers(processes: Iterable[subprocess.Popen[Any]], pids: Iterable[in
         process.wait()
 
 
+def stop(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Stop a server gracefully (SIGTERM), or kill it when it has not exited within timeout."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_leftovers([process])
+
+
 def wait_until(check: Callable[[], T], timeout: float, interval: float = 0.1) -> T:
     """Call check until it returns something true or timeout seconds pass; its last result."""
     deadline = time.monotonic() + timeout

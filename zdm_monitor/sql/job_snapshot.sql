@@ -32,7 +32,7 @@ CREATE OR REPLACE FUNCTION zdm_monitor_job_snapshot(
     p_job_name text,
     p_skip integer,
     p_limit integer,
-    p_after integer,  -- NULL: the page given by p_skip; else the lines after this one
+    p_after integer,  -- NULL: pages count back from the newest line; else forward from this one
     p_detail boolean  -- also return each line's time
 )
 RETURNS TABLE (
@@ -92,9 +92,12 @@ BEGIN
     FROM backup_log l WHERE l.backup_id = v_id ORDER BY l.line DESC LIMIT 1;
 
     IF v_last IS NOT NULL THEN
-        -- A cursor before the oldest kept line (pruned since) resumes at the oldest line.
+        -- Page N of p_limit lines (p_skip = (N - 1) * p_limit): counted back from the newest
+        -- line, or with a cursor forward from it. A cursor before the oldest kept line (pruned
+        -- since) counts from the oldest line. bigint: a cursor near the integer maximum plus a
+        -- skip would overflow.
         v_low := CASE WHEN p_after IS NULL THEN v_last::bigint - p_skip - p_limit
-                      ELSE greatest(p_after, v_first - 1) END;
+                      ELSE greatest(p_after, v_first - 1)::bigint + p_skip END;
         SELECT array_agg(l.message ORDER BY l.line), min(l.line),
                CASE WHEN p_detail THEN array_agg(l.logged_at ORDER BY l.line) END
         INTO v_lines, v_start, v_times
