@@ -21,8 +21,9 @@ FORBIDDEN = ("subprocess", "multiprocessing", "pgserver", "zdm_devstack")
 # 4,250 with the catalogue of messages in both languages, 4,450 with every timestamp PostgreSQL
 # can hold (timestamps.py), 4,500 with Swagger UI's own page and headers (docs.py), 4,550 with
 # the development token for loopback only (the age-bound cache's rules fit in what the listener
-# took: cache.py went from 226 lines to 177).
-MAX_SERVICE_LINES = 4550
+# took: cache.py went from 226 lines to 177), 5,100 with `zdm-monitor check` (preflight.py and
+# catalog.py: an operator's preflight, run against production like init-db).
+MAX_SERVICE_LINES = 5100
 # A module small enough to read in one sitting.
 MAX_MODULE_LINES = 400
 
