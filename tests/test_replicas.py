@@ -52,6 +52,16 @@ class Servers:
         with closing(psycopg2.connect(self.primary.url())) as conn, conn, conn.cursor() as cur:
             cur.execute(statement, params)
 
+    def fall_behind(self, number: int) -> None:
+        """Have the replica stop replaying and receive a line it does not replay: the lag is
+        counted from the last transaction replayed, so it has one first."""
+        self.write(INSERT_LINE, NEW_LINE)
+        self.write("DELETE FROM backup_log WHERE message = %s", NEW_LINE)
+        replayed = "SELECT pg_last_xact_replay_timestamp() IS NOT NULL"
+        assert wait_until(lambda: self.on_replica(number, replayed), NOTICE_S)
+        self.on_replica(number, "SELECT pg_wal_replay_pause()")
+        self.write(INSERT_LINE, NEW_LINE)
+
     def on_replica(self, number: int, statement: str) -> Any:
         """Run a statement as the superuser on replica 1 or 2; its first value."""
         with closing(psycopg2.connect(self.replicas[number - 1].url())) as conn:
@@ -169,13 +179,7 @@ def test_a_lagging_replica_is_skipped_until_it_catches_up(
     servers: Servers, replicated: Flask
 ) -> None:
     client = replicated.test_client()
-    # The lag is counted from the last transaction replayed: have one, then stop replaying.
-    servers.write(INSERT_LINE, NEW_LINE)
-    servers.write("DELETE FROM backup_log WHERE message = %s", NEW_LINE)
-    replayed = "SELECT pg_last_xact_replay_timestamp() IS NOT NULL"
-    assert wait_until(lambda: servers.on_replica(1, replayed), NOTICE_S)
-    servers.on_replica(1, "SELECT pg_wal_replay_pause()")
-    servers.write(INSERT_LINE, NEW_LINE)
+    servers.fall_behind(1)
     # Replica 1 received the line but does not replay it: its lag grows past the bound.
     assert wait_until(lambda: states(replicated) == ["lagging", "ok"], NOTICE_S), describe(
         replicated
@@ -216,27 +220,20 @@ def test_check_names_the_replica_past_the_lag_bound(servers: Servers, replicated
     current = check()
     assert current.exit_code == 0, current.output
     assert "ok   replica1: " in current.output and "ok   replica2: " in current.output
-    servers.write(INSERT_LINE, NEW_LINE)
-    servers.write("DELETE FROM backup_log WHERE message = %s", NEW_LINE)
-    replayed = "SELECT pg_last_xact_replay_timestamp() IS NOT NULL"
-    assert wait_until(lambda: servers.on_replica(1, replayed), NOTICE_S)
-    servers.on_replica(1, "SELECT pg_wal_replay_pause()")
-    servers.write(INSERT_LINE, NEW_LINE)
+    servers.fall_behind(1)
     seen: list[Any] = []
 
-    def lagging() -> bool:
+    def failed() -> bool:
         seen.append(check())
         return bool(seen[-1].exit_code == 1)
 
     try:
-        assert wait_until(lagging, NOTICE_S)
+        assert wait_until(failed, NOTICE_S)
     finally:
         servers.on_replica(1, "SELECT pg_wal_replay_resume()")
     lines = seen[-1].output.splitlines()
-    lagging = next(line for line in lines if line.startswith("FAIL replica1: "))
-    assert re.search(
-        r" is \d+\.\d s behind, more than ZDM_REPLICA_MAX_LAG_S 1: reads skip", lagging
-    )
+    behind = next(line for line in lines if line.startswith("FAIL replica1: "))
+    assert re.search(r" is \d+\.\d s behind, more than ZDM_REPLICA_MAX_LAG_S 1: reads skip", behind)
     assert [line[:5] for line in lines if "replica" in line[:13]] == ["FAIL ", "ok   "]
 
 
