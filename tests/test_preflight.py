@@ -138,6 +138,28 @@ def test_the_select_only_role_passes_every_check(reader_url: str, proxy: Countin
         assert secret not in checked.output
 
 
+def test_the_token_can_come_from_stdin(reader_url: str) -> None:
+    """Out of the shell's history and the process list."""
+    runner = CliRunner(env={**UNSET, "DATABASE_URL": reader_url, "ZDM_JWT_SECRET": SECRET})
+    good = runner.invoke(main, ["check", "--token", "-"], input=make_token() + "\n")
+    assert good.exit_code == 0, good.output
+    assert "ok   token: it verifies: sub 'tester'" in good.output
+    other = jwt.encode(other_claims(), "another-key-that-is-long-enough-too!", "HS256")
+    bad = runner.invoke(main, ["check", "--token", "-"], input=other + "\n")
+    assert bad.exit_code == 1 and "FAIL token: bad signature" in bad.output
+
+
+def test_every_query_is_a_bounded_read_only_transaction(proxy: CountingProxy) -> None:
+    checked = check(proxy.url)
+    assert checked.exit_code == 0, checked.output
+    queries = proxy.take()
+    assert len(queries) == 5  # the version, the types, the functions, the triggers, the role
+    for query in queries:
+        assert query.startswith("SET LOCAL statement_timeout = 5000; SET TRANSACTION READ ONLY;"), (
+            query
+        )
+
+
 def test_what_the_service_calls_is_what_init_db_creates() -> None:
     """The signatures come from repository.py's calls typed by the SQL files: every argument
     and column the service uses is declared there, and nothing declared goes unused."""

@@ -153,7 +153,7 @@ def nginx_config(listen: str, upstreams: tuple[str, ...], server_name: str, log_
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, for automation.")
 def check(token: str | None, allow_writer: bool, as_json: bool) -> None:
-    """Check, before serving, everything the service needs: one line each, exit 1 if one fails.
+    """Check what the service needs before it serves: one line each, exit 1 if one fails.
 
     The settings, the database and its version, the read functions, a read-only role, the
     replicas' lag and the token key, as the service itself would find them.
