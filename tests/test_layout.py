@@ -22,8 +22,9 @@ FORBIDDEN = ("subprocess", "multiprocessing", "pgserver", "zdm_devstack")
 # can hold (timestamps.py), 4,500 with Swagger UI's own page and headers (docs.py), 4,550 with
 # the development token for loopback only (the age-bound cache's rules fit in what the listener
 # took: cache.py went from 226 lines to 177), 4,700 with a worker loop that never waits on a
-# client (worker.py: 194 lines to 306).
-MAX_SERVICE_LINES = 4700
+# client (worker.py: 194 lines to 306), 5,200 with `zdm-monitor check` (preflight.py and
+# catalog.py: an operator's preflight, run against production like init-db).
+MAX_SERVICE_LINES = 5200
 # A module small enough to read in one sitting.
 MAX_MODULE_LINES = 400
 

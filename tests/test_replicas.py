@@ -6,6 +6,7 @@ A real primary and two real streaming replicas made with pg_basebackup -R serve 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,14 +16,16 @@ from typing import Any
 
 import psycopg2
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
-from support.api import JOB_URL, LINUX_EXAMPLE, bearer, sample
+from support.api import JOB_URL, LINUX_EXAMPLE, SECRET, bearer, sample
 from support.database import READER, prepare_database
 from support.processes import wait_until
 
 from zdm_devstack.postgres import EmbeddedPostgres
 from zdm_monitor import state
+from zdm_monitor.cli import main
 from zdm_monitor.replicas import CHECK_INTERVAL_S
 
 # Starts servers (or a browser) of its own: left out of make test-fast.
@@ -48,6 +51,16 @@ class Servers:
     def write(self, statement: str, *params: Any) -> None:
         with closing(psycopg2.connect(self.primary.url())) as conn, conn, conn.cursor() as cur:
             cur.execute(statement, params)
+
+    def fall_behind(self, number: int) -> None:
+        """Have the replica stop replaying and receive a line it does not replay: the lag is
+        counted from the last transaction replayed, so it has one first."""
+        self.write(INSERT_LINE, NEW_LINE)
+        self.write("DELETE FROM backup_log WHERE message = %s", NEW_LINE)
+        replayed = "SELECT pg_last_xact_replay_timestamp() IS NOT NULL"
+        assert wait_until(lambda: self.on_replica(number, replayed), NOTICE_S)
+        self.on_replica(number, "SELECT pg_wal_replay_pause()")
+        self.write(INSERT_LINE, NEW_LINE)
 
     def on_replica(self, number: int, statement: str) -> Any:
         """Run a statement as the superuser on replica 1 or 2; its first value."""
@@ -166,13 +179,7 @@ def test_a_lagging_replica_is_skipped_until_it_catches_up(
     servers: Servers, replicated: Flask
 ) -> None:
     client = replicated.test_client()
-    # The lag is counted from the last transaction replayed: have one, then stop replaying.
-    servers.write(INSERT_LINE, NEW_LINE)
-    servers.write("DELETE FROM backup_log WHERE message = %s", NEW_LINE)
-    replayed = "SELECT pg_last_xact_replay_timestamp() IS NOT NULL"
-    assert wait_until(lambda: servers.on_replica(1, replayed), NOTICE_S)
-    servers.on_replica(1, "SELECT pg_wal_replay_pause()")
-    servers.write(INSERT_LINE, NEW_LINE)
+    servers.fall_behind(1)
     # Replica 1 received the line but does not replay it: its lag grows past the bound.
     assert wait_until(lambda: states(replicated) == ["lagging", "ok"], NOTICE_S), describe(
         replicated
@@ -196,6 +203,38 @@ def test_a_lagging_replica_is_skipped_until_it_catches_up(
     assert wait_until(lambda: states(replicated) == ["ok", "ok"], NOTICE_S)
     assert read_many(client, 4) == {"primary": 0, "replica1": 2, "replica2": 2}
     assert get_seed(client)["job"]["log"][-2:] == [NEW_LINE, NEW_LINE]
+
+
+def test_check_names_the_replica_past_the_lag_bound(servers: Servers, replicated: Flask) -> None:
+    """zdm-monitor check measures each replica as the monitor does, on real replicas."""
+    env = {
+        "DATABASE_URL": reader(servers.primary),
+        "DATABASE_REPLICA_URLS": " ".join(reader(r) for r in servers.replicas),
+        "ZDM_REPLICA_MAX_LAG_S": str(MAX_LAG_S),
+        "ZDM_JWT_SECRET": SECRET,
+    }
+
+    def check() -> Any:
+        return CliRunner(env=env).invoke(main, ["check"])
+
+    current = check()
+    assert current.exit_code == 0, current.output
+    assert "ok   replica1: " in current.output and "ok   replica2: " in current.output
+    servers.fall_behind(1)
+    seen: list[Any] = []
+
+    def failed() -> bool:
+        seen.append(check())
+        return bool(seen[-1].exit_code == 1)
+
+    try:
+        assert wait_until(failed, NOTICE_S)
+    finally:
+        servers.on_replica(1, "SELECT pg_wal_replay_resume()")
+    lines = seen[-1].output.splitlines()
+    behind = next(line for line in lines if line.startswith("FAIL replica1: "))
+    assert re.search(r" is \d+\.\d s behind, more than ZDM_REPLICA_MAX_LAG_S 1: reads skip", behind)
+    assert [line[:5] for line in lines if "replica" in line[:13]] == ["FAIL ", "ok   "]
 
 
 def test_an_unreachable_replica_is_skipped_at_once(servers: Servers, replicated: Flask) -> None:

@@ -5,12 +5,17 @@ a job that reaches 100% completes, and starts a new run a few ticks later. Now a
 writes a burst of lines longer than the log keeps, and the oldest are pruned at once, so a
 client polling with a cursor sees `X-Log-Gap`. It runs only against the demo data set as
 shipped, and puts that set back when it stops: the README and API.md describe it row by row.
+
+One that cannot put it back (its database went away: `make run` stopped first) leaves a mark
+in the data folder, and the next `make run` or demo-agent on that folder puts it back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from psycopg2.extensions import connection
@@ -21,6 +26,11 @@ KEEP_LINES = 300  # the newest lines a job keeps
 BURST_EVERY = 10  # ticks
 BURST_LINES = KEEP_LINES + 20  # more than a job keeps: the first lines are pruned unseen
 RESTART_AFTER = 3  # ticks a finished job rests before its next run
+
+
+# In the data folder while a demo-agent moves the demo: written before its first write, removed
+# once the demo is back as shipped.
+MOVING_MARK = "demo-moving"
 
 
 class NotTheDemo(Exception):
@@ -107,3 +117,42 @@ class Agent:
     def restore(self) -> None:
         """Put the demo data back exactly as shipped."""
         reset_demo(self.conn)
+
+
+class MovingMark:
+    """The data folder's note that a demo-agent moves the demo of one database.
+
+    It names the database as the commands reach it: the folder's embedded PostgreSQL, or a
+    DATABASE_URL by its digest (no password on disk), so that only the same one is put back.
+    """
+
+    def __init__(self, folder: Path, database_url: str | None) -> None:
+        self.path = folder / MOVING_MARK
+        digest = database_url and hashlib.sha256(database_url.encode()).hexdigest()[:16]
+        self.database = f"DATABASE_URL {digest}" if digest else "embedded"
+
+    def set(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(self.database + "\n")
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def left(self) -> bool:
+        """Whether a demo-agent stopped without putting this database's demo back."""
+        return self.path.is_file() and self.path.read_text().strip() == self.database
+
+
+def restore_left_demo(conn: connection, mark: MovingMark) -> bool:
+    """Put the demo back as shipped where a demo-agent left it moved; whether it did.
+
+    Data that is no longer the demo's (loaded since) is left alone, and so is the mark of
+    another database.
+    """
+    if not mark.left():
+        return False
+    restored = demo_jobs(conn) == list(DEMO_JOBS)
+    if restored:
+        reset_demo(conn)
+    mark.clear()
+    return restored

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 import psycopg2
+from psycopg2.extensions import connection
 
 from zdm_monitor.cli import (
     DEFAULT_TOKEN_TTL,
@@ -26,8 +27,10 @@ from zdm_monitor.cli import (
     ttl_option,
 )
 from zdm_monitor.db import apply_schema
+from zdm_monitor.pool import connection_lost
+from zdm_monitor.preflight import first_line
 
-from .agent import Agent, NotTheDemo
+from .agent import Agent, MovingMark, NotTheDemo, restore_left_demo
 from .cluster import Cluster
 from .demo import prepare_database
 from .generate import generate as generate_jobs
@@ -60,31 +63,73 @@ def load_demo() -> None:
 def demo_agent(interval: float, rounds: int) -> None:
     """Move the demo: its running jobs advance and log, until stopped; then the demo data is put
     back as shipped. Writes to DATABASE_URL, else to the embedded database of `make run`."""
-    url = os.environ.get("DATABASE_URL") or embedded_url()
+    given = os.environ.get("DATABASE_URL") or None
+    url = given or embedded_url()
+    mark = MovingMark(data_dir(), given)
+    try:
+        conn = psycopg2.connect(url)
+    except psycopg2.Error as exc:
+        raise click.ClickException(f"the database did not answer ({first_line(exc)}).") from None
+    with closing(conn):
+        try:
+            failed = run_agent(conn, mark, interval, rounds)
+        except psycopg2.Error as exc:
+            what = "the database went away" if connection_lost(conn, exc) else "a write failed"
+            raise click.ClickException(
+                f"{what} ({first_line(exc)}): the demo data is left moved; the next `make run`"
+                f" or `make demo-agent` on {data_dir()} puts it back as shipped."
+            ) from None
+    if failed is not None:
+        raise click.ClickException(
+            f"a write failed ({first_line(failed)}); the demo data is back as shipped."
+        )
+    click.echo("demo-agent: stopped; the demo data is back as shipped.")
+
+
+def run_agent(
+    conn: connection, mark: MovingMark, interval: float, rounds: int
+) -> psycopg2.Error | None:
+    """Put back what an earlier agent left moved, move the demo, put it back; the error that
+    ended the rounds, if one did. The mark stays when the demo cannot be put back."""
+    if restore_left_demo(conn, mark):
+        click.echo("demo-agent: the last demo-agent left the demo moved: put back as shipped.")
+    try:
+        agent = Agent(conn)
+    except NotTheDemo as exc:
+        raise click.ClickException(str(exc)) from None
+    mark.set()
+    failed = move(agent, interval, rounds)
+    try:
+        agent.restore()
+    except psycopg2.Error as exc:
+        raise (failed or exc) from None  # the first error says what happened
+    mark.clear()
+    return failed
+
+
+def move(agent: Agent, interval: float, rounds: int) -> psycopg2.Error | None:
+    """Run the rounds until Ctrl-C, SIGTERM or the last; the database error that ended them."""
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-    with closing(psycopg2.connect(url)) as conn:
-        try:
-            agent = Agent(conn)
-        except NotTheDemo as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(
-            f"demo-agent: writing every {interval:g} s; Ctrl-C stops it and puts the demo back."
-        )
-        done = 0
-        try:
-            while not rounds or done < rounds:
-                for line in agent.tick():
-                    click.echo(f"  {line}")
-                done += 1
-                if stop.wait(interval):
-                    break
-        except KeyboardInterrupt:
-            pass
-        finally:
-            agent.restore()
-            signal.signal(signal.SIGTERM, previous)
-            click.echo("demo-agent: stopped; the demo data is back as shipped.")
+    click.echo(f"demo-agent: writing every {interval:g} s; Ctrl-C stops it and puts the demo back.")
+    done = 0
+    try:
+        while not rounds or done < rounds:
+            for line in agent.tick():
+                click.echo(f"  {line}")
+            done += 1
+            if stop.wait(interval):
+                break
+    except KeyboardInterrupt:
+        pass
+    except psycopg2.Error as exc:
+        # The first error, not what rolling back on the closed connection raised after it.
+        while isinstance(exc.__context__, psycopg2.Error):
+            exc = exc.__context__
+        return exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return None
 
 
 def embedded_url() -> str:
@@ -154,6 +199,8 @@ def serve(port: int, workers: int | None, nginx: bool) -> None:
         describe_database(stack)
         if stack.demo_loaded:
             click.echo("Demo data loaded.")
+        if stack.demo_restored:
+            click.echo("Demo data put back as shipped: a demo-agent had left it moved.")
         banner(stack)
         status = stack.wait()
     finally:

@@ -24,6 +24,7 @@ from zdm_monitor.cli import DEFAULT_TOKEN_TTL, make_token
 from zdm_monitor.config import CONFIG_DIR
 from zdm_monitor.nginx import render_site
 
+from .agent import MovingMark, restore_left_demo
 from .app import DEV_TOKEN_VARIABLE
 from .demo import prepare_database
 from .postgres import EmbeddedPostgres
@@ -210,6 +211,7 @@ class Stack:
         self.gunicorn: subprocess.Popen[bytes] | None = None
         self.nginx: subprocess.Popen[bytes] | None = None
         self.demo_loaded = False
+        self.demo_restored = False  # put back as shipped: a demo-agent had left it moved
         self.service_url = ""  # what gunicorn reads: the embedded server as SERVICE_ROLE
         self.stopping = False
         self._lock: IO[str] | None = None
@@ -263,15 +265,18 @@ class Stack:
             self._start_nginx()
 
     def _start_database(self) -> None:
-        if self.env.get("DATABASE_URL"):
-            self.demo_loaded = prepare_database(self.env["DATABASE_URL"])
-            self.service_url = self.env["DATABASE_URL"]
+        given = self.env.get("DATABASE_URL") or None
+        if given:
+            owner = self.service_url = given
         else:
             self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
             self.env["DATABASE_URL"] = owner = self.postgres.start()
-            self.demo_loaded = prepare_database(owner)
-            create_reader(owner, SERVICE_ROLE)
             self.service_url = owner.replace("postgres@", f"{SERVICE_ROLE}@", 1)
+        self.demo_loaded = prepare_database(owner)
+        with closing(psycopg2.connect(owner)) as conn:
+            self.demo_restored = restore_left_demo(conn, MovingMark(self.data_dir, given))
+        if not given:
+            create_reader(owner, SERVICE_ROLE)
         use_dev_secret(self.env, self.data_dir)
 
     def _start_gunicorn(self) -> None:

@@ -29,9 +29,13 @@ REASONS: list[tuple[type[Exception], str, str]] = [
 ]
 
 
-def _rejected(message: str, description: str, error: str = "invalid_token") -> Unauthorized:
-    challenge = f'{REALM}, error="{error}", error_description="{description}"'
-    return Unauthorized(message, headers={"WWW-Authenticate": challenge})
+class TokenRejected(Unauthorized):
+    """A token that does not verify, and why in RFC 6750's ASCII words (zdm-monitor check)."""
+
+    def __init__(self, message: str, description: str, error: str = "invalid_token") -> None:
+        challenge = f'{REALM}, error="{error}", error_description="{description}"'
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
+        self.description = description
 
 
 def require_token() -> None:
@@ -54,7 +58,7 @@ def verify(header: str | None, settings: Settings) -> dict[str, Any]:
         )
     token = token.strip()
     if not token:
-        raise _rejected(say("token_empty"), "empty token", "invalid_request")
+        raise TokenRejected(say("token_empty"), "empty token", "invalid_request")
     claims = _verified_claims(token, settings)
     _check_times(claims, settings.jwt_leeway)
     return claims
@@ -86,13 +90,13 @@ def _verified_claims(token: str, settings: Settings) -> dict[str, Any]:
     except jwt.InvalidTokenError as exc:
         for kind, message, description in REASONS:
             if isinstance(exc, kind):
-                raise _rejected(message, description) from None
-        raise _rejected(say("token_malformed"), "malformed token") from None
+                raise TokenRejected(message, description) from None
+        raise TokenRejected(say("token_malformed"), "malformed token") from None
     except (ValueError, TypeError, OverflowError):
-        raise _rejected(say("token_malformed"), "malformed token") from None
+        raise TokenRejected(say("token_malformed"), "malformed token") from None
     for claim in NUMERIC_DATE_CLAIMS:
         if claim in claims and not is_numeric_date(claims[claim]):
-            raise _rejected(
+            raise TokenRejected(
                 say("token_numeric_date", claim=claim),
                 f"{claim} is not a NumericDate",
             )
@@ -111,7 +115,7 @@ def _check_times(claims: dict[str, Any], leeway: int) -> None:
     """Apply exp, nbf and iat to the current time, with the configured leeway."""
     now = time.time()
     if now > claims["exp"] + leeway:
-        raise _rejected(say("token_expired"), "token expired")
+        raise TokenRejected(say("token_expired"), "token expired")
     for claim in ("nbf", "iat"):
         if claim in claims and claims[claim] > now + leeway:
-            raise _rejected(say("token_not_yet"), "token not yet valid")
+            raise TokenRejected(say("token_not_yet"), "token not yet valid")

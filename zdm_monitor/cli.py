@@ -6,7 +6,9 @@ load-demo) through the `zdm_monitor.commands` entry point group, as Flask's CLI 
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from contextlib import closing
 from importlib.metadata import entry_points
@@ -17,6 +19,7 @@ import jwt
 import psycopg2
 import psycopg2.errors
 
+from . import preflight
 from .db import apply_schema
 from .nginx import render_site
 
@@ -137,3 +140,33 @@ def token(subject: str, ttl: int) -> None:
 def nginx_config(listen: str, upstreams: tuple[str, ...], server_name: str, log_dir: str) -> None:
     """Print config/nginx/zdm-monitor.conf filled in for these values."""
     click.echo(render_site(listen, list(upstreams), Path(log_dir), server_name))
+
+
+@main.command()
+@click.option(
+    "--token",
+    metavar="TOKEN",
+    help="Also check that this bearer token verifies, as the service would ('-': from stdin).",
+)
+@click.option(
+    "--allow-writer", is_flag=True, help="A role that may write: a warning, not a failure."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, for automation.")
+def check(token: str | None, allow_writer: bool, as_json: bool) -> None:
+    """Check what the service needs before it serves: one line each, exit 1 if one fails.
+
+    The settings, the database and its version, the read functions, a read-only role, the
+    replicas' lag and the token key, as the service itself would find them.
+    """
+    if token == "-":
+        token = sys.stdin.readline().strip()
+    results = preflight.run(os.environ, token=token, allow_writer=allow_writer)
+    ok = preflight.passed(results)
+    if as_json:
+        checks = [{"name": r.name, "status": r.status, "message": r.message} for r in results]
+        click.echo(json.dumps({"ok": ok, "checks": checks}, ensure_ascii=False))
+    else:
+        for result in results:
+            click.echo(result.line())
+        click.echo(preflight.summary(results))
+    sys.exit(0 if ok else 1)

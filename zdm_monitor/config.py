@@ -44,6 +44,10 @@ OBSOLETE = {
 class ConfigError(Exception):
     """The environment does not describe a service that can start."""
 
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("Configuration is not valid:\n  - " + "\n  - ".join(problems))
+        self.problems = problems
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -102,10 +106,7 @@ def _zone(value: str) -> ZoneInfo:
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Read and check every setting, reporting all problems at once."""
     problems: list[str] = []
-
-    def get(name: str, default: str | None = None) -> str | None:
-        value = env.get(name, "").strip()
-        return value or default
+    get = _getter(env)
 
     def parse(name: str, default: str, convert: Callable[[str], T], expected: str) -> T | None:
         raw = get(name, default) or default
@@ -151,7 +152,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         problems.append("ZDM_DB_POOL_SIZE must be at least 1.")
 
     if problems:
-        raise ConfigError("Configuration is not valid:\n  - " + "\n  - ".join(problems))
+        raise ConfigError(problems)
     assert database_url is not None and leeway is not None and timezone is not None
     assert connect_timeout is not None and statement_timeout is not None and pool_size
     assert proxy_count is not None and cors_origins is not None and cache_size is not None
@@ -181,6 +182,24 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         poll_active_seconds=max(poll_active, slowest),
         poll_waiting_seconds=max(poll_waiting, slowest),
     )
+
+
+def _getter(env: Mapping[str, str]) -> Callable[..., str | None]:
+    """A setting's value with surrounding blanks removed; empty means not set."""
+
+    def get(name: str, default: str | None = None) -> str | None:
+        return env.get(name, "").strip() or default
+
+    return get
+
+
+def token_key(env: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+    """The token verification key and its algorithms, checked as load_settings checks them."""
+    problems: list[str] = []
+    key, algorithms = _jwt_key(_getter(env), problems)
+    if problems:
+        raise ConfigError(problems)
+    return key, algorithms
 
 
 def _replicas(

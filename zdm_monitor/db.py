@@ -28,6 +28,11 @@ DEADLINE_GRACE_S = 1.0
 TRIAL_INTERVAL_S = 1.0
 
 
+def read_deadline_s(settings: Settings) -> float:
+    """How long a read may take, connecting included: statement_timeout and the grace."""
+    return settings.db_statement_timeout_ms / 1000 + DEADLINE_GRACE_S
+
+
 class DatabaseUnavailable(Exception):
     """The database could not be reached, lost the connection, or did not answer in time."""
 
@@ -86,9 +91,7 @@ class Database:
         )
 
     def read(self, query: Callable[[connection], T], *, seconds: float | None = None) -> T:
-        if seconds is None:
-            seconds = self.settings.db_statement_timeout_ms / 1000 + DEADLINE_GRACE_S
-        deadline = Deadline(seconds)
+        deadline = Deadline(read_deadline_s(self.settings) if seconds is None else seconds)
         if self.replicas is not None:
             try:
                 return self.replicas.read(query, deadline)

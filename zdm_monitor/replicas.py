@@ -105,24 +105,29 @@ class Replica:
             self.pool.putconn(conn)
 
     def check(self) -> State:
-        """Measure the lag on the monitor's connection, opening it again when it broke."""
-        deadline = Deadline(CHECK_TIMEOUT_MS / 1000)
+        """Measure the lag and judge it; a replica that does not answer is unreachable."""
         try:
-            if self._monitor_conn is None or self._monitor_conn.closed:
-                self._monitor_conn = connect_within(
-                    self.pool.url, connect_kwargs(self.settings), deadline
-                )
-                self._monitor_conn.autocommit = True
-            with (
-                self.watchdog.watch(self._monitor_conn, deadline),
-                self._monitor_conn.cursor() as cur,
-            ):
-                cur.execute(LAG_QUERY, {"timeout_ms": CHECK_TIMEOUT_MS})
-                row = cur.fetchone()
+            return self.judge(self.measure())
         except (psycopg2.Error, DeadlineExceeded):
             self.close_monitor_connection()
             return State(UNREACHABLE, None)
-        lag = None if row is None or row[0] is None else float(row[0])
+
+    def measure(self) -> float | None:
+        """The lag in seconds (None: not known) on the monitor's connection, opened again when
+        it broke; raises when the replica does not answer within CHECK_TIMEOUT_MS."""
+        deadline = Deadline(CHECK_TIMEOUT_MS / 1000)
+        if self._monitor_conn is None or self._monitor_conn.closed:
+            self._monitor_conn = connect_within(
+                self.pool.url, connect_kwargs(self.settings), deadline
+            )
+            self._monitor_conn.autocommit = True
+        with self.watchdog.watch(self._monitor_conn, deadline), self._monitor_conn.cursor() as cur:
+            cur.execute(LAG_QUERY, {"timeout_ms": CHECK_TIMEOUT_MS})
+            row = cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def judge(self, lag: float | None) -> State:
+        """Usable when the lag is known and within ZDM_REPLICA_MAX_LAG_S."""
         usable = lag is not None and lag <= self.settings.replica_max_lag_s
         return State(OK if usable else LAGGING, lag)
 

@@ -90,18 +90,27 @@ READ_GUARD = "SET LOCAL statement_timeout = %(timeout_ms)s; SET TRANSACTION READ
 ON_REPLICA = "pg_is_in_recovery()"
 
 
-def call(function: str, read: type, *records: type) -> str:
-    """The guarded call of a read function by named arguments, selecting the records' fields
-    by column name (on_replica: where the row was read)."""
+def argument_names(read: type) -> list[str]:
+    """The parameters of a read (the read function's arguments without their p_ prefix)."""
     names = [f.name for f in fields(read) if f.name not in ("filters", "page")]
-    names += [f.name for f in fields(JobFilters)] + ["skip"]
-    named = ", ".join(f"p_{name} => %({name})s" for name in names)
-    columns = (
+    return names + [f.name for f in fields(JobFilters)] + ["skip"]
+
+
+def selected(*records: type) -> list[str]:
+    """What a call selects for the records' fields, in their order: the column of the field's
+    name, but for on_replica, where the row was read."""
+    return [
         ON_REPLICA if f.name == "on_replica" else f.name
         for record in records
         for f in fields(record)
-    )
-    return f"{READ_GUARD} SELECT {', '.join(columns)} FROM {function}({named})"
+    ]
+
+
+def call(function: str, read: type, *records: type) -> str:
+    """The guarded call of a read function by named arguments, selecting the records' fields
+    by column name."""
+    named = ", ".join(f"p_{name} => %({name})s" for name in argument_names(read))
+    return f"{READ_GUARD} SELECT {', '.join(selected(*records))} FROM {function}({named})"
 
 
 def parameters(read: JobRead | ServerRead, timeout_ms: int) -> dict[str, Any]:
@@ -111,9 +120,6 @@ def parameters(read: JobRead | ServerRead, timeout_ms: int) -> dict[str, Any]:
     del params["filters"], params["page"]
     params.update(skip=(read.page - 1) * read.limit, timeout_ms=timeout_ms)
     return params
-
-
-GET_JOB_SNAPSHOT = call("zdm_monitor_job_snapshot", JobRead, JobSnapshot)
 
 
 def get_job_snapshot(conn: connection, read: JobRead, *, timeout_ms: int) -> JobSnapshot | None:
@@ -172,7 +178,13 @@ class ServerRead:
 
 
 SUMMARY_FIELDS = len(fields(ServerSummary))
-GET_SERVER_SNAPSHOT = call("zdm_monitor_server_snapshot", ServerRead, ServerSummary, JobSnapshot)
+# The read functions this release calls, each with the read whose arguments it takes and the
+# records its row is made of (zdm-monitor check compares them with what the database holds).
+READ_FUNCTIONS: dict[str, tuple[type, ...]] = {
+    "zdm_monitor_job_snapshot": (JobRead, JobSnapshot),
+    "zdm_monitor_server_snapshot": (ServerRead, ServerSummary, JobSnapshot),
+}
+GET_JOB_SNAPSHOT, GET_SERVER_SNAPSHOT = (call(f, *parts) for f, parts in READ_FUNCTIONS.items())
 
 
 def get_server_snapshot(
