@@ -181,18 +181,25 @@ def test_a_max_age_of_zero_reads_every_time(make_app: MakeApp, proxy: CountingPr
     assert len(proxy.take()) == 3
 
 
+@pytest.mark.parametrize(("identifier", "answer"), [("2", 200), ("no-such-job", 404)])
 def test_requests_waiting_for_the_same_key_share_one_read(
-    counted: Callable[..., FlaskClient], proxy: CountingProxy, db: connection
+    counted: Callable[..., FlaskClient],
+    proxy: CountingProxy,
+    db: connection,
+    identifier: str,
+    answer: int,
 ) -> None:
     """A popular job's answer expires: the requests that arrive while it is being read again
-    wait for that read instead of each sending their own."""
+    wait for that read instead of each sending their own, and get its answer, found or not."""
     app = counted(Clock()).application
-    answers: list[str] = []
-    execute(db, "BEGIN; LOCK TABLE backup_info IN ACCESS EXCLUSIVE MODE")
+    answers: list[int] = []
+    execute(db, "BEGIN; LOCK TABLE backup, backup_info IN ACCESS EXCLUSIVE MODE")
     try:
         threads = [
             threading.Thread(
-                target=lambda: answers.append(progress(job(app.test_client()))["percent"])
+                target=lambda: answers.append(
+                    get(app.test_client(), f"{JOB_URL}{identifier}").status_code
+                )
             )
             for _ in range(6)
         ]
@@ -203,7 +210,7 @@ def test_requests_waiting_for_the_same_key_share_one_read(
         execute(db, "ROLLBACK")
     for thread in threads:
         thread.join(10)
-    assert answers == ["60%"] * 6
+    assert answers == [answer] * 6
     assert len(proxy.take()) == 1
 
 

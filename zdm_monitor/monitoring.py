@@ -85,7 +85,7 @@ def read_through(
 
     cache = state.cache()
     entry, read_now = cache.get(read, from_database)
-    if not read_now and client.newer_than(entry.snapshot, after):
+    if not read_now and entry.snapshot is not None and client.newer_than(entry.snapshot, after):
         entry, _ = cache.get(read, from_database, fresh=True)
     return entry
 
