@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run demo-agent serve-nginx test bench drill soak lint format clean nginx wrk chromium node
+.PHONY: run demo-agent serve-nginx test bench drill soak lint format clean nginx wrk chromium dist node
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -105,6 +105,12 @@ e2e: $(STAMP) pgbouncer
 	  --ignore=tests/test_replicas.py --ignore=tests/test_live_page.py \
 	  --ignore=tests/test_clients.py $(PYTEST_ARGS)
 
+# The sdist and the wheel an operator installs (docs/deploying.md, "Install from the wheel"):
+# dist/zdm_monitor-<version>-py3-none-any.whl, with the gunicorn settings and the nginx site.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -115,4 +121,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

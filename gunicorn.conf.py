@@ -1,9 +1,4 @@
 """gunicorn reads ./gunicorn.conf.py when started without -c: a bare `gunicorn wsgi:app` here
-runs with config/gunicorn.conf.py too (loopback bind, the hardened worker, the JSON logs)."""
+runs with the packaged settings too (loopback bind, the hardened worker, the JSON logs)."""
 
-import runpy
-from pathlib import Path
-
-globals().update(
-    runpy.run_path(str(Path(__file__).resolve().parent / "config" / "gunicorn.conf.py"))
-)
+from zdm_monitor.gunicorn_conf import *  # noqa: F403

@@ -1,5 +1,5 @@
-"""WSGI entry point for gunicorn: ``gunicorn wsgi:app``."""
+"""The checkout's entry point, `gunicorn wsgi:app`: the package's own (zdm_monitor/wsgi.py)."""
 
-from zdm_monitor import create_app
+from zdm_monitor.wsgi import app
 
-app = create_app()
+__all__ = ["app"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,8 +21,9 @@ FORBIDDEN = ("subprocess", "multiprocessing", "pgserver", "zdm_devstack")
 # the development token for loopback only (the age-bound cache's rules fit in what the listener
 # took: cache.py went from 226 lines to 177), 4,700 with a worker loop that never waits on a
 # client (worker.py: 194 lines to 306), 5,200 with `zdm-monitor check` (preflight.py and
-# catalog.py: an operator's preflight, run against production like init-db).
-MAX_SERVICE_LINES = 5200
+# catalog.py: an operator's preflight, run against production like init-db), 5,350 with
+# gunicorn's settings in the package (gunicorn_conf.py: production from the wheel alone).
+MAX_SERVICE_LINES = 5350
 # A module small enough to read in one sitting.
 MAX_MODULE_LINES = 400
 
@@ -87,31 +86,3 @@ def test_the_service_s_own_token_command_needs_the_real_key() -> None:
     signed = CliRunner(env={"ZDM_JWT_SECRET": "k" * 40}).invoke(token, ["--subject", "ops"])
     assert signed.exit_code == 0, signed.output
     assert signed.stdout.count(".") == 2
-
-
-BUILD_THE_APP = """
-import importlib.util, os
-assert importlib.util.find_spec("pgserver") is None, "pgserver came with a plain install"
-os.environ.update(DATABASE_URL="postgresql://zdm@127.0.0.1:1/zdm", ZDM_JWT_SECRET="k" * 40)
-from zdm_monitor import create_app
-print(sorted(rule.rule for rule in create_app().url_map.iter_rules())[1])
-"""
-
-
-@pytest.mark.slow
-def test_a_plain_install_brings_no_postgresql_and_builds_the_app(tmp_path: Path) -> None:
-    """`pip install .` with no extras: what production runs, and nothing that starts a database."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", str(REPO)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    built = subprocess.run(
-        [python, "-c", BUILD_THE_APP], capture_output=True, text=True, cwd=tmp_path, timeout=60
-    )
-    assert built.returncode == 0, built.stderr
-    assert built.stdout.strip() == "/api/backups/monitoring/job/<path:identifier>"

@@ -142,7 +142,7 @@ def test_a_token_error_in_english(client: FlaskClient) -> None:
     assert_error(response, 401, "AUTH-ERROR-01", "An authentication token is required.")
 
 
-NGINX_SITE = Path(__file__).resolve().parents[1] / "config" / "nginx" / "zdm-monitor.conf"
+NGINX_SITE = Path(__file__).resolve().parents[1] / "zdm_monitor" / "templates" / "nginx-site.conf"
 
 
 @pytest.mark.parametrize(("header", "language"), LANGUAGES)

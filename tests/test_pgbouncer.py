@@ -15,8 +15,7 @@ from support.api import bearer
 from support.database import READER
 from support.processes import free_port
 
-from zdm_devstack.pgbouncer import PgBouncer
-from zdm_monitor.config import CONFIG_DIR
+from zdm_devstack.pgbouncer import SAMPLE, PgBouncer
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def parse(text: str) -> configparser.ConfigParser:
 
 
 def test_config_keeps_the_sample_s_pooling_and_replaces_the_rest(tmp_path: Path) -> None:
-    sample = parse((CONFIG_DIR / "pgbouncer.ini").read_text())
+    sample = parse(SAMPLE.read_text())
     assert sample["pgbouncer"]["pool_mode"] == "transaction"
     url = "postgresql://postgres:secret@/postgres?host=%2Frun%2Fpg&port=5433"
     config = parse(PgBouncer(tmp_path, 7777, {"zdm": url}, {}).config())

@@ -16,11 +16,11 @@ from typing import IO, Any
 import psycopg2
 from psycopg2.extensions import parse_dsn
 
-from zdm_monitor.config import CONFIG_DIR
-
 from .postgres import own_folder, service_user
 from .stack import StackError
 
+# The checkout's sample, which docs/scaling-out.md shows for /etc/pgbouncer/pgbouncer.ini.
+SAMPLE = Path(__file__).resolve().parents[1] / "config" / "pgbouncer.ini"
 START_TIMEOUT_S = 10.0
 # Where a server is. Not who logs in: PgBouncer logs in as each client's own user, so a
 # SELECT-only client stays SELECT-only on the server.
@@ -80,7 +80,7 @@ class PgBouncer:
     def config(self) -> str:
         """config/pgbouncer.ini with its servers, port and authentication replaced."""
         parser = configparser.ConfigParser(interpolation=None, comment_prefixes=(";", "#"))
-        parser.read(CONFIG_DIR / "pgbouncer.ini")
+        parser.read(SAMPLE)
         parser["databases"] = {name: server_entry(url) for name, url in self.databases.items()}
         settings = parser["pgbouncer"]
         settings.update(

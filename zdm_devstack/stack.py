@@ -21,7 +21,6 @@ import psycopg2
 from psycopg2 import sql
 
 from zdm_monitor.cli import DEFAULT_TOKEN_TTL, make_token
-from zdm_monitor.config import CONFIG_DIR
 from zdm_monitor.nginx import render_site
 
 from .agent import MovingMark, restore_left_demo
@@ -34,6 +33,8 @@ DEV_SECRET_FILE = "dev-jwt-secret"
 LOCK_FILE = "stack.lock"
 # The app the stack's gunicorn serves: the service's, with the live page offering the token.
 DEV_APP = "zdm_devstack.app:create_app()"
+# The service's gunicorn settings, as production names them.
+GUNICORN_CONFIG = "python:zdm_monitor.gunicorn_conf"
 SERVICE_APP = "zdm_monitor:create_app()"
 # Room for the fault drills' 2,500 held connections (each request nginx passes on holds two).
 NGINX_MAIN = """\
@@ -130,7 +131,7 @@ def spawn_gunicorn(
     output: IO[bytes] | None = None,
     app: str = DEV_APP,
 ) -> subprocess.Popen[bytes]:
-    """Start gunicorn with config/gunicorn.conf.py on 127.0.0.1:port and wait until it answers.
+    """Start gunicorn with the packaged settings on 127.0.0.1:port and wait until it answers.
 
     Its pid file and metrics folder go in run_dir. It gets its own session, so Ctrl-C reaches
     it only through whoever started it, as a graceful SIGTERM.
@@ -145,7 +146,7 @@ def spawn_gunicorn(
         "-m",
         "gunicorn",
         "--config",
-        str(CONFIG_DIR / "gunicorn.conf.py"),
+        GUNICORN_CONFIG,
         "--pid",
         str(run_dir / "gunicorn.pid"),
         app,

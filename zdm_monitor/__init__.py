@@ -1,102 +1,21 @@
-"""zdm-monitor: the monitoring API of ZDM backup jobs."""
+"""zdm-monitor: the monitoring API of ZDM backup jobs.
+
+Importing the package loads nothing more: its gunicorn settings (zdm_monitor.gunicorn_conf)
+must set PROMETHEUS_MULTIPROC_DIR before the app's metrics import prometheus_client, which
+reads it once. The app's modules load with the first create_app (zdm_monitor/app.py).
+"""
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Callable, Mapping
-from importlib.metadata import version
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from flask import Flask
-from flask_smorest import Api
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from . import docs, health, live, metrics, monitoring, state
-from .config import OBSOLETE, load_settings
-from .context import begin_request, echo_request_id
-from .cors import register_cors
-from .errors import register_error_handlers
-from .logs import configure_logging, log_request
-from .openapi import ErrorResponseSchema, query_parameter
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment (or the given mapping), failing fast on bad settings."""
-    # No app-wide /static route: the live page's blueprint serves zdm_monitor/static itself.
-    app = SyncFlask(__name__, static_folder=None)
-    # A path with // is not one of this API's: a plain 404, not a redirect whose Location is
-    # built from the client's Host header.
-    app.url_map.merge_slashes = False
-    env = os.environ if env is None else env
-    settings = load_settings(env)
-    state.install(app, settings)
-    configure_json(app)
-    configure_logging()
-    for name, why in OBSOLETE.items():
-        if env.get(name):
-            logging.getLogger(__name__).warning("%s is ignored: %s.", name, why)
-    register_blueprints(app)
-    register_error_handlers(app)
-    register_request_hooks(app)
-    if settings.proxy_count:
-        # Trust exactly as many X-Forwarded-* hops as there are proxies in front (nginx: 1).
-        n = settings.proxy_count
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    return app
+    from .app import create_app as build
 
-
-class SyncFlask(Flask):
-    """Flask for an app with no async views or hooks.
-
-    Flask asks inspect whether each hook and view is a coroutine function on every request
-    (about 14 calls, 30 us per request here); nothing in this app is, so none is converted.
-    """
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        return func
-
-
-def register_request_hooks(app: Flask) -> None:
-    app.before_request(begin_request)
-    register_cors(app)
-    app.after_request(log_request)
-    app.after_request(metrics.observe)
-    app.after_request(echo_request_id)
-    app.teardown_appcontext(state.release_connection)
-
-
-class MonitorApi(Api):  # type: ignore[misc]
-    ERROR_SCHEMA = ErrorResponseSchema
-    # Each operation documents the errors it really answers with (openapi.py), no catch-all.
-    DEFAULT_ERROR_RESPONSE_NAME = None
-
-    def _register_error_handlers(self) -> None:
-        """Leave error handling to errors.py: this API has its own envelope."""
-
-
-def configure_json(app: Flask) -> None:
-    # Keep the contract's key order and send Korean as UTF-8 rather than \u escapes.
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
-
-
-def register_blueprints(app: Flask) -> None:
-    app.config.update(
-        API_TITLE="ZDM Monitor",
-        API_VERSION=version("zdm-monitor"),
-        OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/api",
-        OPENAPI_JSON_PATH="openapi.json",
-    )
-    api = MonitorApi(app)
-    # One parameter per query field, as apispec writes them, with what it leaves out.
-    api.ma_plugin.converter.add_parameter_attribute_function(query_parameter)
-    api.spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-    )
-    api.register_blueprint(monitoring.blp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(metrics.bp)
-    app.register_blueprint(live.bp)
-    app.register_blueprint(docs.bp)
+    return build(env)

@@ -138,7 +138,7 @@ def token(subject: str, ttl: int) -> None:
 @click.option("--server-name", default="localhost", show_default=True)
 @click.option("--log-dir", default="/var/log/nginx", show_default=True)
 def nginx_config(listen: str, upstreams: tuple[str, ...], server_name: str, log_dir: str) -> None:
-    """Print config/nginx/zdm-monitor.conf filled in for these values."""
+    """Print the nginx site (the package's templates/nginx-site.conf) filled in for these values."""
     click.echo(render_site(listen, list(upstreams), Path(log_dir), server_name))
 
 

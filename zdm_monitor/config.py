@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,10 +24,6 @@ ORIGIN_PATTERN = re.compile(
 
 T = TypeVar("T")
 
-# The shipped gunicorn, nginx and PgBouncer files: the checkout's config/ unless ZDM_CONFIG_DIR.
-CONFIG_DIR = Path(
-    os.environ.get("ZDM_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "config"
-)
 
 # Replica URLs are separated by spaces or commas; a comma inside one (libpq's host1,host2) is not.
 URL_SEPARATOR = re.compile(r"\s+|,\s*(?=postgres(?:ql)?://)")

@@ -1,12 +1,12 @@
-"""The nginx site of config/nginx/zdm-monitor.conf, filled in for one deployment."""
+"""The nginx site, package data (templates/nginx-site.conf), filled in for one deployment."""
 
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from pathlib import Path
 from string import Template
 
-from .config import CONFIG_DIR
 from .errors import HTTP_MESSAGES
 from .messages import ENGLISH, KOREAN, english
 
@@ -16,7 +16,7 @@ UPSTREAM_LINE = re.compile(r"^.*\$\{ZDM_UPSTREAM\}.*$", re.MULTILINE)
 
 def render_site(listen: str, upstreams: list[str], log_dir: Path, server_name: str) -> str:
     """Fill the placeholders of the site, one upstream line per gunicorn node."""
-    text = (CONFIG_DIR / "nginx" / "zdm-monitor.conf").read_text()
+    text = files("zdm_monitor").joinpath("templates", "nginx-site.conf").read_text(encoding="utf-8")
     text = UPSTREAM_LINE.sub(
         lambda line: "\n".join(line[0].replace("${ZDM_UPSTREAM}", u) for u in upstreams), text
     )

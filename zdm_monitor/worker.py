@@ -44,7 +44,7 @@ from . import state
 from .envelope import error_body
 from .errors import INTERNAL_MESSAGE, http_message
 
-# As nginx's client_header_timeout in config/nginx/zdm-monitor.conf.
+# As nginx's client_header_timeout in the site (templates/nginx-site.conf).
 HEAD_TIMEOUT_S = 5.0
 # How long an unread request body may take to drain before the connection closes instead.
 DRAIN_S = 0.1
