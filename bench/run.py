@@ -110,18 +110,6 @@ READER_GRANTS = on_our_functions(
 # triggers of a release that had some.
 DROP_OURS = on_our_functions("DROP FUNCTION %s CASCADE")
 OURS = """
-DO $$
-DECLARE
-    v_function regprocedure;
-BEGIN
-    FOR v_function IN SELECT oid::regprocedure FROM pg_proc WHERE proname LIKE 'zdm\\_monitor\\_%'
-    LOOP
-        EXECUTE format('DROP FUNCTION %s CASCADE', v_function);
-    END LOOP;
-END
-$$;
-"""
-OURS = """
 SELECT (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal),
        (SELECT count(*) FROM pg_proc WHERE proname LIKE 'zdm\\_monitor\\_%')
 """

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from psycopg2.extensions import make_dsn
 from support.api import SECRET, make_token
-from support.database import READER
+from support.database import READER, scratch_database
 from support.launcher import LAUNCHER
 from support.pgwire import CountingProxy
 from support.processes import clean_env, free_port
@@ -89,20 +89,11 @@ class Scratch:
 @pytest.fixture(scope="module")
 def scratch(database_url: str) -> Iterator[Scratch]:
     """A database of its own on the test server, with the schema and the reader's grants."""
-    with closing(psycopg2.connect(database_url)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
-            cur.execute(f"CREATE DATABASE {SCRATCH}")
-        owner = make_dsn(database_url, dbname=SCRATCH)
-        with closing(psycopg2.connect(owner)) as scratch_conn:
-            apply_schema(scratch_conn)
+    with scratch_database(database_url, SCRATCH) as owner:
+        with closing(psycopg2.connect(owner)) as conn:
+            apply_schema(conn)
         create_reader(owner, READER, READER)
-        try:
-            yield Scratch(owner, make_dsn(owner, user=READER, password=READER))
-        finally:
-            with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE {SCRATCH} WITH (FORCE)")
+        yield Scratch(owner, make_dsn(owner, user=READER, password=READER))
 
 
 @pytest.fixture

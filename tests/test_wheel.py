@@ -26,7 +26,7 @@ import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn
 from support.api import JOB_URL, LINUX_EXAMPLE, SECRET, make_token
-from support.database import READER
+from support.database import READER, scratch_database
 from support.processes import children_of, clean_env, free_port, http_get, stop, wait_until
 
 from zdm_devstack.demo import load_demo
@@ -72,17 +72,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def scratch(database_url: str) -> Iterator[dict[str, str]]:
     """A database of its own on the test server: its owner's URL and the reader's."""
-    with closing(psycopg2.connect(database_url)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
-            cur.execute(f"CREATE DATABASE {SCRATCH}")
-    owner = make_dsn(database_url, dbname=SCRATCH)
-    yield {"owner": owner, "reader": make_dsn(owner, user=READER, password=READER)}
-    with closing(psycopg2.connect(database_url)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
+    with scratch_database(database_url, SCRATCH) as owner:
+        yield {"owner": owner, "reader": make_dsn(owner, user=READER, password=READER)}
 
 
 def run(venv: Path, command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 
 import psycopg2
+from psycopg2.extensions import make_dsn
 
 from zdm_devstack.demo import reset_demo
 from zdm_devstack.stack import create_reader
@@ -24,3 +26,18 @@ def prepare_database(url: str) -> None:
         apply_schema(conn)
         reset_demo(conn)
     create_reader(url, READER, READER)
+
+
+@contextmanager
+def scratch_database(database_url: str, name: str) -> Iterator[str]:
+    """A database of its own on the test server, empty, dropped afterwards: its owner's URL."""
+    with closing(psycopg2.connect(database_url)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            cur.execute(f"CREATE DATABASE {name}")
+        try:
+            yield make_dsn(database_url, dbname=name)
+        finally:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE {name} WITH (FORCE)")
