@@ -70,9 +70,13 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def scratch(database_url: str) -> Iterator[dict[str, str]]:
-    """A database of its own on the test server: its owner's URL and the reader's."""
+def scratch(database_url: str, venv: Path) -> Iterator[dict[str, str]]:
+    """A database of its own, set up by the wheel's init-db as its owner, with the reader role:
+    the owner's URL and the reader's. Each test that uses it can run alone."""
     with scratch_database(database_url, SCRATCH) as owner:
+        applied = run(venv, ["zdm-monitor", "init-db"], venv.parent, DATABASE_URL=owner)
+        assert applied.returncode == 0, applied.stderr
+        create_reader(owner, READER, READER)
         yield {"owner": owner, "reader": make_dsn(owner, user=READER, password=READER)}
 
 
@@ -103,14 +107,10 @@ def test_the_wheel_builds_the_app_with_no_postgresql_of_its_own(venv: Path) -> N
 
 
 def test_from_the_wheel_init_db_then_check_as_a_reader(venv: Path, scratch: dict[str, str]) -> None:
-    folder = venv.parent
-    applied = run(venv, ["zdm-monitor", "init-db"], folder, DATABASE_URL=scratch["owner"])
-    assert applied.returncode == 0, applied.stderr
-    create_reader(scratch["owner"], READER, READER)
     checked = run(
         venv,
         ["zdm-monitor", "check"],
-        folder,
+        venv.parent,
         DATABASE_URL=scratch["reader"],
         ZDM_JWT_SECRET=SECRET,
     )
