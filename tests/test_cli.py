@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jwt
@@ -35,9 +36,20 @@ def test_load_demo_into_an_empty_database(database_url: str, db: connection) -> 
 
 
 def test_commands_need_database_url() -> None:
-    result = CliRunner(env={"DATABASE_URL": ""}).invoke(main, ["init-db"])
+    result = CliRunner(env={"DATABASE_URL": None}).invoke(main, ["init-db"])
     assert result.exit_code == 2
     assert "DATABASE_URL is not set" in result.output
+
+
+@pytest.mark.parametrize("command", [["init-db"], ["token"], ["load-demo"], ["demo-agent"]])
+def test_commands_refuse_a_blank_setting_by_name(command: list[str]) -> None:
+    """An environment file's `NAME=` is refused as the service refuses it, not read as unset."""
+    env = {"DATABASE_URL": " ", "ZDM_JWT_SECRET": None, "ZDM_DATA_DIR": "\t"}
+    result = CliRunner(env=env).invoke(main, command)
+    assert result.exit_code == 2, result.output
+    assert re.search(
+        r"Error: [A-Z_]+ is set but empty: give it a value, or remove it", result.stderr
+    )
 
 
 def test_token_uses_the_configured_secret() -> None:
@@ -53,7 +65,7 @@ def test_token_uses_the_configured_secret() -> None:
 def test_token_uses_the_data_folder_s_development_secret(tmp_path: Path) -> None:
     """The secret a server made in the data folder signs the token; which one is said on stderr."""
     secret = dev_secret(tmp_path)  # as `zdm-monitor serve` makes it on its first start
-    env = {"ZDM_JWT_SECRET": "", "ZDM_DATA_DIR": str(tmp_path)}
+    env = {"ZDM_JWT_SECRET": None, "ZDM_DATA_DIR": str(tmp_path)}
     first = CliRunner(env=env).invoke(main, ["token"])
     second = CliRunner(env=env).invoke(main, ["token", "--ttl", "60"])
     assert len(secret) == 64
@@ -68,7 +80,7 @@ def test_token_uses_the_data_folder_s_development_secret(tmp_path: Path) -> None
 
 def test_token_refuses_to_invent_a_secret_where_no_server_ran(tmp_path: Path) -> None:
     """Outside a data folder a server used, a new secret would sign tokens no server accepts."""
-    result = CliRunner(env={"ZDM_JWT_SECRET": "", "ZDM_DATA_DIR": str(tmp_path)}).invoke(
+    result = CliRunner(env={"ZDM_JWT_SECRET": None, "ZDM_DATA_DIR": str(tmp_path)}).invoke(
         main, ["token"]
     )
     assert result.exit_code == 1
@@ -87,9 +99,9 @@ def test_token_ttl_must_be_positive(ttl: str) -> None:
 
 
 def test_token_refuses_where_the_service_verifies_a_public_key() -> None:
-    result = CliRunner(env={"ZDM_JWT_SECRET": "", "ZDM_JWT_PUBLIC_KEY": "/etc/zdm/key.pem"}).invoke(
-        main, ["token"]
-    )
+    result = CliRunner(
+        env={"ZDM_JWT_SECRET": None, "ZDM_JWT_PUBLIC_KEY": "/etc/zdm/key.pem"}
+    ).invoke(main, ["token"])
     assert result.exit_code == 1
     assert "cannot sign" in result.stderr
 

@@ -70,12 +70,62 @@ def test_defaults() -> None:
     assert settings.proxy_count == 1
 
 
-def test_empty_values_mean_defaults() -> None:
-    env = {**BASE, "ZDM_JWT_LEEWAY": "", "ZDM_TIMEZONE": "  ", "ZDM_JWT_AUDIENCE": ""}
-    settings = load_settings(env)
+def test_empty_or_blank_values_are_refused_each_by_name() -> None:
+    """An environment file's `NAME=` is a mistake to name, not a default to guess."""
+    blank = {"ZDM_JWT_LEEWAY": "", "ZDM_TIMEZONE": "  ", "ZDM_JWT_AUDIENCE": "\t"}
+    lines = config_error({**BASE, **blank}).splitlines()[1:]
+    assert lines == [
+        f"  - {name} is set but empty: give it a value, or remove it to leave it unset."
+        for name in ("ZDM_JWT_LEEWAY", "ZDM_TIMEZONE", "ZDM_JWT_AUDIENCE")
+    ]
+
+
+def test_unset_values_take_their_defaults() -> None:
+    settings = load_settings(BASE)
     assert settings.jwt_leeway == 30
     assert settings.timezone == ZoneInfo("UTC")
     assert settings.jwt_audience is None
+
+
+def test_surrounding_blanks_are_not_part_of_a_value() -> None:
+    settings = load_settings({**BASE, "ZDM_TIMEZONE": " Asia/Seoul\t", "ZDM_JWT_LEEWAY": "5 "})
+    assert settings.timezone == ZoneInfo("Asia/Seoul")
+    assert settings.jwt_leeway == 5
+
+
+@pytest.mark.parametrize(
+    "url",
+    ['"postgresql://zdm:pw@db/zdm"', "'postgresql://zdm:pw@db/zdm'", "zdm:pw@db/zdm"],
+    ids=["double quotes kept", "single quotes kept", "not a url"],
+)
+def test_a_database_url_libpq_cannot_read_is_refused_without_its_password(url: str) -> None:
+    message = config_error({**BASE, "DATABASE_URL": url})
+    assert "DATABASE_URL is not a PostgreSQL URL" in message
+    assert "pw" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://zdm@db:5432/zdm?sslmode=require&application_name=x", "host=/run/pg dbname=zdm"],
+)
+def test_urls_and_key_value_strings_are_accepted(url: str) -> None:
+    assert load_settings({**BASE, "DATABASE_URL": url}).database_url == url
+
+
+@pytest.mark.parametrize("folder", ["", " ", "metrics", "./metrics"])
+def test_metrics_folder_must_be_an_absolute_path(folder: str) -> None:
+    message = config_error({**BASE, "PROMETHEUS_MULTIPROC_DIR": folder})
+    assert "PROMETHEUS_MULTIPROC_DIR" in message
+
+
+def test_a_relative_public_key_path_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rsa_pem: str
+) -> None:
+    (tmp_path / "key.pem").write_text(rsa_pem)
+    monkeypatch.chdir(tmp_path)
+    message = config_error(public("key.pem"))
+    assert "ZDM_JWT_PUBLIC_KEY='key.pem' is neither PEM text nor an absolute path" in message
+    assert load_settings(public(str(tmp_path / "key.pem"))).jwt_key == rsa_pem
 
 
 def test_explicit_values() -> None:

@@ -22,8 +22,9 @@ FORBIDDEN = ("subprocess", "multiprocessing", "pgserver", "zdm_devstack")
 # took: cache.py went from 226 lines to 177), 4,700 with a worker loop that never waits on a
 # client (worker.py: 194 lines to 306), 5,200 with `zdm-monitor check` (preflight.py and
 # catalog.py: an operator's preflight, run against production like init-db), 5,350 with
-# gunicorn's settings in the package (gunicorn_conf.py: production from the wheel alone).
-MAX_SERVICE_LINES = 5350
+# gunicorn's settings in the package (gunicorn_conf.py: production from the wheel alone), 5,650
+# with one rule for every setting and the environment file read as systemd reads it (envfile.py).
+MAX_SERVICE_LINES = 5650
 # A module small enough to read in one sitting.
 MAX_MODULE_LINES = 400
 
@@ -80,7 +81,7 @@ def test_the_service_package_stays_small() -> None:
 
 def test_the_service_s_own_token_command_needs_the_real_key() -> None:
     """Without the dev stack, `token` signs only with ZDM_JWT_SECRET."""
-    refused = CliRunner(env={"ZDM_JWT_SECRET": ""}).invoke(token, [])
+    refused = CliRunner(env={"ZDM_JWT_SECRET": None}).invoke(token, [])
     assert refused.exit_code == 1
     assert "ZDM_JWT_SECRET is not set" in refused.stderr
     signed = CliRunner(env={"ZDM_JWT_SECRET": "k" * 40}).invoke(token, ["--subject", "ops"])

@@ -20,6 +20,7 @@ from support.launcher import STOP_TIMEOUT, Launcher, cli_token, launch
 from support.processes import alive, clean_env, free_port, http_get, wait_until
 
 from zdm_devstack.postgres import EmbeddedPostgres
+from zdm_devstack.stack import Stack, StackError
 
 # Starts servers (or a browser) of its own: left out of make test-fast.
 pytestmark = pytest.mark.slow
@@ -178,6 +179,18 @@ def test_serve_refuses_a_port_in_use_before_starting_anything(tmp_path: Path) ->
     assert not (data_dir / "postgres").exists()
 
 
+def test_serve_refuses_a_blank_setting_before_starting_anything(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    stack = Stack(data_dir, free_port(), env=clean_env(ZDM_TIMEZONE=" ", DATABASE_URL=""))
+    with pytest.raises(StackError) as refused:
+        stack.start()
+    assert str(refused.value).splitlines() == [
+        f"{name} is set but empty: give it a value, or remove it to leave it unset."
+        for name in ("DATABASE_URL", "ZDM_TIMEZONE")
+    ]
+    assert not data_dir.exists()
+
+
 def test_production_start_refuses_without_a_token_key() -> None:
     env = clean_env(DATABASE_URL="postgresql://zdm@127.0.0.1:1/zdm")
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{free_port()}", "wsgi:app"]
@@ -191,7 +204,10 @@ def test_production_start_refuses_without_a_token_key() -> None:
         timeout=STOP_TIMEOUT,
     )
     assert result.returncode != 0
-    assert "ZDM_JWT_SECRET" in result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "zdm-monitor: No token key: set ZDM_JWT_SECRET"
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_leaves_running_a_postgresql_it_did_not_start(

@@ -6,7 +6,6 @@ They join the service's `zdm-monitor` command through the `zdm_monitor.commands`
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -25,6 +24,7 @@ from zdm_monitor.cli import (
     print_token,
     subject_option,
     ttl_option,
+    variable,
 )
 from zdm_monitor.db import apply_schema
 from zdm_monitor.pool import connection_lost
@@ -39,7 +39,7 @@ from .stack import DEV_SECRET_FILE, Stack, StackError
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("ZDM_DATA_DIR") or "var").resolve()
+    return Path(variable("ZDM_DATA_DIR") or "var").resolve()
 
 
 @click.command("load-demo")
@@ -63,7 +63,7 @@ def load_demo() -> None:
 def demo_agent(interval: float, rounds: int) -> None:
     """Move the demo: its running jobs advance and log, until stopped; then the demo data is put
     back as shipped. Writes to DATABASE_URL, else to the embedded database of `make run`."""
-    given = os.environ.get("DATABASE_URL") or None
+    given = variable("DATABASE_URL")
     url = given or embedded_url()
     mark = MovingMark(data_dir(), given)
     try:

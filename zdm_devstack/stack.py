@@ -21,6 +21,7 @@ import psycopg2
 from psycopg2 import sql
 
 from zdm_monitor.cli import DEFAULT_TOKEN_TTL, make_token
+from zdm_monitor.config import blank_settings
 from zdm_monitor.nginx import render_site
 
 from .agent import MovingMark, restore_left_demo
@@ -93,7 +94,7 @@ def dev_secret(folder: Path) -> str:
 
 def use_dev_secret(env: dict[str, str], folder: Path) -> None:
     """Without a configured key, sign with the folder's development secret and offer a token."""
-    if env.get("ZDM_JWT_SECRET") or env.get("ZDM_JWT_PUBLIC_KEY"):
+    if "ZDM_JWT_SECRET" in env or "ZDM_JWT_PUBLIC_KEY" in env:
         return
     secret = env["ZDM_JWT_SECRET"] = dev_secret(folder)
     # The live page at / offers this token; only a development secret's is ever offered.
@@ -230,7 +231,10 @@ class Stack:
         return [self.port, self.gunicorn_port] if self.with_nginx else [self.port]
 
     def start(self) -> None:
-        """Start every part, or refuse at once when the data folder or a port is taken."""
+        """Start every part, or refuse at once: a blank setting, the data folder or a port taken."""
+        problems = blank_settings(self.env)
+        if problems:
+            raise StackError("\n".join(problems))
         self._take_data_folder()
         check_ports_free(self.ports())
         try:
@@ -266,7 +270,7 @@ class Stack:
             self._start_nginx()
 
     def _start_database(self) -> None:
-        given = self.env.get("DATABASE_URL") or None
+        given = self.env.get("DATABASE_URL")
         if given:
             owner = self.service_url = given
         else:

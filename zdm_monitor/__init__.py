@@ -7,6 +7,7 @@ reads it once. The app's modules load with the first create_app (zdm_monitor/app
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,14 @@ if TYPE_CHECKING:
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment (or the given mapping), failing fast on bad settings."""
+    from .config import ConfigError, metrics_folder
+
+    # prometheus_client writes into PROMETHEUS_MULTIPROC_DIR as soon as the metrics are imported:
+    # an empty or relative value (the working folder) is refused first.
+    problems: list[str] = []
+    metrics_folder(os.environ, problems)
+    if problems:
+        raise ConfigError(problems)
     from .app import create_app as build
 
     return build(env)

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import closing
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -20,16 +21,27 @@ import psycopg2
 import psycopg2.errors
 
 from . import preflight
+from .config import setting
 from .db import apply_schema
+from .envfile import read_env_file
 from .nginx import render_site
 
 DEFAULT_TOKEN_TTL = 7 * 24 * 3600
 PLUGIN_GROUP = "zdm_monitor.commands"
 
 
+def variable(name: str) -> str | None:
+    """An environment variable by the service's rule (config.setting): blank is refused."""
+    problems: list[str] = []
+    value = setting(os.environ, name, problems)
+    if problems:
+        raise click.UsageError(problems[0])
+    return value
+
+
 def database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if not url:
+    url = variable("DATABASE_URL")
+    if url is None:
         raise click.UsageError("DATABASE_URL is not set.")
     return url
 
@@ -39,19 +51,20 @@ def make_token(secret: str, subject: str, ttl: int) -> str:
     now = int(time.time())
     claims = {"sub": subject, "iat": now, "exp": now + ttl}
     for claim, name in (("aud", "ZDM_JWT_AUDIENCE"), ("iss", "ZDM_JWT_ISSUER")):
-        if os.environ.get(name):
-            claims[claim] = os.environ[name]
+        value = variable(name)
+        if value is not None:
+            claims[claim] = value
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def configured_secret() -> str | None:
     """ZDM_JWT_SECRET, refusing to sign where the service verifies with a public key."""
-    if os.environ.get("ZDM_JWT_PUBLIC_KEY"):
+    if variable("ZDM_JWT_PUBLIC_KEY"):
         raise click.ClickException(
             "ZDM_JWT_PUBLIC_KEY is set: the service verifies tokens signed elsewhere (the ZDM "
             "API) and cannot sign one itself."
         )
-    return os.environ.get("ZDM_JWT_SECRET") or None
+    return variable("ZDM_JWT_SECRET")
 
 
 def print_token(secret: str, source: str, subject: str, ttl: int) -> None:
@@ -152,7 +165,13 @@ def nginx_config(listen: str, upstreams: tuple[str, ...], server_name: str, log_
     "--allow-writer", is_flag=True, help="A role that may write: a warning, not a failure."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, for automation.")
-def check(token: str | None, allow_writer: bool, as_json: bool) -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+    help="Check this file's settings, read as systemd's EnvironmentFile= reads it, instead of "
+    "the environment's.",
+)
+def check(token: str | None, allow_writer: bool, as_json: bool, env_file: Path | None) -> None:
     """Check what the service needs before it serves: one line each, exit 1 if one fails.
 
     The settings, the database and its version, the read functions, a read-only role, the
@@ -160,7 +179,18 @@ def check(token: str | None, allow_writer: bool, as_json: bool) -> None:
     """
     if token == "-":
         token = sys.stdin.readline().strip()
-    results = preflight.run(os.environ, token=token, allow_writer=allow_writer)
+    env: Mapping[str, str] = os.environ
+    results: list[preflight.Result] = []
+    if env_file is not None:
+        read = read_env_file(env_file.read_text(encoding="utf-8"))
+        env = read.variables
+        results.append(
+            preflight.Result(
+                "env-file", preflight.OK, f"{env_file}: {len(env)} variables, as systemd reads them"
+            )
+        )
+        results += [preflight.Result("env-file", preflight.WARN, d) for d in read.disagreements]
+    results += preflight.run(env, token=token, allow_writer=allow_writer)
     ok = preflight.passed(results)
     if as_json:
         checks = [{"name": r.name, "status": r.status, "message": r.message} for r in results]

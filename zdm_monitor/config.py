@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jwt
+from psycopg2 import ProgrammingError
+from psycopg2.extensions import parse_dsn
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 PUBLIC_KEY_ALGORITHMS = frozenset(
@@ -28,6 +31,9 @@ T = TypeVar("T")
 # Replica URLs are separated by spaces or commas; a comma inside one (libpq's host1,host2) is not.
 URL_SEPARATOR = re.compile(r"\s+|,\s*(?=postgres(?:ql)?://)")
 DEFAULT_MAX_LAG_S = "5"
+
+# The files prometheus_client writes in PROMETHEUS_MULTIPROC_DIR: <kind>_<pid>.db.
+METRICS_FILE = re.compile(r"(counter|gauge_[a-z]+|histogram|summary)_[0-9]+\.db")
 
 # Settings of earlier releases that are read no more, each with why: a set one is logged at start.
 OBSOLETE = {
@@ -101,7 +107,7 @@ def _zone(value: str) -> ZoneInfo:
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Read and check every setting, reporting all problems at once."""
     problems: list[str] = []
-    get = _getter(env)
+    get = _getter(env, problems)
 
     def parse(name: str, default: str, convert: Callable[[str], T], expected: str) -> T | None:
         raw = get(name, default) or default
@@ -114,6 +120,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     database_url = get("DATABASE_URL")
     if database_url is None:
         problems.append("DATABASE_URL is not set: give the ZDM PostgreSQL URL (postgresql://...).")
+    elif not _connection_string(database_url):
+        # Never the value itself: it holds the password.
+        problems.append(
+            "DATABASE_URL is not a PostgreSQL URL (postgresql://...) or key=value connection "
+            "string; quotes around it are part of the value only where no reader removed them."
+        )
+    metrics_folder(env, problems)
     replica_urls, max_lag = _replicas(get, problems)
 
     key, algorithms = _jwt_key(get, problems)
@@ -145,6 +158,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     )
     if pool_size == 0:
         problems.append("ZDM_DB_POOL_SIZE must be at least 1.")
+    audience, issuer = get("ZDM_JWT_AUDIENCE"), get("ZDM_JWT_ISSUER")
 
     if problems:
         raise ConfigError(problems)
@@ -161,8 +175,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         replica_max_lag_s=max_lag,
         jwt_key=key,
         jwt_algorithms=algorithms,
-        jwt_audience=get("ZDM_JWT_AUDIENCE"),
-        jwt_issuer=get("ZDM_JWT_ISSUER"),
+        jwt_audience=audience,
+        jwt_issuer=issuer,
         jwt_leeway=leeway,
         timezone=timezone,
         db_connect_timeout=connect_timeout,
@@ -179,11 +193,88 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     )
 
 
-def _getter(env: Mapping[str, str]) -> Callable[..., str | None]:
-    """A setting's value with surrounding blanks removed; empty means not set."""
+def setting(env: Mapping[str, str], name: str, problems: list[str]) -> str | None:
+    """A setting's value with surrounding blanks removed, None when it is not set.
+
+    The one rule for every variable of the service, its gunicorn settings and its commands: set
+    but empty or blank is a mistake (an environment file's `NAME=`), refused with one line
+    rather than read as a default.
+    """
+    value = env.get(name)
+    if value is None:
+        return None
+    if not value.strip():
+        problems.append(
+            f"{name} is set but empty: give it a value, or remove it to leave it unset."
+        )
+        return None
+    return value.strip()
+
+
+# Every variable of the service, its gunicorn settings and its commands: these, and ZDM_*,
+# GUNICORN_*.
+NAMES = ("DATABASE_URL", "DATABASE_REPLICA_URLS", "PORT", "PROMETHEUS_MULTIPROC_DIR")
+
+
+def blank_settings(env: Mapping[str, str]) -> list[str]:
+    """The refusals of every variable of ours that is set but empty or blank."""
+    problems: list[str] = []
+    for name in sorted(env):
+        if name.startswith(("ZDM_", "GUNICORN_")) or name in NAMES:
+            setting(env, name, problems)
+    return problems
+
+
+def refuse(problems: list[str]) -> None:
+    """Stop a command or a start-up with one line per problem, and exit status 1."""
+    if problems:
+        raise SystemExit("\n".join(f"zdm-monitor: {problem}" for problem in problems))
+
+
+def metrics_folder(env: Mapping[str, str], problems: list[str]) -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR, where the workers' metrics files go: an absolute path or unset.
+
+    prometheus_client sums every *.db file of the folder: one of someone else's there would
+    break /metrics, so such a folder is refused too (nothing in it is touched).
+    """
+    folder = setting(env, "PROMETHEUS_MULTIPROC_DIR", problems)
+    if folder is None:
+        return None
+    where = Path(folder)
+    if not where.is_absolute():
+        problems.append(
+            f"PROMETHEUS_MULTIPROC_DIR={folder!r} is not an absolute path: name the folder for "
+            "the workers' metrics files (/run/zdm-monitor/metrics), or unset it for a private "
+            "temporary one."
+        )
+    elif where.exists() and not where.is_dir():
+        problems.append(f"PROMETHEUS_MULTIPROC_DIR={folder!r} is not a folder.")
+    elif foreign := sorted(
+        p.name for p in where.glob("*.db") if not METRICS_FILE.fullmatch(p.name)
+    ):
+        problems.append(
+            f"PROMETHEUS_MULTIPROC_DIR={folder!r} holds {', '.join(foreign)}, not metrics files "
+            "of ours: give the metrics a folder of their own."
+        )
+    else:
+        return folder
+    return None
+
+
+def _connection_string(url: str) -> bool:
+    try:
+        parse_dsn(url)
+    except ProgrammingError:  # its text holds the value, password and all
+        return False
+    return True
+
+
+def _getter(env: Mapping[str, str], problems: list[str]) -> Callable[..., str | None]:
+    """Each setting read by `setting`'s rule, with a default for one that is not set."""
 
     def get(name: str, default: str | None = None) -> str | None:
-        return env.get(name, "").strip() or default
+        value = setting(env, name, problems)
+        return default if value is None else value
 
     return get
 
@@ -191,7 +282,7 @@ def _getter(env: Mapping[str, str]) -> Callable[..., str | None]:
 def token_key(env: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
     """The token verification key and its algorithms, checked as load_settings checks them."""
     problems: list[str] = []
-    key, algorithms = _jwt_key(_getter(env), problems)
+    key, algorithms = _jwt_key(_getter(env, problems), problems)
     if problems:
         raise ConfigError(problems)
     return key, algorithms
@@ -260,9 +351,15 @@ def _jwt_key(get: Callable[[str], str | None], problems: list[str]) -> tuple[str
 
 
 def _read_pem(value: str, problems: list[str]) -> str:
-    """Accept the PEM text itself or the path of a file holding it."""
+    """Accept the PEM text itself or the absolute path of a file holding it."""
     if value.startswith("-----BEGIN"):
         return value
+    if not os.path.isabs(value):
+        problems.append(
+            f"ZDM_JWT_PUBLIC_KEY={value!r} is neither PEM text nor an absolute path: a relative "
+            "one would be read from whatever folder the service starts in."
+        )
+        return ""
     try:
         return Path(value).read_text()
     except OSError:

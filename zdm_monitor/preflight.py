@@ -45,11 +45,8 @@ ROLE_DOC = "docs/deploying.md, Database role"
 WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 # The token key has a line of its own: the other settings are loaded with this in its place,
 # so that a bad key alone still lets the database be checked.
-STAND_IN_KEY = {
-    "ZDM_JWT_SECRET": "0" * MIN_SECRET_BYTES,
-    "ZDM_JWT_PUBLIC_KEY": "",
-    "ZDM_JWT_ALGORITHMS": "",
-}
+KEY_SETTINGS = ("ZDM_JWT_SECRET", "ZDM_JWT_PUBLIC_KEY", "ZDM_JWT_ALGORITHMS")
+STAND_IN_KEY = {"ZDM_JWT_SECRET": "0" * MIN_SECRET_BYTES}
 
 
 @dataclass(frozen=True)
@@ -174,7 +171,8 @@ class Preflight:
 
     def check_settings(self) -> tuple[str, str]:
         try:
-            self.settings = load_settings({**self.env, **STAND_IN_KEY})
+            others = {k: v for k, v in self.env.items() if k not in KEY_SETTINGS}
+            self.settings = load_settings({**others, **STAND_IN_KEY})
         except ConfigError as exc:
             return FAIL, " ".join(exc.problems) + " (docs/configuration.md)"
         replicas = len(self.settings.database_replica_urls)
