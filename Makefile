@@ -28,14 +28,14 @@ nginx:
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx)
 
-# Debian's chromium, driven headless by the live page's browser test (tests/test_live_page.py),
+# Debian's chromium, driven headless by the live page's browser test (tests/system/test_live_page.py),
 # and a Korean font so the API's error messages are legible in its screenshots.
 chromium:
 	@test -x /usr/bin/chromium && test -d /usr/share/fonts/truetype/nanum || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum)
 
 # Node.js and npm build the TypeScript client generated from the OpenAPI document
-# (tests/test_clients.py; its packages come from tests/clients/typescript/package-lock.json).
+# (tests/system/test_clients.py; its packages come from tests/clients/typescript/package-lock.json).
 node:
 	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm)
@@ -72,7 +72,7 @@ bench: $(STAMP) wrk
 	$(BIN)/python bench/run.py
 
 # Fault drills (60 s of load; PostgreSQL stopped for 10 s, then a worker SIGKILLed). A shorter
-# version runs in the tests (tests/test_drill.py).
+# version runs in the tests (tests/system/test_drill.py).
 drill: $(STAMP)
 	$(BIN)/python tests/support/drill.py
 
@@ -94,16 +94,13 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The API test suite again, with every connection of the app going through PgBouncer in
-# transaction pooling mode (tests/conftest.py: reader_url). The modules left out start servers
-# of their own and never use that connection (test_cluster.py has its own PgBouncer), or test
-# the live page and the generated clients rather than the API's database path.
+# transaction pooling mode (tests/conftest.py: reader_url). Left out: tests/system, whose servers,
+# browsers and wheels never use that connection (test_cluster.py has its own PgBouncer), and the
+# replica tests, which start servers of their own.
 .PHONY: e2e
 e2e: $(STAMP) pgbouncer
 	ZDM_TEST_PGBOUNCER=1 $(BIN)/python -m pytest \
-	  --ignore=tests/test_serve.py --ignore=tests/test_nginx.py \
-	  --ignore=tests/test_drill.py --ignore=tests/test_faults.py --ignore=tests/test_cluster.py \
-	  --ignore=tests/test_replicas.py --ignore=tests/test_live_page.py \
-	  --ignore=tests/test_clients.py $(PYTEST_ARGS)
+	  --ignore=tests/system --ignore=tests/data/test_replicas.py $(PYTEST_ARGS)
 
 # The sdist and the wheel an operator installs (docs/deploying.md, "Install from the wheel"):
 # dist/zdm_monitor-<version>-py3-none-any.whl, with the gunicorn settings and the nginx site.

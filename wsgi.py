@@ -1,5 +1,5 @@
-"""The checkout's entry point, `gunicorn wsgi:app`: the package's own (zdm_monitor/wsgi.py)."""
+"""The checkout's entry point, `gunicorn wsgi:app`: zdm_monitor/runtime/wsgi.py's."""
 
-from zdm_monitor.wsgi import app
+from zdm_monitor.runtime.wsgi import app
 
 __all__ = ["app"]

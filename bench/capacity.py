@@ -32,7 +32,7 @@ from run import WRK, Run, machine, measured, tree, wrk
 from zdm_devstack.cluster import PRIMARY_DB, REPLICA_DB, ROLE, Cluster
 from zdm_devstack.generate import generate
 from zdm_devstack.stack import start_nginx
-from zdm_monitor.cli import make_token
+from zdm_monitor.ops.cli import make_token
 
 HERE = Path(__file__).resolve().parent
 JOBS = int(os.environ.get("CAPACITY_JOBS", "100000"))

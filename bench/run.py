@@ -49,7 +49,7 @@ from zdm_devstack.demo import load_demo
 from zdm_devstack.generate import generate
 from zdm_devstack.postgres import EmbeddedPostgres, bin_dir
 from zdm_devstack.stack import wait_until_up
-from zdm_monitor.cli import make_token
+from zdm_monitor.ops.cli import make_token
 
 HERE = Path(__file__).resolve().parent
 CODE = Path(os.environ.get("BENCH_CODE") or HERE.parent).resolve()
@@ -310,7 +310,7 @@ def apply_measured_schema(url: str) -> None:
     another release installed goes first: its functions may not be replaceable by this one's."""
     with closing(psycopg2.connect(url)) as conn, conn, conn.cursor() as cur:
         cur.execute(DROP_OURS)
-    script = "import sys, psycopg2; from zdm_monitor.db import apply_schema as a; "
+    script = "import sys, psycopg2; from zdm_monitor.data.database import apply_schema as a; "
     script += "a(psycopg2.connect(sys.argv[1]))"
     env = {**os.environ, "PYTHONPATH": str(CODE)}
     subprocess.run([sys.executable, "-c", script, url], env=env, check=True, cwd=CODE)

@@ -1,4 +1,5 @@
 """`gunicorn -c config/gunicorn.conf.py wsgi:app` in a checkout: the packaged settings,
-zdm_monitor/gunicorn_conf.py, which production names `-c python:zdm_monitor.gunicorn_conf`."""
+zdm_monitor/runtime/gunicorn_conf.py, which production names
+`-c python:zdm_monitor.runtime.gunicorn_conf`."""
 
-from zdm_monitor.gunicorn_conf import *  # noqa: F403
+from zdm_monitor.runtime.gunicorn_conf import *  # noqa: F403

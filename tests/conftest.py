@@ -91,7 +91,7 @@ def make_app(reader_url: str) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def build(factory: Callable[..., Flask] = create_app, **env: str | None) -> Flask:
-        # The snapshot cache is off unless a test turns it on (tests/test_cache.py): the other
+        # The snapshot cache is off unless a test turns it on (tests/data/test_cache.py): the other
         # tests write and read at once, which the cache would answer for its max age.
         settings = {
             "DATABASE_URL": reader_url,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from flask import Flask
 
 from zdm_monitor import create_app as create_service_app
-from zdm_monitor.live import offer_token
+from zdm_monitor.api.live import offer_token
 
 DEV_TOKEN_VARIABLE = "ZDM_DEV_TOKEN"
 

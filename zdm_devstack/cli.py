@@ -16,7 +16,9 @@ import click
 import psycopg2
 from psycopg2.extensions import connection
 
-from zdm_monitor.cli import (
+from zdm_monitor.data.database import apply_schema
+from zdm_monitor.data.pool import connection_lost
+from zdm_monitor.ops.cli import (
     DEFAULT_TOKEN_TTL,
     configured_secret,
     database_url,
@@ -26,9 +28,7 @@ from zdm_monitor.cli import (
     ttl_option,
     variable,
 )
-from zdm_monitor.db import apply_schema
-from zdm_monitor.pool import connection_lost
-from zdm_monitor.preflight import first_line
+from zdm_monitor.ops.preflight import first_line
 
 from .agent import Agent, MovingMark, NotTheDemo, restore_left_demo
 from .cluster import Cluster

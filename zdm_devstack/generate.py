@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from psycopg2 import sql
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, connection, cursor
 
-from zdm_monitor.schemas import MODES, STATUSES
+from zdm_monitor.api.schemas import MODES, STATUSES
 
 TABLES = ("server", "repository", "backup", "backup_info", "backup_log")
 # Tables whose constraints and indexes are dropped during the load and re-created after it.

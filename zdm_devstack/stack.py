@@ -20,9 +20,9 @@ from typing import IO
 import psycopg2
 from psycopg2 import sql
 
-from zdm_monitor.cli import DEFAULT_TOKEN_TTL, make_token
 from zdm_monitor.config import blank_settings
-from zdm_monitor.nginx import render_site
+from zdm_monitor.ops.cli import DEFAULT_TOKEN_TTL, make_token
+from zdm_monitor.ops.nginx import render_site
 
 from .agent import MovingMark, restore_left_demo
 from .app import DEV_TOKEN_VARIABLE
@@ -35,7 +35,7 @@ LOCK_FILE = "stack.lock"
 # The app the stack's gunicorn serves: the service's, with the live page offering the token.
 DEV_APP = "zdm_devstack.app:create_app()"
 # The service's gunicorn settings, as production names them.
-GUNICORN_CONFIG = "python:zdm_monitor.gunicorn_conf"
+GUNICORN_CONFIG = "python:zdm_monitor.runtime.gunicorn_conf"
 SERVICE_APP = "zdm_monitor:create_app()"
 # Room for the fault drills' 2,500 held connections (each request nginx passes on holds two).
 NGINX_MAIN = """\

@@ -1,6 +1,6 @@
 """zdm-monitor: the monitoring API of ZDM backup jobs.
 
-Importing the package loads nothing more: its gunicorn settings (zdm_monitor.gunicorn_conf)
+Importing the package loads nothing more: its gunicorn settings (zdm_monitor.runtime.gunicorn_conf)
 must set PROMETHEUS_MULTIPROC_DIR before the app's metrics import prometheus_client, which
 reads it once. The app's modules load with the first create_app (zdm_monitor/app.py).
 """

@@ -12,18 +12,19 @@ from flask import Flask
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import docs, health, live, metrics, monitoring, state
+from . import metrics, state
+from .api import docs, live, monitoring, probes
+from .api.context import begin_request, echo_request_id
+from .api.cors import register_cors
+from .api.errors import register_error_handlers
+from .api.openapi import ErrorResponseSchema, query_parameter
 from .config import OBSOLETE, load_settings
-from .context import begin_request, echo_request_id
-from .cors import register_cors
-from .errors import register_error_handlers
-from .logs import configure_logging, log_request
-from .openapi import ErrorResponseSchema, query_parameter
+from .runtime.logs import configure_logging, log_request
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment (or the given mapping), failing fast on bad settings."""
-    # No app-wide /static route: the live page's blueprint serves zdm_monitor/static itself.
+    # No app-wide /static route: the live page's blueprint serves zdm_monitor/api/static itself.
     app = SyncFlask("zdm_monitor", static_folder=None)
     # A path with // is not one of this API's: a plain 404, not a redirect whose Location is
     # built from the client's Host header.
@@ -96,7 +97,7 @@ def register_blueprints(app: Flask) -> None:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
     api.register_blueprint(monitoring.blp)
-    app.register_blueprint(health.bp)
+    app.register_blueprint(probes.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(docs.bp)

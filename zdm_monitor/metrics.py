@@ -18,7 +18,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from .context import elapsed_seconds, route_template
+from .api.context import elapsed_seconds, route_template
 
 REQUESTS = Counter(
     "zdm_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]

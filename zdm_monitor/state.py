@@ -7,9 +7,9 @@ from typing import cast
 
 from flask import Flask, current_app
 
-from .cache import SnapshotCache
 from .config import Settings
-from .db import Database
+from .data.cache import SnapshotCache
+from .data.database import Database
 
 KEY = "zdm_monitor"
 

@@ -5,7 +5,7 @@ while the fault happens: held-open and slowloris sockets, a PostgreSQL backend S
 PostgreSQL frozen with SIGSTOP, odd requests and tokens, unfinished requests pipelined behind
 whole ones, held connections asked to close, and more half-sent heads than a worker takes.
 Each drill returns what it saw
-and, as "ok", whether the service met its targets; tests/test_faults.py runs them short,
+and, as "ok", whether the service met its targets; tests/system/test_faults.py runs them short,
 `make drill` long.
 """
 
@@ -32,7 +32,7 @@ import psycopg2
 from support.api import JOB_URL, SECRET, bearer, make_token
 from support.processes import clean_env, free_port, free_port_pair
 from zdm_devstack.stack import Stack
-from zdm_monitor.worker import HEAD_TIMEOUT_S, LINGER_S
+from zdm_monitor.runtime.worker import HEAD_TIMEOUT_S, LINGER_S
 
 
 def fault_stack(folder: Path, nginx: bool, output: Any) -> Stack:

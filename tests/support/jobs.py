@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from zdm_monitor.repository import JobSnapshot
+from zdm_monitor.data.repository import JobSnapshot
 
 START = datetime(2025, 1, 15, 2, 0, 0, tzinfo=UTC)
 

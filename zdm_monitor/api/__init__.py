@@ -1,0 +1,1 @@
+"""The request path: route -> query schema -> read -> polling decision -> payload -> envelope."""

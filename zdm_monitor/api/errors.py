@@ -1,0 +1,134 @@
+"""Domain exceptions and the handlers that turn every error into the envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg2
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from ..data.database import DatabaseUnavailable
+from ..data.deadlines import DeadlineExceeded
+from ..data.pool import PoolExhausted
+from ..runtime.logs import in_request
+from .envelope import failure
+from .messages import CATALOGUE, reasons, say
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "5"
+
+# What the status says, for errors of the HTTP layer (Flask's, gunicorn's and nginx's own).
+HTTP_MESSAGES = {
+    int(name.removeprefix("http_")): say(name) for name in CATALOGUE if name.startswith("http_")
+}
+INTERNAL_MESSAGE = HTTP_MESSAGES[500]
+
+
+def http_message(status: int) -> str:
+    return HTTP_MESSAGES.get(status, HTTP_MESSAGES[400] if status < 500 else INTERNAL_MESSAGE)
+
+
+class ApiError(Exception):
+    """An answer other than 200, with its status, code and message."""
+
+    status = 500
+    code = "INTERNAL-ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+class JobNotFound(ApiError):
+    status = 404
+    code = "JOB-ERROR-01"
+
+
+class JobIncomplete(ApiError):
+    status = 400
+    code = "JOB-ERROR-20"
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    code = "REQUEST-ERROR-01"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "AUTH-ERROR-01"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = "SERVICE-UNAVAILABLE"
+
+    def __init__(self, message: str = say("db_unavailable")) -> None:
+        super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def invalid_parameters(details: dict[str, list[str]]) -> InvalidRequest:
+    """Build the 400 that names each bad parameter and what it accepts."""
+    return InvalidRequest(say("invalid_parameters", reasons=reasons(details)), details=details)
+
+
+def handle_api_error(error: ApiError) -> Response:
+    return failure(
+        error.status, error.code, error.message, details=error.details, headers=error.headers
+    )
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    if status >= 500:
+        return handle_unexpected(error)
+    data: dict[str, Any] = getattr(error, "data", None) or {}
+    if "messages" in data:  # webargs rejected the query string
+        messages = data["messages"]
+        return handle_api_error(invalid_parameters(_flatten(messages.get("query", messages))))
+    headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
+    message = HTTP_MESSAGES.get(status) or error.description or error.name
+    return failure(status, f"HTTP-{status}", message, headers=headers)
+
+
+def handle_database_error(error: Exception) -> Response:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    log.warning("database unavailable: %s %s", type(error).__name__, reason, extra=in_request())
+    return handle_api_error(ServiceUnavailable())
+
+
+def handle_unexpected(error: BaseException) -> Response:
+    log.error("unexpected error", exc_info=error, extra=in_request())
+    return failure(500, "INTERNAL-ERROR", INTERNAL_MESSAGE)
+
+
+def _flatten(messages: Any) -> dict[str, list[str]]:
+    """Turn webargs/marshmallow messages into {param: [why, ...]}."""
+    if not isinstance(messages, dict):
+        return {"query": [str(messages)]}
+    flat: dict[str, list[str]] = {}
+    for name, why in messages.items():
+        flat[str(name)] = [str(w) for w in why] if isinstance(why, list) else [str(why)]
+    return flat
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error, expected or not, with the envelope."""
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(psycopg2.OperationalError, handle_database_error)
+    app.register_error_handler(PoolExhausted, handle_database_error)
+    app.register_error_handler(DatabaseUnavailable, handle_database_error)
+    app.register_error_handler(DeadlineExceeded, handle_database_error)
+    app.register_error_handler(Exception, handle_unexpected)

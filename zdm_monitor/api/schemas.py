@@ -1,0 +1,389 @@
+"""The query string: parsed strictly, validated and normalised by marshmallow schemas."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import marshmallow as ma
+from flask import Request
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import MultiDict
+
+from ..data.repository import JobFilters
+from .messages import say
+
+MODES = ("full", "increment", "smart")
+STATUSES = (
+    "preparing",
+    "processing",
+    "complete",
+    "scheduled",
+    "registered",
+    "canceling",
+    "canceled",
+    "error",
+)
+REPOSITORY_TYPES = ("smb", "nfs")
+MAX_NAME_LENGTH = 255
+MAX_PATH_LENGTH = 4096
+MAX_PAGE = 100_000
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 20
+MAX_LINE = 2**31 - 1  # backup_log.line is an integer
+SORT_ORDERS = ("asc", "desc")
+DRIVE_PATTERN = re.compile(r"([A-Za-z])(:\\?)?")
+
+
+def doc(description: str, example: Any, **more: Any) -> dict[str, Any]:
+    """A query field's metadata for the OpenAPI document: what it means and a value to try."""
+    return {"description": description, "example": example, **more}
+
+
+ANY_CASE = "Case-insensitive; surrounding spaces are ignored."
+# The documented form of check_text: no NUL, no U+FFFD (what undecodable bytes become).
+TEXT_PATTERN = "^[^\\u0000\\uFFFD]*$"
+BAD_TEXT = say("bad_text")
+GIVEN_TWICE = say("given_twice")
+GIVEN_AS_LIST = say("given_as_list")
+
+
+def check_text(value: str, max_length: int) -> str:
+    """Refuse text the database cannot hold or the client did not mean."""
+    if "\x00" in value or "\ufffd" in value:
+        raise ValidationError(BAD_TEXT)
+    if len(value) > max_length:
+        raise ValidationError(say("too_long", length=max_length))
+    return value
+
+
+class Text(fields.String):
+    """A string with a length bound and no NUL or undecodable bytes."""
+
+    def __init__(self, max_length: int = MAX_NAME_LENGTH, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {}).update(maxLength=max_length)
+        kwargs["metadata"].setdefault("pattern", TEXT_PATTERN)
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return check_text(super()._deserialize(value, attr, data, **kwargs), self.max_length)
+
+
+class Choice(fields.String):
+    """One of a fixed set of lower-case names; case-insensitive, with aliases."""
+
+    def __init__(
+        self, choices: tuple[str, ...], aliases: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        names = ", ".join(choices)
+        # Documented with its aliases: what the API accepts, as sent; the leniency for case and
+        # spaces is said in words, which a schema's enum cannot carry.
+        metadata = kwargs.setdefault("metadata", {})
+        metadata["enum"] = [*choices, *(aliases or {})]
+        metadata["description"] = f"{metadata['description']} {ANY_CASE}"
+        super().__init__(**kwargs)
+        self.choices = choices
+        self.aliases = dict(aliases or {})
+        self.reason = say("one_of", names=names)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        name = super()._deserialize(value, attr, data, **kwargs).strip().lower()
+        name = self.aliases.get(name, name)
+        if name not in self.choices:
+            raise ValidationError(self.reason)
+        return name
+
+
+class Bounded(fields.Integer):
+    """A whole number in ASCII digits within [minimum, maximum]."""
+
+    def __init__(self, maximum: int, minimum: int = 1, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {}).update(minimum=minimum, maximum=maximum)
+        super().__init__(**kwargs)
+        self.minimum = minimum
+        self.maximum = maximum
+        self.reason = say("whole_number", minimum=minimum, maximum=maximum)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        text = str(value)
+        # The length check keeps int() away from huge digit strings.
+        if not (text.isascii() and text.isdigit() and len(text) <= len(str(self.maximum))):
+            raise ValidationError(self.reason)
+        number = int(text)
+        if not self.minimum <= number <= self.maximum:
+            raise ValidationError(self.reason)
+        return number
+
+
+class Flag(Choice):
+    """true or false, case-insensitive; 1 and 0 too."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(("true", "false"), aliases={"1": "true", "0": "false"}, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:  # type: ignore[override]
+        return super()._deserialize(value, attr, data, **kwargs) == "true"
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        """Write the documented default as the query string spells it."""
+        return None if value is None else "true" if value else "false"
+
+
+class Partition(Text):
+    """A Linux mount point; a trailing slash other than the root is ignored."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        path = super()._deserialize(value, attr, data, **kwargs)
+        if not path.startswith("/"):
+            raise ValidationError(say("mount_point"))
+        return path.rstrip("/") or "/"
+
+
+class Drive(fields.String):
+    """A Windows drive letter: C, c, C: and c: all mean C:."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        match = DRIVE_PATTERN.fullmatch(super()._deserialize(value, attr, data, **kwargs))
+        if match is None:
+            raise ValidationError(say("drive_letter"))
+        return f"{match.group(1).upper()}:"
+
+
+@dataclass(frozen=True)
+class MonitoringQuery:
+    filters: JobFilters
+    page: int
+    limit: int
+    after: int | None
+    sort: str
+    detail: bool
+
+
+class FilterSchema(ma.Schema):
+    """The job filters, one definition for both endpoints: each applies to a job."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+        ordered = True
+
+    mode = Choice(MODES, metadata=doc("Job mode filter.", "full"))
+    partition = Partition(
+        max_length=MAX_PATH_LENGTH,
+        metadata=doc(
+            "Linux mount point, exact (`/`, `/var/log`); a trailing `/` other than the root is "
+            "ignored.",
+            "/var/log",
+            pattern="^/[^\\u0000\\uFFFD]*$",
+        ),
+    )
+    drive = Drive(
+        metadata=doc(
+            "Windows drive: `C`, `c`, `C:`, `c:` and `C:\\` all mean `C:`.",
+            "C:",
+            pattern="^[A-Za-z](:\\\\?)?$",
+        )
+    )
+    server = Text(
+        metadata=doc("Server name, exact, or server ID when all digits.", "linux-server-01")
+    )
+    repositoryType = Choice(
+        REPOSITORY_TYPES,
+        aliases={"cifs": "smb"},
+        data_key="repositoryType",
+        metadata=doc("Repository type; `cifs` means `smb`.", "nfs"),
+    )
+    repositoryPath = Text(
+        max_length=MAX_PATH_LENGTH,
+        data_key="repositoryPath",
+        metadata=doc("Repository path, exact.", "/backup/linux-server-01"),
+    )
+    status = Choice(
+        STATUSES,
+        aliases={"run": "processing", "running": "processing"},
+        metadata=doc("Job status filter; `run` and `running` mean `processing`.", "processing"),
+    )
+    jobName = Text(data_key="jobName", metadata=doc("Job name, exact.", "daily-backup"))
+
+    @pre_load
+    def single_values(self, data: Any, **kwargs: Any) -> dict[str, str]:
+        """Drop empty values (dashboard forms send them) and refuse a parameter given twice,
+        or as a list or an object (`partition[]=/`, `partition[0]=/`, as jQuery and qs write
+        them)."""
+        getlist = getattr(data, "getlist", None)
+        found: dict[str, str] = {}
+        refused: dict[str, list[str]] = {}
+        keys = [field.data_key or field.name for field in self.fields.values()]  # in order
+        for key in keys:
+            assert key is not None
+            values = getlist(key) if getlist else [data[key]] if key in data else []
+            values = [v for v in values if v != ""]
+            if len(values) > 1:
+                refused[key] = [GIVEN_TWICE]
+            elif values:
+                found[key] = values[0]
+        for key in data:
+            name = key.partition("[")[0]
+            if name != key and name in keys:
+                refused[name] = [GIVEN_AS_LIST]
+        if refused:
+            raise ValidationError(refused)
+        return found
+
+    @staticmethod
+    def filters(data: dict[str, Any]) -> JobFilters:
+        server: str | None = data.get("server")
+        by_id = server is not None and server.isascii() and server.isdigit()
+        return JobFilters(
+            mode=data.get("mode"),
+            partition=data.get("partition"),
+            drive=data.get("drive"),
+            server_id=int(server) if by_id and server else None,
+            server_name=None if by_id else server,
+            repository_type=data.get("repositoryType"),
+            repository_path=data.get("repositoryPath"),
+            status=data.get("status"),
+            job_name=data.get("jobName"),
+        )
+
+
+DETAIL_DESCRIPTION = (
+    "`true` (or `1`) adds system.id, system.os, job.info.id, job.info.mode, job.repository, "
+    "progressInfo.lastReport, progressInfo.stalled and job.logEntries; `false` (or `0`) does not."
+)
+
+
+class MonitoringQuerySchema(FilterSchema):
+    """Query parameters of the monitoring endpoint."""
+
+    page = Bounded(
+        MAX_PAGE,
+        load_default=1,
+        metadata=doc(
+            "Log page of `limit` lines: page 1 holds the newest, page 2 the ones before. With "
+            "`after`, the pages after the cursor instead: page 1 the first `limit` lines after "
+            "it, page 2 the next.",
+            2,
+        ),
+    )
+    limit = Bounded(
+        MAX_LIMIT,
+        load_default=DEFAULT_LIMIT,
+        metadata=doc("Log lines per page.", 50),
+    )
+    after = Bounded(
+        MAX_LINE,
+        minimum=0,
+        metadata=doc(
+            "Log cursor: the lines after this line number, oldest first, at most `limit` of them "
+            "(`0`: from the start); with `page`, that page of them. Answered with `X-Log-Cursor`, "
+            "and `X-Log-Gap: true` when lines after it were pruned.",
+            248,
+        ),
+    )
+    sort = Choice(
+        SORT_ORDERS,
+        load_default="asc",
+        metadata=doc("Order of the returned log lines: `asc` (oldest first) or `desc`.", "desc"),
+    )
+    detail = Flag(load_default=False, metadata=doc(DETAIL_DESCRIPTION, "true"))
+
+    @post_load
+    def to_query(self, data: dict[str, Any], **kwargs: Any) -> MonitoringQuery:
+        return MonitoringQuery(
+            filters=self.filters(data),
+            page=data["page"],
+            limit=data["limit"],
+            after=data.get("after"),
+            sort=data["sort"],
+            detail=data["detail"],
+        )
+
+
+MAX_SERVER_LIMIT = 100
+MAX_LOG_LIMIT = 100
+DEFAULT_LOG_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class ServerQuery:
+    filters: JobFilters
+    page: int
+    limit: int
+    paged: bool  # page or limit was given: the body carries pagination
+    log_limit: int
+    detail: bool
+
+
+class ServerQuerySchema(FilterSchema):
+    """Query parameters of the server view: the job filters, pages of jobs, lines per job."""
+
+    page = Bounded(
+        MAX_PAGE,
+        metadata=doc("Page of the server's jobs, in job ID order.", 1, default=1),
+    )
+    limit = Bounded(
+        MAX_SERVER_LIMIT,
+        metadata=doc("Jobs per page.", 12, default=DEFAULT_LIMIT),
+    )
+    logLimit = Bounded(
+        MAX_LOG_LIMIT,
+        minimum=0,
+        load_default=DEFAULT_LOG_LIMIT,
+        data_key="logLimit",
+        metadata=doc("How many of each job's newest log lines, oldest first.", 5),
+    )
+    detail = Flag(
+        load_default=False,
+        metadata=doc(DETAIL_DESCRIPTION.replace("job.", "each job's "), "true"),
+    )
+
+    @post_load
+    def to_query(self, data: dict[str, Any], **kwargs: Any) -> ServerQuery:
+        return ServerQuery(
+            filters=self.filters(data),
+            page=data.get("page", 1),
+            limit=data.get("limit", DEFAULT_LIMIT),
+            paged="page" in data or "limit" in data,
+            log_limit=data["logLimit"],
+            detail=data["detail"],
+        )
+
+
+PARSED_QUERIES = 1024
+
+
+class QueryParser(FlaskParser):
+    """Decode the query string strictly as UTF-8, marking undecodable bytes.
+
+    Werkzeug keeps an undecodable escape such as %FF as the literal text "%FF"; decoding with
+    errors="replace" turns it into U+FFFD, which the schema refuses by parameter name.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parsed: dict[tuple[Any, ...], Any] = {}
+
+    def load_querystring(self, req: Request, schema: Schema) -> MultiDict[str, str]:
+        raw = quote(req.query_string, safe="&=%+")
+        return MultiDict(parse_qsl(raw, keep_blank_values=True, errors="replace"))
+
+    def parse(self, argmap: Any, req: Request | None = None, **kwargs: Any) -> Any:
+        """Validate each distinct query string once: a dashboard repeats its own on every poll.
+
+        Only valid queries are kept (an invalid one raises), results are immutable, and the
+        cache is emptied when full, so unique query strings cannot grow it without bound.
+        """
+        request = req or self.get_default_request()
+        key = (id(argmap), request.query_string, tuple(sorted(kwargs.items())))
+        result = self._parsed.get(key)
+        if result is None:
+            result = super().parse(argmap, request, **kwargs)
+            if len(self._parsed) >= PARSED_QUERIES:
+                self._parsed.clear()
+            self._parsed[key] = result
+        return result

@@ -1,0 +1,2 @@
+"""The data the service reads: SQL and the repository, the snapshot cache, the pool, replicas,
+deadlines."""

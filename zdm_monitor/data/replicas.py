@@ -1,0 +1,259 @@
+"""Reads spread over PostgreSQL streaming replicas; failed and lagging ones are skipped.
+
+Each worker process keeps one pool per replica and one monitor thread, started by the process's
+first read (never at import, never carried across fork), that asks every replica about once a
+second how far behind the primary it is: one small query per replica per second, whatever the
+request rate. A read goes to the next usable replica in turn; a replica that cannot be reached
+is marked down at once and the read moves on. When none can take it, NoUsableReplica says so
+and the database (db.py) reads the primary.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg2
+from psycopg2.extensions import connection
+
+from .. import metrics
+from ..config import Settings
+from .deadlines import Deadline, DeadlineExceeded, Watchdog, connect_within
+from .pool import Pool, connect_kwargs, connection_lost
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CHECK_INTERVAL_S = 1.0
+CHECK_TIMEOUT_MS = 1000
+# How long close() waits for the monitor's check in progress.
+STOP_WAIT_S = 5.0
+# How far the replica's data is behind the primary, in seconds. The time since the last replayed
+# transaction alone would grow while the primary is idle; so a replica that has replayed all it
+# received, with its WAL receiver connected, is current. (After a restart the receiver reports
+# the start of the segment it streams from, before what was already replayed: hence <=.)
+# NULL: not known, e.g. behind with no transaction replayed yet.
+LAG_QUERY = """
+SET LOCAL statement_timeout = %(timeout_ms)s;
+SELECT CASE
+    WHEN NOT pg_is_in_recovery() THEN 0
+    WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()
+        AND EXISTS (SELECT FROM pg_stat_wal_receiver) THEN 0
+    ELSE EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())
+END
+"""
+
+# "canceling statement due to conflict with recovery": the replica's replay needed what the read
+# held. The primary or another replica answers the same read.
+RECOVERY_CONFLICT = "40001"
+
+# A replica's states: only "ok" takes reads.
+STARTING, OK, LAGGING, UNREACHABLE = "starting", "ok", "lagging", "unreachable"
+
+
+@dataclass(frozen=True)
+class State:
+    status: str
+    lag_s: float | None
+
+
+class Unreachable(Exception):
+    """The replica could not be reached; the read moves on to the next target."""
+
+
+class Conflict(Exception):
+    """The replica cancelled the read for its replay; the read moves on, the replica stays."""
+
+
+class NoUsableReplica(Exception):
+    """No replica could take the read: it goes to the primary."""
+
+
+class Replica:
+    """One replica: its pool, its last known state and the monitor's own connection to it."""
+
+    def __init__(self, name: str, url: str, settings: Settings, watchdog: Watchdog) -> None:
+        self.name = name
+        self.settings = settings
+        self.watchdog = watchdog
+        self.pool = Pool(settings, url, name)
+        self.state = State(STARTING, None)
+        self._monitor_conn: connection | None = None
+
+    def read(self, query: Callable[[connection], T], deadline: Deadline) -> T:
+        """Run the read here; Unreachable or Conflict when another should take it."""
+        try:
+            conn = self.pool.getconn(deadline)
+        except (psycopg2.OperationalError, DeadlineExceeded) as exc:
+            raise Unreachable from exc
+        try:
+            with self.watchdog.watch(conn, deadline):
+                return query(conn)
+        except psycopg2.Error as exc:
+            if connection_lost(conn, exc):
+                conn.close()
+                raise Unreachable from exc
+            if exc.pgcode == RECOVERY_CONFLICT:
+                raise Conflict from exc
+            raise  # it answered, e.g. a statement timeout, which another would not answer faster
+        finally:
+            self.pool.putconn(conn)
+
+    def check(self) -> State:
+        """Measure the lag and judge it; a replica that does not answer is unreachable."""
+        try:
+            return self.judge(self.measure())
+        except (psycopg2.Error, DeadlineExceeded):
+            self.close_monitor_connection()
+            return State(UNREACHABLE, None)
+
+    def measure(self) -> float | None:
+        """The lag in seconds (None: not known) on the monitor's connection, opened again when
+        it broke; raises when the replica does not answer within CHECK_TIMEOUT_MS."""
+        deadline = Deadline(CHECK_TIMEOUT_MS / 1000)
+        if self._monitor_conn is None or self._monitor_conn.closed:
+            self._monitor_conn = connect_within(
+                self.pool.url, connect_kwargs(self.settings), deadline
+            )
+            self._monitor_conn.autocommit = True
+        with self.watchdog.watch(self._monitor_conn, deadline), self._monitor_conn.cursor() as cur:
+            cur.execute(LAG_QUERY, {"timeout_ms": CHECK_TIMEOUT_MS})
+            row = cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def judge(self, lag: float | None) -> State:
+        """Usable when the lag is known and within ZDM_REPLICA_MAX_LAG_S."""
+        usable = lag is not None and lag <= self.settings.replica_max_lag_s
+        return State(OK if usable else LAGGING, lag)
+
+    def close_monitor_connection(self) -> None:
+        if self._monitor_conn is not None:
+            self._monitor_conn.close()
+            self._monitor_conn = None
+
+    def forget_parent(self) -> None:
+        """After fork, start from scratch without touching the parent's connection."""
+        self.state = State(STARTING, None)
+        # Dropped, not closed: close() would end the parent's session on the socket both
+        # processes share (psycopg2 closes nothing it collects in another process).
+        self._monitor_conn = None
+
+
+class Replicas:
+    """This process's replicas, the order a read tries them in, and the thread watching them."""
+
+    def __init__(self, settings: Settings, watchdog: Watchdog) -> None:
+        self.replicas = [
+            Replica(f"replica{number}", url, settings, watchdog)
+            for number, url in enumerate(settings.database_replica_urls, start=1)
+        ]
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def read(self, query: Callable[[connection], T], deadline: Deadline) -> T:
+        """Run the read on the next usable replica, moving on past unreachable ones."""
+        self._start_monitor()
+        for replica in self._rotation():
+            if deadline.expired:
+                break
+            try:
+                result = replica.read(query, deadline)
+            except Unreachable:
+                self._mark_unreachable(replica)
+                continue
+            except Conflict:
+                log.info("read cancelled by recovery, moving on", extra=fields(replica))
+                continue
+            metrics.record_read(replica.name)
+            return result
+        raise NoUsableReplica
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each replica's state and lag as this process last saw them (for /readyz)."""
+        return [
+            {
+                "name": r.name,
+                "state": r.state.status,
+                "lag_s": None if r.state.lag_s is None else round(r.state.lag_s, 3),
+            }
+            for r in self.replicas
+        ]
+
+    def close(self) -> None:
+        """Stop the monitor and close this process's replica connections."""
+        with self._lock:
+            thread, self._thread, self._pid = self._thread, None, None
+            self._stop.set()
+        if thread is not None:
+            thread.join(STOP_WAIT_S)
+        for replica in self.replicas:
+            replica.pool.close()
+
+    def _rotation(self) -> list[Replica]:
+        """The usable replicas, starting one further along at each read."""
+        usable = [r for r in self.replicas if r.state.status == OK]
+        if len(usable) > 1:
+            turn = next(self._turn) % len(usable)
+            usable = usable[turn:] + usable[:turn]
+        return usable
+
+    def _start_monitor(self) -> None:
+        """Start this process's monitor on its first read: never at import, never across fork.
+
+        That first read waits for one check of every replica (a millisecond each), so even a
+        new worker's first reads go to a replica.
+        """
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            if self._pid is not None:  # forked: the parent's thread does not run here
+                for replica in self.replicas:
+                    replica.forget_parent()
+            self._check_all()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._watch, args=(self._stop,), name="zdm-replica-monitor", daemon=True
+            )
+            self._thread.start()
+            self._pid = os.getpid()
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.wait(CHECK_INTERVAL_S):
+            self._check_all()
+        for replica in self.replicas:
+            replica.close_monitor_connection()
+
+    def _check_all(self) -> None:
+        for replica in self.replicas:
+            try:
+                self._update(replica, replica.check())
+            except Exception:  # the monitor must outlive any surprise
+                log.exception("replica check failed", extra=fields(replica))
+
+    def _mark_unreachable(self, replica: Replica) -> None:
+        self._update(replica, State(UNREACHABLE, None))
+        # Its idle connections are most likely dead too.
+        replica.pool.close()
+
+    def _update(self, replica: Replica, state: State) -> None:
+        if state.status != replica.state.status:
+            level = logging.INFO if state.status == OK else logging.WARNING
+            log.log(level, "replica %s", state.status, extra=fields(replica, state))
+        replica.state = state
+        metrics.record_replica(replica.name, state.status == OK, state.lag_s)
+
+
+def fields(replica: Replica, state: State | None = None) -> dict[str, Any]:
+    """The `extra` of a log record about a replica."""
+    state = state or replica.state
+    return {"fields": {"replica": replica.name, "state": state.status, "lag_s": state.lag_s}}

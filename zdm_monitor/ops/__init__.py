@@ -1,0 +1,1 @@
+"""The operator's tools: the zdm-monitor command, its preflight check and the nginx site."""

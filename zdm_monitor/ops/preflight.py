@@ -1,0 +1,373 @@
+"""zdm-monitor check: what would keep the service from serving, found before a dashboard does.
+
+Each check gives one result. One that needs what an earlier check could not give (settings that
+parse, a database that answers) says so instead of running, and one that breaks is a failure
+said in one line, never a traceback. Every query is a read-only transaction under the service's
+own read deadline (deadline.py). No result holds the secret, a password or the token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+import jwt
+import psycopg2
+from psycopg2.extensions import connection, parse_dsn
+
+from ..api.auth import TokenRejected, verify
+from ..config import (
+    HMAC_ALGORITHMS,
+    MIN_SECRET_BYTES,
+    OBSOLETE,
+    ConfigError,
+    Settings,
+    load_settings,
+    token_key,
+)
+from ..data import catalog
+from ..data.database import DEADLINE_GRACE_S, read_deadline_s
+from ..data.deadlines import Deadline, DeadlineExceeded, Watchdog, connect_within
+from ..data.pool import connect_kwargs
+from ..data.replicas import CHECK_TIMEOUT_MS, Replica, Replicas
+from ..data.repository import READ_FUNCTIONS, READ_GUARD
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+TAGS = {OK: "ok  ", WARN: "WARN", FAIL: "FAIL", SKIP: "skip"}
+# The read functions say how new an answer is with pg_current_snapshot() and
+# pg_snapshot_xmax() (sql/job_snapshot.sql), which came with PostgreSQL 13.
+MIN_SERVER_VERSION = 130000
+INIT_DB = "run `zdm-monitor init-db` as the tables' owner"
+ROLE_DOC = "docs/deploying.md, Database role"
+WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+# The token key has a line of its own: the other settings are loaded with this in its place,
+# so that a bad key alone still lets the database be checked.
+KEY_SETTINGS = ("ZDM_JWT_SECRET", "ZDM_JWT_PUBLIC_KEY", "ZDM_JWT_ALGORITHMS")
+STAND_IN_KEY = {"ZDM_JWT_SECRET": "0" * MIN_SECRET_BYTES}
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    status: str
+    message: str
+
+    def line(self) -> str:
+        return f"{TAGS[self.status]} {self.name}: {self.message}"
+
+
+class NotRun(Exception):
+    """What the check needs did not come: an earlier check failed."""
+
+
+def passed(results: list[Result]) -> bool:
+    return all(r.status in (OK, WARN) for r in results)
+
+
+def summary(results: list[Result]) -> str:
+    """The last line, as nginx -t ends with whether the test was successful."""
+    counts = {status: sum(r.status == status for r in results) for status in TAGS}
+    if passed(results):
+        warned = f" ({counts[WARN]} with a warning)" if counts[WARN] else ""
+        return f"zdm-monitor check: all {len(results)} passed{warned}."
+    skipped = f", {counts[SKIP]} not run" if counts[SKIP] else ""
+    return f"zdm-monitor check: {counts[FAIL]} of {len(results)} failed{skipped}."
+
+
+def run(env: Mapping[str, str], *, token: str | None, allow_writer: bool) -> list[Result]:
+    """Every check, in order."""
+    return Preflight(env, token, allow_writer).run()
+
+
+ROLE = """
+SELECT current_user, r.rolsuper,
+    array(SELECT t FROM unnest(%(tables)s::text[]) t WHERE to_regclass(t) IS NULL),
+    array(SELECT t FROM unnest(%(tables)s::text[]) t
+          WHERE NOT has_table_privilege(to_regclass(t), 'SELECT')),
+    array(SELECT p.oid::regprocedure::text FROM pg_proc p
+          WHERE p.proname = ANY (%(functions)s) AND pg_function_is_visible(p.oid)
+            AND NOT has_function_privilege(p.oid, 'EXECUTE')),
+    array(SELECT array[t, string_agg(w, ', ' ORDER BY j)]
+          FROM unnest(%(tables)s::text[]) WITH ORDINALITY AS a(t, i),
+               unnest(%(writes)s::text[]) WITH ORDINALITY AS b(w, j)
+          WHERE CASE WHEN w IN ('INSERT', 'UPDATE')
+                     THEN has_any_column_privilege(to_regclass(t), w)
+                     ELSE has_table_privilege(to_regclass(t), w) END
+          GROUP BY t, i ORDER BY i),
+    array(SELECT t FROM unnest(%(tables)s::text[]) WITH ORDINALITY AS a(t, i)
+          JOIN pg_class c ON c.oid = to_regclass(t)
+          WHERE pg_has_role(c.relowner, 'USAGE') ORDER BY i)
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+def describe(url: str) -> str:
+    """Where a URL points, without its password: user@host:port/dbname."""
+    try:
+        parts = parse_dsn(url)
+    except psycopg2.ProgrammingError:
+        return "(unreadable)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    where = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}"
+    return f"{user}{where}/{parts.get('dbname') or '?'}"
+
+
+def first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def unreachable(where: str, error: BaseException, within: str, setting: str, then: str) -> str:
+    """Why a server did not answer and what to do, without echoing its URL (libpq may quote it,
+    password and all)."""
+    if isinstance(error, psycopg2.ProgrammingError):
+        return f"{setting} holds a URL libpq does not accept: postgresql://user@host:port/dbname"
+    if isinstance(error, DeadlineExceeded):
+        return f"{where} did not answer within {within}: {then}"
+    return f"{where}: {first_line(error)}: {then}"
+
+
+class Preflight:
+    """One run of the checks; the later ones use what the earlier ones found."""
+
+    def __init__(self, env: Mapping[str, str], token: str | None, allow_writer: bool) -> None:
+        self.env = env
+        self.token = token
+        self.allow_writer = allow_writer
+        self.settings: Settings | None = None  # every setting, the key a stand-in
+        self.full: Settings | None = None  # with the real key
+        self.conn: connection | None = None
+        self.watchdog = Watchdog()
+        self.results: list[Result] = []
+
+    def run(self) -> list[Result]:
+        try:
+            self.attempt("settings", self.check_settings)
+            self.attempt("key", self.check_key)
+            if self.token is not None:
+                self.attempt("token", self.check_token)
+            self.attempt("database", self.check_database)
+            self.attempt("functions", self.check_functions)
+            self.attempt("role", self.check_role)
+            self.check_replicas()
+        finally:
+            if self.conn is not None:
+                self.conn.close()
+        return self.results
+
+    def attempt(self, name: str, check: Callable[[], tuple[str, str]]) -> None:
+        try:
+            status, message = check()
+        except NotRun as exc:
+            status, message = SKIP, f"not run: {exc}"
+        except (psycopg2.Error, DeadlineExceeded) as exc:
+            status, message = FAIL, "the database stopped answering: " + first_line(exc)
+        except Exception as exc:  # a check that breaks is a failure in one line, not a traceback
+            status, message = FAIL, f"the check itself failed ({type(exc).__name__})"
+        self.results.append(Result(name, status, message))
+
+    def check_settings(self) -> tuple[str, str]:
+        try:
+            others = {k: v for k, v in self.env.items() if k not in KEY_SETTINGS}
+            self.settings = load_settings({**others, **STAND_IN_KEY})
+        except ConfigError as exc:
+            return FAIL, " ".join(exc.problems) + " (docs/configuration.md)"
+        replicas = len(self.settings.database_replica_urls)
+        message = f"they parse: DATABASE_URL {describe(self.settings.database_url)}, "
+        message += f"{replicas} replica{'' if replicas == 1 else 's'}"
+        ignored = [
+            f"{name} is ignored: {why}" for name, why in OBSOLETE.items() if self.env.get(name)
+        ]
+        return (WARN, "; ".join([message, *ignored]) + ".") if ignored else (OK, message)
+
+    def check_key(self) -> tuple[str, str]:
+        try:
+            key, algorithms = token_key(self.env)
+        except ConfigError as exc:
+            return FAIL, " ".join(exc.problems) + " (docs/configuration.md)"
+        if self.settings is not None:
+            self.full = replace(self.settings, jwt_key=key, jwt_algorithms=algorithms)
+        names = ", ".join(algorithms)
+        if algorithms[0] in HMAC_ALGORITHMS:
+            size = len(key.encode())
+            return OK, f"ZDM_JWT_SECRET, {size} bytes (at least {MIN_SECRET_BYTES}), for {names}"
+        bits = getattr(jwt.get_algorithm_by_name(algorithms[0]).prepare_key(key), "key_size", "?")
+        return OK, f"ZDM_JWT_PUBLIC_KEY, a {bits}-bit public key, for {names}"
+
+    def check_token(self) -> tuple[str, str]:
+        if self.full is None:
+            raise NotRun("the settings and the key must be valid first")
+        assert self.token is not None
+        try:
+            claims = verify(f"Bearer {self.token}", self.full)
+        except TokenRejected as exc:
+            return (
+                FAIL,
+                f"{exc.description}: {why_rejected(exc.description, self.token, self.full)}",
+            )
+        left = claims["exp"] - time.time()
+        return OK, f"it verifies: sub {claims.get('sub')!r}, expires in {left / 3600:.1f} h"
+
+    def check_database(self) -> tuple[str, str]:
+        settings = self.need_settings()
+        seconds = read_deadline_s(settings)
+        where = describe(settings.database_url)
+        started = time.monotonic()
+        try:
+            conn = connect_within(
+                settings.database_url, connect_kwargs(settings), Deadline(seconds)
+            )
+            conn.autocommit = True
+            self.conn = conn
+            number, version, role = self.rows(
+                "SELECT current_setting('server_version_num')::int,"
+                " current_setting('server_version'), current_user"
+            )[0]
+        except (psycopg2.Error, DeadlineExceeded) as exc:
+            self.conn = None
+            within = f"the read deadline, {seconds:g} s (ZDM_DB_STATEMENT_TIMEOUT_MS + "
+            within += f"{DEADLINE_GRACE_S:g} s)"
+            then = "check DATABASE_URL, that PostgreSQL runs there and lets this host in"
+            return FAIL, unreachable(where, exc, within, "DATABASE_URL", then + " (pg_hba.conf)")
+        took = (time.monotonic() - started) * 1000
+        if number < MIN_SERVER_VERSION:
+            self.conn = None
+            conn.close()
+            return FAIL, (
+                f"PostgreSQL {version} at {where}: the read functions need 13 or later"
+                " (pg_current_snapshot): upgrade the server"
+            )
+        return OK, (
+            f"PostgreSQL {version} (13 or later) at {where}, as {role}, answered in"
+            f" {took:.0f} ms (read deadline {seconds:g} s)"
+        )
+
+    def check_functions(self) -> tuple[str, str]:
+        self.need_database()
+        problems = catalog.problems(self.rows)
+        if problems:
+            return FAIL, "; ".join(problems) + f": {INIT_DB}"
+        names = ", ".join(catalog.expected_functions())
+        return OK, f"{names}, as this release calls them; nothing of an older release"
+
+    def check_role(self) -> tuple[str, str]:
+        self.need_database()
+        tables = catalog.zdm_tables()
+        role, superuser, missing, unreadable, denied, writes, owned = self.rows(
+            ROLE, tables=tables, functions=list(READ_FUNCTIONS), writes=list(WRITES)
+        )[0]
+        if missing:
+            return FAIL, (
+                f"{role} cannot see {', '.join(missing)} (missing, or no USAGE on the schema):"
+                " does DATABASE_URL name ZDM's database?"
+            )
+        if unreadable or denied:
+            return FAIL, (
+                f"{role} may not read {', '.join(unreadable + denied)}: grant SELECT on ZDM's"
+                f" tables and EXECUTE on the read functions ({ROLE_DOC})"
+            )
+        by_rights: dict[str, list[str]] = {}  # the write rights -> the tables they are on
+        for table, rights in writes:
+            by_rights.setdefault(rights, []).append(table)
+        power = ["is a superuser"] if superuser else []
+        power += [f"owns {', '.join(owned)}"] if owned else []
+        power += [f"may {r} on {', '.join(t)}" for r, t in by_rights.items()]
+        if not power:
+            return OK, f"{role} reads ZDM's {len(tables)} tables and may write none of them"
+        fix = (
+            "connect as a role of its own with SELECT only"
+            if superuser or owned
+            else f"REVOKE {', '.join(WRITES)} ON {', '.join(tables)} FROM {role}"
+        )
+        message = f"{role} {'; '.join(power)}: the service only reads; {fix} ({ROLE_DOC})"
+        if self.allow_writer:
+            return WARN, message + " (allowed by --allow-writer)"
+        return FAIL, message
+
+    def check_replicas(self) -> None:
+        if self.settings is None or not self.settings.database_replica_urls:
+            self.attempt("replicas", self.no_replicas)
+            return
+        for replica in Replicas(self.settings, self.watchdog).replicas:
+            self.attempt(replica.name, partial(self.check_replica, replica))
+
+    def no_replicas(self) -> tuple[str, str]:
+        self.need_settings()
+        return OK, "none (DATABASE_REPLICA_URLS is empty): the primary takes every read"
+
+    def check_replica(self, replica: Replica) -> tuple[str, str]:
+        where = describe(replica.pool.url)
+        limit = replica.settings.replica_max_lag_s
+        try:
+            lag = replica.measure()
+        except (psycopg2.Error, DeadlineExceeded) as exc:
+            then = "reads skip it; check that it runs and lets this host in"
+            within = f"{CHECK_TIMEOUT_MS} ms, as the service's replica monitor asks"
+            return FAIL, unreachable(where, exc, within, "DATABASE_REPLICA_URLS", then)
+        finally:
+            replica.close_monitor_connection()
+        if replica.judge(lag).status == OK:
+            return OK, f"{where} is {lag:.1f} s behind (ZDM_REPLICA_MAX_LAG_S {limit:g})"
+        behind = "is behind by an unknown time" if lag is None else f"is {lag:.1f} s behind"
+        return FAIL, (
+            f"{where} {behind}, more than ZDM_REPLICA_MAX_LAG_S {limit:g}: reads skip it until"
+            " it catches up; check its replication (pg_stat_wal_receiver on it)"
+        )
+
+    def need_settings(self) -> Settings:
+        if self.settings is None:
+            raise NotRun("the settings must parse first")
+        return self.settings
+
+    def need_database(self) -> None:
+        self.need_settings()
+        if self.conn is None:
+            raise NotRun("the database must answer first")
+
+    def rows(self, query: str, **params: Any) -> list[Any]:
+        """One read-only query on the primary, within the service's read deadline."""
+        assert self.conn is not None and self.settings is not None
+        deadline = Deadline(read_deadline_s(self.settings))
+        params["timeout_ms"] = self.settings.db_statement_timeout_ms
+        try:
+            with self.watchdog.watch(self.conn, deadline), self.conn.cursor() as cur:
+                cur.execute(READ_GUARD + query, params)
+                return cur.fetchall()
+        except psycopg2.Error as exc:
+            if deadline.expired:
+                raise DeadlineExceeded from exc
+            raise
+
+
+def why_rejected(description: str, token: str, settings: Settings) -> str:
+    """What to do about a token the service refuses, from its unverified header and claims."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        algorithm = jwt.get_unverified_header(token).get("alg")
+    except jwt.InvalidTokenError:
+        claims, algorithm = {}, None
+    key = (
+        "ZDM_JWT_SECRET" if settings.jwt_algorithms[0] in HMAC_ALGORITHMS else "ZDM_JWT_PUBLIC_KEY"
+    )
+    expired = claims.get("exp")
+    ago = f", {time.time() - expired:.0f} s ago" if isinstance(expired, int | float) else ""
+    allowed = ", ".join(settings.jwt_algorithms)
+    hints = {
+        "token expired": f"its exp is {expired}{ago} (leeway {settings.jwt_leeway} s):"
+        " have a new one issued",
+        "token not yet valid": "its nbf or iat is ahead of this host's clock: check both clocks",
+        "wrong audience": f"its aud is {claims.get('aud')!r},"
+        f" ZDM_JWT_AUDIENCE {settings.jwt_audience!r}",
+        "wrong issuer": f"its iss is {claims.get('iss')!r}, ZDM_JWT_ISSUER {settings.jwt_issuer!r}",
+        "missing claim": "it lacks exp, or aud or iss while ZDM_JWT_AUDIENCE or ZDM_JWT_ISSUER"
+        " is set",
+        "bad signature": f"it was signed with another key than {key}: set the key the ZDM API"
+        " signs with",
+        "algorithm not allowed": f"it is signed with {algorithm}; ZDM_JWT_ALGORITHMS allows"
+        f" {allowed}",
+        "malformed token": "it is not a JWT (header.payload.signature, base64url)",
+    }
+    return hints.get(description, "see the ZDM_JWT_* settings in docs/configuration.md")

@@ -1,0 +1,1 @@
+"""What gunicorn loads: its settings, the WSGI entry and the JSON logs."""
