@@ -155,7 +155,7 @@ def cases(hot_job: int) -> list[Case]:
             "large",
             script="wall",
         ),
-        Case("/healthz (the service's probe, answered in the worker's loop)", "demo", "/healthz"),
+        Case("/healthz (the service's probe, answered without the database)", "demo", "/healthz"),
         Case("1. uncached: demo data, job 1 by ID", "demo, uncached", JOB + "1"),
         Case(f"2. uncached: random job by ID over {JOBS:,}", "large, uncached", script="id"),
         Case(f"3. uncached: random job by name over {JOBS:,}", "large, uncached", script="name"),
@@ -982,7 +982,7 @@ def report(
         f"Data: demo set; generated {JOBS:,} jobs x {LINES} log lines over {SERVERS:,} servers, "
         f"job 1 with {DEEP_LINES:,} lines. PostgreSQL 16, shared_buffers {SHARED_BUFFERS}. "
         "Every server is gunicorn with config/gunicorn.conf.py's defaults "
-        f"({workers} workers x 2 threads), reading as a role that may only read; the ceiling is "
+        f"({workers} workers x 4 threads), reading as a role that may only read; the ceiling is "
         "bench/ceiling.py (a hello-world Flask app) under the same config. wrk: 2 threads, "
         f"{CONNECTIONS} connections, {SECONDS} s per run, medians of {ROUNDS} rounds (one round "
         "runs every case in turn), all on this machine. CPU us: the CPU time each group of "
