@@ -359,7 +359,7 @@ def odd_requests(port: int) -> dict[str, bytes]:
 
 
 # --- 6 and 7. Requests pipelined behind a whole one and never finished, and connections asked
-# to close that the client then holds open; 8. more half-sent heads than a worker takes; 9.
+# to close that the client then holds open; 8. more half-sent heads than gunicorn takes; 9.
 # unfinished heads longer than any head may be ------------------------------------------------
 
 # A whole request, then the start of a second one that never ends.
@@ -369,10 +369,10 @@ PIPELINED = (
 )
 CLOSING = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 HALF_SENT = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-# More than gunicorn's 100 header fields of 8,190 bytes, and no end.
+# More than any head may be (nginx's buffers, gunicorn's 100 fields of 8,190 bytes), no end.
 OVERLONG = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"a" * 830_000
 # The server's own bounds are what is measured; each gets a margin for the loaded machine and
-# for the worker's loop, which checks deadlines after its events and at least once a second.
+# for nginx, which checks its timers after its events.
 CLOSE_MARGIN_S = 1.5
 PROMPT_S = 0.5
 
@@ -485,8 +485,8 @@ def closing_requests(base: str, port: int, seconds: float, count: int = 10) -> d
 
 
 def half_sent_heads(base: str, port: int, seconds: float, count: int = 2500) -> dict[str, Any]:
-    """More connections with half a head than make run's two workers take (1,000 each). Target:
-    the polls as held_requests; the heads are closed when overdue."""
+    """More connections with half a head than gunicorn's two workers would take (1,000 each).
+    Target: the polls as held_requests; the heads are closed when overdue."""
     result, held = held_requests(base, port, HALF_SENT, count, seconds)
     late = [h for h in held if h.closed_after is None or h.closed_after > HEAD_TIMEOUT_S + 2]
     return {**result, "ok": result["ok"] and not late}
