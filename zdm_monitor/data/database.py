@@ -229,10 +229,13 @@ class Database:
         return None if self.replicas is None else self.replicas.describe()
 
     def close(self) -> None:
-        """Close this process's connections and stop the replica monitor."""
+        """Close this process's connections, stop the replica monitor and the watchdog: no
+        read after this, until start() again."""
+        self.started = False
         self.primary.close()
         if self.replicas is not None:
             self.replicas.close()
+        self.watchdog.stop()
 
 
 def read_sql(name: str) -> str:

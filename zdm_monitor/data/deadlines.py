@@ -42,6 +42,10 @@ class Deadline:
         return self.remaining() <= 0
 
 
+# How long stop() waits for the thread, which wakes at once.
+STOP_WAIT_S = 5.0
+
+
 class Watchdog:
     """Shuts the sockets of reads past their deadline: one thread per process, from start().
 
@@ -56,6 +60,7 @@ class Watchdog:
         self._next = math.inf  # when the thread wakes next
         self._tokens = itertools.count()
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     @contextmanager
     def watch(self, conn: connection, deadline: Deadline) -> Iterator[None]:
@@ -83,14 +88,24 @@ class Watchdog:
         self._wake = threading.Condition(self._lock)
         self._watched.clear()
         self._next = math.inf
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="zdm-db-watchdog", daemon=True)
         self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (the process is done reading)."""
+        thread = self._thread
+        with self._lock:
+            self._stopping = True
+            self._wake.notify()
+        if thread is not None:
+            thread.join(STOP_WAIT_S)
 
     def _run(self) -> None:
         # Holding the lock while shutting: the read's own block waits for it on leaving, so its
         # connection is still its own.
         with self._lock:
-            while True:
+            while not self._stopping:
                 now = time.monotonic()
                 for token, (at, conn) in list(self._watched.items()):
                     if at <= now:
