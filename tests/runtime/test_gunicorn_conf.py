@@ -97,6 +97,7 @@ def test_a_refused_metrics_folder_leaves_the_working_folder_as_it_was(
         ("GUNICORN_ACCESS_LOG", "access.log", "GUNICORN_ACCESS_LOG='access.log' is neither -"),
         ("GUNICORN_BIND", "unix:zdm.sock", "GUNICORN_BIND='unix:zdm.sock': a unix socket needs"),
         ("ZDM_TIMEZONE", " ", "ZDM_TIMEZONE is set but empty"),
+        ("GUNICORN_THREADS", "1", "GUNICORN_THREADS=1 leaves no thread free for the probes"),
     ],
 )
 def test_each_refused_setting_is_one_line_and_touches_nothing(

@@ -103,12 +103,12 @@ max_requests_jitter = number("GUNICORN_MAX_REQUESTS_JITTER", 10000)
 # Only nginx on this host may set X-Forwarded-Proto; the app's ProxyFix trusts one hop.
 forwarded_allow_ips = env("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
-# What gunicorn refuses it answers with an HTML page of its own, which nginx would pass on: so
-# nginx refuses first (docs/reliability.md). Its request line is at most 8,190 bytes (one 8k
-# buffer) as gunicorn's; a header line too, but gunicorn counts the line's end as well, so
-# theirs is doubled; nginx passes on only the dozen headers the service reads, under
-# gunicorn's 100. nginx passes on a method of any length made of A-Z, _ and -: gunicorn takes
-# any such token too, and the app answers it (405). Alone, gunicorn bounds direct callers.
+# What gunicorn refuses it answers with an HTML page of its own, which nginx would pass on, so
+# nginx refuses first (docs/reliability.md). A request line nginx passes on is at most 8,190
+# bytes (one 8k buffer): gunicorn's most. A header line is at most 8,192 with its end, which
+# gunicorn counts too: its limit is twice that, less a little. nginx passes on only the dozen
+# headers the service reads, far under 100; and any method made of A-Z, _ and -, which gunicorn
+# takes as it takes any token, for the app to answer (405). Alone, they bound direct callers.
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 16380
