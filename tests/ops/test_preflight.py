@@ -31,8 +31,8 @@ from support.processes import clean_env, free_port
 
 from zdm_devstack.stack import create_reader
 from zdm_monitor.data import catalog
-from zdm_monitor.data.database import apply_schema
 from zdm_monitor.data.repository import READ_FUNCTIONS
+from zdm_monitor.data.schema import apply_schema
 from zdm_monitor.ops.cli import main
 
 SCRATCH = "zdm_check_scratch"

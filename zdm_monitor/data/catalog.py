@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .database import SCHEMA_FILES, read_sql
 from .repository import ON_REPLICA, READ_FUNCTIONS, argument_names, selected
+from .schema import SCHEMA_FILES, read_sql
 
 FUNCTION = re.compile(
     r"CREATE\s+OR\s+REPLACE\s+FUNCTION\s+(?P<name>\w+)\s*\((?P<arguments>[^()]*)\)\s*RETURNS\s+"
