@@ -194,6 +194,7 @@ SELECT proname, provolatile FROM pg_proc WHERE proname LIKE 'zdm\\_monitor\\_%' 
 """
 READ_FUNCTIONS = [
     ("zdm_monitor_job_snapshot", "s"),
+    ("zdm_monitor_release", "i"),
     ("zdm_monitor_server_snapshot", "s"),
     ("zdm_monitor_written", "i"),
 ]
