@@ -310,7 +310,7 @@ def apply_measured_schema(url: str) -> None:
     another release installed goes first: its functions may not be replaceable by this one's."""
     with closing(psycopg2.connect(url)) as conn, conn, conn.cursor() as cur:
         cur.execute(DROP_OURS)
-    script = "import sys, psycopg2; from zdm_monitor.data.database import apply_schema as a; "
+    script = "import sys, psycopg2; from zdm_monitor.data.schema import apply_schema as a; "
     script += "a(psycopg2.connect(sys.argv[1]))"
     env = {**os.environ, "PYTHONPATH": str(CODE)}
     subprocess.run([sys.executable, "-c", script, url], env=env, check=True, cwd=CODE)

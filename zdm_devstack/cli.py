@@ -16,8 +16,8 @@ import click
 import psycopg2
 from psycopg2.extensions import connection
 
-from zdm_monitor.data.database import apply_schema
 from zdm_monitor.data.pool import connection_lost
+from zdm_monitor.data.schema import apply_schema
 from zdm_monitor.ops.cli import (
     DEFAULT_TOKEN_TTL,
     configured_secret,

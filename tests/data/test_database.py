@@ -19,9 +19,10 @@ from support.processes import wait_until
 
 from zdm_devstack.demo import load_demo
 from zdm_monitor import state
-from zdm_monitor.data.database import TRIAL_INTERVAL_S, apply_schema
+from zdm_monitor.data.database import TRIAL_INTERVAL_S
 from zdm_monitor.data.pool import PoolExhausted
 from zdm_monitor.data.repository import READ_GUARD
+from zdm_monitor.data.schema import apply_schema
 
 
 def test_connection_is_returned_and_reused(app: Flask) -> None:
@@ -193,6 +194,7 @@ SELECT proname, provolatile FROM pg_proc WHERE proname LIKE 'zdm\\_monitor\\_%' 
 """
 READ_FUNCTIONS = [
     ("zdm_monitor_job_snapshot", "s"),
+    ("zdm_monitor_release", "i"),
     ("zdm_monitor_server_snapshot", "s"),
     ("zdm_monitor_written", "i"),
 ]

@@ -21,7 +21,7 @@ import psycopg2
 import psycopg2.errors
 
 from ..config import setting
-from ..data.database import apply_schema
+from ..data.schema import apply_schema
 from . import preflight
 from .envfile import read_env_file
 from .nginx import render_site
