@@ -113,16 +113,13 @@ def handle_unexpected(error: BaseException) -> Response:
     return failure(500, "INTERNAL-ERROR", INTERNAL_MESSAGE)
 
 
-def _flatten(messages: Any) -> dict[str, list[Message]]:
-    """Turn webargs/marshmallow messages into {param: [why, ...]}. The schemas raise Messages;
-    a text of marshmallow's own (none comes from a query string) says only "bad request"."""
-    if not isinstance(messages, dict):
-        messages = {"query": messages}
-    flat: dict[str, list[Message]] = {}
-    for name, whys in messages.items():
-        whys = whys if isinstance(whys, list) else [whys]
-        flat[str(name)] = [why if isinstance(why, Message) else HTTP_MESSAGES[400] for why in whys]
-    return flat
+def _flatten(messages: dict[str, list[Any]]) -> dict[str, list[Message]]:
+    """Turn webargs/marshmallow messages into {param: [why, ...]}: the schemas' Messages (a text
+    of marshmallow's own, which no query string causes, says only "bad request")."""
+    return {
+        str(name): [why if isinstance(why, Message) else HTTP_MESSAGES[400] for why in whys]
+        for name, whys in messages.items()
+    }
 
 
 def register_error_handlers(app: Flask) -> None:

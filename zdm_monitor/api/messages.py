@@ -1,9 +1,10 @@
 """Every text a client can read in an error, in the contract's Korean and in English, side by side.
 
-The service raises a message by its name and values (say() gives a Message); the envelope renders
-it once, in the language the request prefers (Message.text). Nothing else in the service holds a
-Korean text, so no message can exist in one language only (tests/api/test_messages.py checks
-both). Clients should key on `code`, which is the same in both languages.
+An error carries its message as a key of the catalogue and values (say() gives a Message); the
+envelope renders it once, in the language the request prefers (Message.text). Nothing else in
+the service holds a Korean text, so no message can exist in one language only
+(tests/api/test_messages.py checks both). Clients should key on `code`, which is the same in
+both languages.
 """
 
 from __future__ import annotations

@@ -47,15 +47,12 @@ def doc(description: str, example: Any, **more: Any) -> dict[str, Any]:
 ANY_CASE = "Case-insensitive; surrounding spaces are ignored."
 # The documented form of text_refusal: no NUL, no U+FFFD (what undecodable bytes become).
 TEXT_PATTERN = "^[^\\u0000\\uFFFD]*$"
-BAD_TEXT = say("bad_text")
-GIVEN_TWICE = say("given_twice")
-GIVEN_AS_LIST = say("given_as_list")
 
 
 def text_refusal(value: str, max_length: int) -> Message | None:
     """Why text is refused that the database cannot hold or the client did not mean, if it is."""
     if "\x00" in value or "\ufffd" in value:
-        return BAD_TEXT
+        return say("bad_text")
     if len(value) > max_length:
         return say("too_long", length=max_length)
     return None
@@ -227,13 +224,13 @@ class FilterSchema(ma.Schema):
             values = getlist(key) if getlist else [data[key]] if key in data else []
             values = [v for v in values if v != ""]
             if len(values) > 1:
-                refused[key] = [GIVEN_TWICE]
+                refused[key] = [say("given_twice")]
             elif values:
                 found[key] = values[0]
         for key in data:
             name = key.partition("[")[0]
             if name != key and name in keys:
-                refused[name] = [GIVEN_AS_LIST]
+                refused[name] = [say("given_as_list")]
         if refused:
             raise ValidationError(refused)
         return found
