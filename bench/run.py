@@ -192,8 +192,9 @@ def wrk(
     connections: int = CONNECTIONS,
     wall: Path | None = None,
     cpus: set[int] | None = None,
+    jobs: int = JOBS,
 ) -> Run:
-    """Run wrk; with a script, random jobs 1..JOBS ("id", "name") or the wall ("wall")."""
+    """Run wrk; with a script, random jobs 1..jobs ("id", "name") or the wall ("wall")."""
     command = [*WRK, "--connections", str(connections), "--duration", f"{seconds}s"]
     if script == "wall":
         command += ["--script", str(HERE / "wrk" / "wall.lua")]
@@ -204,7 +205,7 @@ def wrk(
     env = {
         **os.environ,
         "BENCH_TOKEN": token,
-        "BENCH_JOBS": str(JOBS),
+        "BENCH_JOBS": str(jobs),
         "BENCH_BY": script,
         "BENCH_WALL_FILE": str(wall or ""),
     }
@@ -488,7 +489,7 @@ FRESH_WRITES = int(os.environ.get("BENCH_FRESH_WRITES", "200"))
 FRESH_POLL_S = 0.05
 # The writes of the freshness measure, taken in turn: what it does, and what shows it. A new
 # job is created on the watched server, shown by its wall's summary.
-WRITES = (
+WRITES: tuple[tuple[str, Callable[[Any, Any], bool]], ...] = (
     (
         "UPDATE backup_info SET percent = (percent + 1) %% 100 WHERE backup_id = %(job)s"
         " RETURNING percent",
@@ -907,7 +908,7 @@ def main() -> None:
 
 
 def median(runs: list[Run], field: str) -> float:
-    return statistics.median(getattr(r, field) for r in runs)
+    return float(statistics.median(getattr(r, field) for r in runs))
 
 
 def report(
