@@ -1483,10 +1483,11 @@ def tricks_table(found: dict[str, Any]) -> list[str]:
             with_, without = arms["with"], arms["without"]
             rounds = [b - a for a, b in zip(with_, without, strict=True)]
             beyond = min(without) > max(with_) or max(without) < min(with_)
+            spread = ("yes" if beyond else "no") if len(rounds) > 1 else "- (one round)"
             rows.append(
                 f"| {what} | {name} | {statistics.median(with_):.0f} | "
                 f"{statistics.median(without):.0f} | {statistics.median(rounds):+.0f} | "
-                f"{listed(rounds, '+.0f')} | {'yes' if beyond else 'no'} |"
+                f"{listed(rounds, '+.0f')} | {spread} |"
             )
     return rows
 
