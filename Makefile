@@ -66,8 +66,11 @@ pgbouncer:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer)
 
 # Not part of the tests: generates 1M jobs on first use (kept in var/bench), measures the
-# service against a hello-world Flask app under the same gunicorn config (bench/ceiling.py),
-# prints the table and writes bench/RESULTS.md. BENCH_CODE=<checkout> measures another version.
+# service against a hello-world Flask app (bench/ceiling.py) and the least an uncached job read
+# needs (bench/lean.py) under the same gunicorn config, and what each trick of the request path
+# buys (bench/tricks.py); prints the tables and writes bench/RESULTS.md. BENCH_CODE=<checkout>
+# measures another version; BENCH_BEFORE=<checkout or git revision> measures one beside it,
+# round by round; BENCH_CASES=A,B,C,ceiling,lean (BENCH_SECONDS, BENCH_ROUNDS) a short run.
 bench: $(STAMP) wrk
 	$(BIN)/python bench/run.py
 
