@@ -1,4 +1,7 @@
-"""`zdm-dev serve` and its siblings started as a user starts them, and what they print."""
+"""`zdm-dev serve` and its siblings started as a user starts them, and what they print.
+
+The installed commands: the workshop's, zdm-dev, and the operator's, zdm-monitor.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from zdm_devstack.postgres import EmbeddedPostgres
 
 BIN_DIR = Path(sys.executable).parent
 LAUNCHER = BIN_DIR / "zdm-dev"
+OPERATOR = BIN_DIR / "zdm-monitor"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 
