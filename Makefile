@@ -6,22 +6,22 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run demo-agent serve-nginx test bench drill soak lint format clean nginx wrk chromium dist node
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml dev/setup.cfg dev/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./dev
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/zdm-monitor serve
+	$(BIN)/zdm-dev serve
 
 # Beside `make run`, in a second terminal: the demo's running jobs move until Ctrl-C.
 demo-agent: $(STAMP)
-	$(BIN)/zdm-monitor demo-agent
+	$(BIN)/zdm-dev demo-agent
 
 # The production shape on loopback: nginx on PORT (8000) -> gunicorn on PORT+1 -> PostgreSQL.
 serve-nginx: $(STAMP) nginx
-	$(BIN)/zdm-monitor serve --nginx
+	$(BIN)/zdm-dev serve --nginx
 
 # Debian's nginx, for serve-nginx and the end-to-end tests.
 nginx:
@@ -50,7 +50,7 @@ wrk:
 # primary when the replica cannot serve. Data in var/cluster; Ctrl-C stops it all.
 .PHONY: cluster
 cluster: $(STAMP) nginx pgbouncer
-	$(BIN)/zdm-monitor cluster
+	$(BIN)/zdm-dev cluster
 
 # Not part of the tests: requests per second through nginx to one gunicorn node and to two in
 # the same run, with the CPU per request of each layer; writes bench/CAPACITY.md.
@@ -121,4 +121,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info dev/*.egg-info .pytest_cache .mypy_cache .ruff_cache

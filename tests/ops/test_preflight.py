@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from psycopg2.extensions import make_dsn
 from support.api import SECRET, make_token
 from support.database import READER, scratch_database
-from support.launcher import LAUNCHER
+from support.launcher import OPERATOR
 from support.pgwire import CountingProxy
 from support.processes import clean_env, free_port
 
@@ -429,7 +429,7 @@ def test_a_database_that_never_answers_fails_at_the_read_deadline(
 def test_nothing_set_says_what_is_missing_and_runs_nothing_else() -> None:
     """A real process, as an operator runs it: one line each, no traceback, exit 1."""
     ran = subprocess.run(
-        [str(LAUNCHER), "check"],
+        [str(OPERATOR), "check"],
         env=clean_env(DATABASE_URL=f"postgresql://zdm:{PASSWORD}@127.0.0.1:{free_port()}/zdm"),
         capture_output=True,
         text=True,
@@ -451,7 +451,7 @@ def test_nothing_set_says_what_is_missing_and_runs_nothing_else() -> None:
     assert PASSWORD not in ran.stdout
 
     unset = subprocess.run(
-        [str(LAUNCHER), "check", "--json"], env=clean_env(), capture_output=True, text=True
+        [str(OPERATOR), "check", "--json"], env=clean_env(), capture_output=True, text=True
     )
     report = json.loads(unset.stdout)
     assert unset.returncode == 1 and report["ok"] is False
