@@ -6,22 +6,22 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run demo-agent serve-nginx test bench drill soak lint format clean nginx wrk chromium dist node
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml dev/setup.cfg dev/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]' -e ./dev
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/zdm-monitor serve
+	$(BIN)/zdm-dev serve
 
 # Beside `make run`, in a second terminal: the demo's running jobs move until Ctrl-C.
 demo-agent: $(STAMP)
-	$(BIN)/zdm-monitor demo-agent
+	$(BIN)/zdm-dev demo-agent
 
 # The production shape on loopback: nginx on PORT (8000) -> gunicorn on PORT+1 -> PostgreSQL.
 serve-nginx: $(STAMP) nginx
-	$(BIN)/zdm-monitor serve --nginx
+	$(BIN)/zdm-dev serve --nginx
 
 # Debian's nginx, for serve-nginx and the end-to-end tests.
 nginx:
@@ -50,7 +50,7 @@ wrk:
 # primary when the replica cannot serve. Data in var/cluster; Ctrl-C stops it all.
 .PHONY: cluster
 cluster: $(STAMP) nginx pgbouncer
-	$(BIN)/zdm-monitor cluster
+	$(BIN)/zdm-dev cluster
 
 # Not part of the tests: requests per second through nginx to one gunicorn node and to two in
 # the same run, with the CPU per request of each layer; writes bench/CAPACITY.md.
@@ -66,8 +66,11 @@ pgbouncer:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer)
 
 # Not part of the tests: generates 1M jobs on first use (kept in var/bench), measures the
-# service against a hello-world Flask app under the same gunicorn config (bench/ceiling.py),
-# prints the table and writes bench/RESULTS.md. BENCH_CODE=<checkout> measures another version.
+# service against a hello-world Flask app (bench/ceiling.py) and the least an uncached job read
+# needs (bench/lean.py) under the same gunicorn config, and what each trick of the request path
+# buys (bench/tricks.py); prints the tables and writes bench/RESULTS.md. BENCH_CODE=<checkout>
+# measures another version; BENCH_BEFORE=<checkout or git revision> measures one beside it,
+# round by round; BENCH_CASES=A,B,C,ceiling,lean (BENCH_SECONDS, BENCH_ROUNDS) a short run.
 bench: $(STAMP) wrk
 	$(BIN)/python bench/run.py
 
@@ -118,4 +121,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info dev/*.egg-info .pytest_cache .mypy_cache .ruff_cache

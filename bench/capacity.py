@@ -24,6 +24,7 @@ import sys
 import time
 from contextlib import closing
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import psycopg2
@@ -161,7 +162,7 @@ def measure(
         for name, port in targets.items():
             if port == cluster.port:
                 result, spent = measured(
-                    lambda p=port: load(p, SECONDS), lambda: layers(cluster, one)
+                    partial(load, port, SECONDS), partial(layers, cluster, one)
                 )
                 served += result.requests
                 for layer, seconds in spent.items():
@@ -184,7 +185,7 @@ def measure(
 
 
 def median(runs: list[Run], field: str) -> float:
-    return statistics.median(getattr(r, field) for r in runs)
+    return float(statistics.median(getattr(r, field) for r in runs))
 
 
 def report(

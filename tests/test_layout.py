@@ -1,8 +1,10 @@
-"""The service package is the service: nothing in it starts processes or needs the dev stack."""
+"""The service package is the service: nothing in it starts processes or needs the dev stack,
+and its distribution holds nothing of the workshop."""
 
 from __future__ import annotations
 
 import ast
+from configparser import ConfigParser
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,25 @@ REPO = Path(__file__).resolve().parents[1]
 SERVICE = REPO / "zdm_monitor"
 # What only the development stack may use: process control and its PostgreSQL binaries.
 FORBIDDEN = ("subprocess", "multiprocessing", "pgserver", "zdm_devstack")
+
+
+def setup_cfg(folder: Path) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read(folder / "setup.cfg", encoding="utf-8")
+    return parser
+
+
+def test_the_service_s_distribution_holds_and_requires_nothing_of_the_workshop() -> None:
+    """The workshop is a distribution of its own (dev/), which requires the service."""
+    service = setup_cfg(REPO)
+    assert service["options.packages.find"]["include"].split() == ["zdm_monitor*"]
+    assert service.options("options.entry_points") == ["console_scripts"]
+    assert "zdm_devstack" not in service["options.entry_points"]["console_scripts"]
+    extras = " ".join(service["options.extras_require"].values())
+    assert "pgserver" not in service["options"]["install_requires"] + extras
+    workshop = setup_cfg(REPO / "dev")
+    requires = workshop["options"]["install_requires"]
+    assert "zdm-monitor>=" in requires and "pgserver>=" in requires
 
 
 def imported_modules(path: Path) -> set[str]:

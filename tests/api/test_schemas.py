@@ -8,6 +8,7 @@ from marshmallow import ValidationError
 from support.api import JOB_URL, QUERY_PARAMETERS, bearer
 from werkzeug.datastructures import MultiDict
 
+from zdm_monitor.api.messages import Message
 from zdm_monitor.api.monitoring import blp
 from zdm_monitor.api.schemas import PARSED_QUERIES, MonitoringQuery, MonitoringQuerySchema
 from zdm_monitor.data.repository import JobFilters
@@ -24,11 +25,13 @@ def load(*pairs: tuple[str, str]) -> MonitoringQuery:
 
 
 def errors(*pairs: tuple[str, str]) -> dict[str, list[str]]:
+    """Each refused parameter with its reasons: Messages of the catalogue, here in Korean."""
     with pytest.raises(ValidationError) as info:
         MonitoringQuerySchema().load(MultiDict(list(pairs)))
     messages = info.value.messages
     assert isinstance(messages, dict)
-    return messages
+    assert all(isinstance(why, Message) for whys in messages.values() for why in whys)
+    return {name: [why.text() for why in whys] for name, whys in messages.items()}
 
 
 def test_nothing_given() -> None:

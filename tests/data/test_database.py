@@ -27,10 +27,10 @@ from zdm_monitor.data.database import (
     YOUNG_S,
     DatabaseUnavailable,
     Slots,
-    apply_schema,
 )
 from zdm_monitor.data.pool import PoolExhausted
 from zdm_monitor.data.repository import READ_GUARD
+from zdm_monitor.data.schema import apply_schema
 
 
 def test_connection_is_returned_and_reused(app: Flask) -> None:
@@ -202,6 +202,7 @@ SELECT proname, provolatile FROM pg_proc WHERE proname LIKE 'zdm\\_monitor\\_%' 
 """
 READ_FUNCTIONS = [
     ("zdm_monitor_job_snapshot", "s"),
+    ("zdm_monitor_release", "i"),
     ("zdm_monitor_server_snapshot", "s"),
     ("zdm_monitor_written", "i"),
 ]

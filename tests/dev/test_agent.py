@@ -1,4 +1,4 @@
-"""zdm-monitor demo-agent: the demo moves while it runs, and is back as shipped when it stops."""
+"""zdm-dev demo-agent: the demo moves while it runs, and is back as shipped when it stops."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ from zdm_devstack.agent import (
     NotTheDemo,
     restore_left_demo,
 )
+from zdm_devstack.cli import main
 from zdm_devstack.demo import prepare_database
 from zdm_devstack.postgres import EmbeddedPostgres
-from zdm_monitor.ops.cli import main
 
 SHIPPED_PERCENT = 45  # job 4, bulk-data, in sql/demo.sql
 AGENT_EXIT_S = 30

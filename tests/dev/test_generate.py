@@ -9,9 +9,9 @@ from typing import Any
 from click.testing import CliRunner
 from psycopg2.extensions import connection
 
+from zdm_devstack.cli import main
 from zdm_devstack.generate import ChunkReader, escape, generate
 from zdm_monitor.api.schemas import STATUSES
-from zdm_monitor.ops.cli import main
 
 GetJob = Callable[..., Any]
 

@@ -1,4 +1,4 @@
-"""The zdm-monitor command: schema, demo data and tokens."""
+"""The zdm-monitor command, the operator's: its commands, schema, tokens, the nginx site."""
 
 from __future__ import annotations
 
@@ -13,26 +13,36 @@ from psycopg2.extensions import connection
 from zdm_devstack.stack import dev_secret
 from zdm_monitor.ops.cli import main
 
+OPERATOR_COMMANDS = ["check", "init-db", "nginx-config", "token"]
 
-def test_init_db_and_load_demo_on_a_loaded_database(database_url: str, db: connection) -> None:
-    runner = CliRunner(env={"DATABASE_URL": database_url})
-    result = runner.invoke(main, ["init-db"])
+
+def listed_commands(help_text: str) -> list[str]:
+    """The command names of a click group's --help."""
+    section = help_text.split("Commands:\n", 1)[1]
+    return [line.split()[0] for line in section.splitlines() if line.startswith("  ")]
+
+
+def test_zdm_monitor_holds_the_operator_s_commands_only() -> None:
+    """The workshop, installed beside it here, adds nothing: it has a command of its own."""
+    result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0, result.output
-    assert "Schema applied." in result.output
-    result = runner.invoke(main, ["load-demo"])
-    assert result.exit_code == 0, result.output
-    assert "demo data not loaded" in result.output
+    assert listed_commands(result.stdout) == OPERATOR_COMMANDS
+    for workshop in ("serve", "cluster", "generate", "load-demo", "demo-agent"):
+        refused = CliRunner().invoke(main, [workshop])
+        assert refused.exit_code == 2
+        assert f"No such command '{workshop}'" in refused.stderr
 
 
-def test_load_demo_into_an_empty_database(database_url: str, db: connection) -> None:
+def test_init_db_on_a_loaded_database_keeps_its_data(database_url: str, db: connection) -> None:
     with db.cursor() as cur:
-        cur.execute("TRUNCATE server, repository, backup, backup_info, backup_log")
-    result = CliRunner(env={"DATABASE_URL": database_url}).invoke(main, ["load-demo"])
+        cur.execute("SELECT count(*) FROM backup")
+        (before,) = cur.fetchone()
+    result = CliRunner(env={"DATABASE_URL": database_url}).invoke(main, ["init-db"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "Demo data loaded."
+    assert result.output.strip() == "Schema applied."
     with db.cursor() as cur:
-        cur.execute("SELECT name FROM backup ORDER BY id")
-        assert [r[0] for r in cur.fetchall()][:2] == ["daily-backup", "daily-backup-win"]
+        cur.execute("SELECT count(*) FROM backup")
+        assert cur.fetchone() == (before,)
 
 
 def test_commands_need_database_url() -> None:
@@ -41,10 +51,10 @@ def test_commands_need_database_url() -> None:
     assert "DATABASE_URL is not set" in result.output
 
 
-@pytest.mark.parametrize("command", [["init-db"], ["token"], ["load-demo"], ["demo-agent"]])
+@pytest.mark.parametrize("command", [["init-db"], ["token"]])
 def test_commands_refuse_a_blank_setting_by_name(command: list[str]) -> None:
     """An environment file's `NAME=` is refused as the service refuses it, not read as unset."""
-    env = {"DATABASE_URL": " ", "ZDM_JWT_SECRET": None, "ZDM_DATA_DIR": "\t"}
+    env = {"DATABASE_URL": " ", "ZDM_JWT_SECRET": "\t"}
     result = CliRunner(env=env).invoke(main, command)
     assert result.exit_code == 2, result.output
     assert re.search(
@@ -62,32 +72,16 @@ def test_token_uses_the_configured_secret() -> None:
     assert claims["exp"] - claims["iat"] == 7 * 24 * 3600
 
 
-def test_token_uses_the_data_folder_s_development_secret(tmp_path: Path) -> None:
-    """The secret a server made in the data folder signs the token; which one is said on stderr."""
-    secret = dev_secret(tmp_path)  # as `zdm-monitor serve` makes it on its first start
-    env = {"ZDM_JWT_SECRET": None, "ZDM_DATA_DIR": str(tmp_path)}
-    first = CliRunner(env=env).invoke(main, ["token"])
-    second = CliRunner(env=env).invoke(main, ["token", "--ttl", "60"])
-    assert len(secret) == 64
-    assert oct((tmp_path / "dev-jwt-secret").stat().st_mode & 0o777) == "0o600"
-    for result in (first, second):
-        assert result.exit_code == 0, result.output
-        assert f"Signed with the development secret {tmp_path / 'dev-jwt-secret'}." in result.stderr
-        assert jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])["sub"] == "dashboard"
-        with pytest.raises(jwt.InvalidSignatureError):
-            jwt.decode(result.stdout.strip(), "x" * 64, algorithms=["HS256"])
-
-
-def test_token_refuses_to_invent_a_secret_where_no_server_ran(tmp_path: Path) -> None:
-    """Outside a data folder a server used, a new secret would sign tokens no server accepts."""
+def test_token_signs_with_the_configured_secret_only(tmp_path: Path) -> None:
+    """A data folder's development secret is the workshop's (zdm-dev token), never the
+    operator's: without ZDM_JWT_SECRET this token refuses."""
+    dev_secret(tmp_path)  # as `zdm-dev serve` makes it on its first start
     result = CliRunner(env={"ZDM_JWT_SECRET": None, "ZDM_DATA_DIR": str(tmp_path)}).invoke(
         main, ["token"]
     )
     assert result.exit_code == 1
-    assert f"no development secret at {tmp_path / 'dev-jwt-secret'}" in result.stderr
-    assert "ZDM_JWT_SECRET" in result.stderr
+    assert "ZDM_JWT_SECRET is not set" in result.stderr
     assert result.stdout == ""
-    assert not (tmp_path / "dev-jwt-secret").exists()
 
 
 @pytest.mark.parametrize("ttl", ["0", "-60", "soon"])

@@ -1,7 +1,8 @@
 """zdm-monitor check: every check passes as the SELECT-only role, and each fault is named.
 
-The faults that change a database (grants, dropped functions, an older release's triggers) are
-made in a scratch database of the test server, so the shared test database is never touched.
+The faults that change a database (grants, dropped functions, another release's stamp, an older
+release's triggers) are made in a scratch database of the test server, so the shared test
+database is never touched.
 """
 
 from __future__ import annotations
@@ -25,17 +26,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from psycopg2.extensions import make_dsn
 from support.api import SECRET, make_token
 from support.database import READER, scratch_database
-from support.launcher import LAUNCHER
+from support.launcher import OPERATOR
 from support.pgwire import CountingProxy
 from support.processes import clean_env, free_port
 
 from zdm_devstack.stack import create_reader
-from zdm_monitor.data import catalog
-from zdm_monitor.data.database import apply_schema
-from zdm_monitor.data.repository import READ_FUNCTIONS
+from zdm_monitor.data.schema import apply_schema, read_sql, release
 from zdm_monitor.ops.cli import main
 
 SCRATCH = "zdm_check_scratch"
+SHIPPED = release(read_sql())
 RELEASE_0_1_0 = Path(__file__).parents[1] / "support" / "release-0.1.0.sql"
 PASSWORD = "pw-that-must-not-show"
 # Every setting the check reads that the test process might carry: unset unless given.
@@ -121,7 +121,11 @@ def test_the_select_only_role_passes_every_check(reader_url: str, proxy: Countin
     assert {checked.status(name) for name in checked.lines} == {"ok"}, checked.output
     assert "zdm-monitor check: all 7 passed." in checked.output
     assert f"as {READER}, answered in" in checked.lines["database"]
-    assert "zdm_monitor_job_snapshot, zdm_monitor_server_snapshot" in checked.lines["functions"]
+    assert checked.lines["functions"] == (
+        "ok   functions: zdm_monitor_job_snapshot, zdm_monitor_server_snapshot,"
+        f" zdm_monitor_written: this release's (zdm_monitor_release() answers {SHIPPED[:12]}),"
+        f" executable by {READER}; nothing of an older release"
+    )
     assert "may write none of them" in checked.lines["role"]
     assert "is 0.0 s behind" in checked.lines["replica1"]
     assert "sub 'tester'" in checked.lines["token"]
@@ -144,28 +148,11 @@ def test_every_query_is_a_bounded_read_only_transaction(proxy: CountingProxy) ->
     checked = check(proxy.url)
     assert checked.exit_code == 0, checked.output
     queries = proxy.take()
-    assert len(queries) == 5  # the version, the types, the functions, the triggers, the role
+    assert len(queries) == 4  # the version, what the database holds, the stamp, the role
     for query in queries:
         assert query.startswith("SET LOCAL statement_timeout = 5000; SET TRANSACTION READ ONLY;"), (
             query
         )
-
-
-def test_what_the_service_calls_is_what_init_db_creates() -> None:
-    """The signatures come from repository.py's calls typed by the SQL files: every argument
-    and column the service uses is declared there, and nothing declared goes unused."""
-    shipped = catalog.shipped_functions()
-    expected = catalog.expected_functions()
-    assert set(expected) == {*READ_FUNCTIONS, "zdm_monitor_written"}
-    for name, entries in expected.items():
-        assert all(kind for _, _, kind in entries), (name, entries)
-        assert entries == shipped[name]
-    assert ("t", "version", "bigint") in expected["zdm_monitor_job_snapshot"]
-    assert expected["zdm_monitor_written"] == {
-        ("i", "p_xmin", "xid"),
-        ("i", "p_now", "bigint"),
-        ("r", "", "bigint"),
-    }
 
 
 def test_a_role_that_may_update_backup_info_fails_unless_writers_are_allowed(
@@ -228,8 +215,8 @@ def test_a_database_without_the_read_functions_fails(reset: Scratch) -> None:
     checked = check(reset.reader)
     assert checked.exit_code == 1
     assert checked.lines["functions"] == (
-        "FAIL functions: zdm_monitor_written is missing; zdm_monitor_job_snapshot is missing;"
-        " zdm_monitor_server_snapshot is missing: run `zdm-monitor init-db` as the tables' owner"
+        "FAIL functions: zdm_monitor_job_snapshot is missing; zdm_monitor_server_snapshot is"
+        " missing; zdm_monitor_written is missing: run `zdm-monitor init-db` as the tables' owner"
     )
     assert checked.status("role") == "ok"  # the other checks still run
 
@@ -255,25 +242,65 @@ def test_the_change_triggers_of_release_0_1_0_fail_until_init_db(reset: Scratch)
     assert check(reset.reader).exit_code == 0
 
 
-def test_a_read_function_without_the_version_column_is_an_older_release_s(
-    reset: Scratch,
-) -> None:
+def test_the_functions_of_a_release_before_the_stamp_fail_until_init_db(reset: Scratch) -> None:
+    """0.1.0 with the log cursor: a read function without the version column, and no stamp."""
     with closing(psycopg2.connect(reset.owner)) as conn, conn, conn.cursor() as cur:
         cur.execute(
             "SELECT pg_get_function_identity_arguments(oid) FROM pg_proc"
             " WHERE proname = 'zdm_monitor_job_snapshot'"
         )
         (arguments,) = cur.fetchone()  # type: ignore[misc]
-        cur.execute(f"DROP FUNCTION zdm_monitor_job_snapshot({arguments})")
+        cur.execute(f"DROP FUNCTION zdm_monitor_job_snapshot({arguments}), zdm_monitor_release()")
         cur.execute(
             f"CREATE FUNCTION zdm_monitor_job_snapshot({arguments}) RETURNS TABLE (job_id bigint)"
             " LANGUAGE sql AS 'SELECT 1::bigint WHERE false'"
         )
-    functions = check(reset.reader).lines["functions"]
-    assert functions.startswith(
-        "FAIL functions: zdm_monitor_job_snapshot(bigint,text,text,text,text,numeric,"
+    assert check(reset.reader).lines["functions"] == (
+        "FAIL functions: zdm_monitor_release is missing (init-db never ran here, or an older"
+        " release's did): run `zdm-monitor init-db` as the tables' owner"
     )
-    assert "is not this release's (no version column: an older release's): run" in functions
+    with closing(psycopg2.connect(reset.owner)) as conn:  # the fix it names
+        apply_schema(conn)
+    assert check(reset.reader).exit_code == 0
+
+
+def test_the_functions_of_another_release_fail(reset: Scratch) -> None:
+    """The stamp another release's init-db leaves: the digest of other SQL files."""
+    other = release([b"-- another release"])
+    reset.run(
+        "CREATE OR REPLACE FUNCTION zdm_monitor_release() RETURNS text LANGUAGE sql IMMUTABLE"
+        f" AS $$SELECT '{other}'::text$$"
+    )
+    assert check(reset.reader).lines["functions"] == (
+        "FAIL functions: the functions are another release's (zdm_monitor_release() answers"
+        f" {other[:12]}, this release {SHIPPED[:12]}): run `zdm-monitor init-db` as the tables'"
+        " owner"
+    )
+
+
+def test_a_function_the_role_may_not_execute_names_the_grant(reset: Scratch) -> None:
+    """Where new functions are not executable by PUBLIC: the stamp init-db adds to a database
+    of an older release is not the role's until granted."""
+    reset.run(
+        "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC",
+        "DROP FUNCTION zdm_monitor_release()",
+    )
+    try:
+        with closing(psycopg2.connect(reset.owner)) as conn:
+            apply_schema(conn)
+        checked = check(reset.reader)
+        assert checked.lines["functions"] == (
+            f"FAIL functions: {READER} may not execute zdm_monitor_release: GRANT EXECUTE ON"
+            f" FUNCTION zdm_monitor_release TO {READER} (docs/deploying.md, Database role)"
+        )
+        assert checked.status("role") == "ok"
+        reset.run(f"GRANT EXECUTE ON FUNCTION zdm_monitor_release TO {READER}")  # what it says
+        assert check(reset.reader).exit_code == 0
+    finally:
+        reset.run(
+            "ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC",
+            "GRANT EXECUTE ON FUNCTION zdm_monitor_release TO PUBLIC",
+        )
 
 
 def test_an_unreachable_replica_fails(reader_url: str) -> None:
@@ -402,7 +429,7 @@ def test_a_database_that_never_answers_fails_at_the_read_deadline(
 def test_nothing_set_says_what_is_missing_and_runs_nothing_else() -> None:
     """A real process, as an operator runs it: one line each, no traceback, exit 1."""
     ran = subprocess.run(
-        [str(LAUNCHER), "check"],
+        [str(OPERATOR), "check"],
         env=clean_env(DATABASE_URL=f"postgresql://zdm:{PASSWORD}@127.0.0.1:{free_port()}/zdm"),
         capture_output=True,
         text=True,
@@ -424,7 +451,7 @@ def test_nothing_set_says_what_is_missing_and_runs_nothing_else() -> None:
     assert PASSWORD not in ran.stdout
 
     unset = subprocess.run(
-        [str(LAUNCHER), "check", "--json"], env=clean_env(), capture_output=True, text=True
+        [str(OPERATOR), "check", "--json"], env=clean_env(), capture_output=True, text=True
     )
     report = json.loads(unset.stdout)
     assert unset.returncode == 1 and report["ok"] is False

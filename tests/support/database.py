@@ -11,7 +11,7 @@ from psycopg2.extensions import make_dsn
 
 from zdm_devstack.demo import reset_demo
 from zdm_devstack.stack import create_reader
-from zdm_monitor.data.database import apply_schema
+from zdm_monitor.data.schema import apply_schema
 
 # The least-privilege role of docs/deploying.md's "Database role": the app connects as it.
 READER = "zdm_monitor_reader"

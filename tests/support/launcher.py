@@ -1,4 +1,7 @@
-"""`zdm-monitor serve` and its siblings started as a user starts them, and what they print."""
+"""`zdm-dev serve` and its siblings started as a user starts them, and what they print.
+
+The installed commands: the workshop's, zdm-dev, and the operator's, zdm-monitor.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +17,15 @@ from support.processes import clean_env, descendants, http_get, kill_leftovers, 
 from zdm_devstack.postgres import EmbeddedPostgres
 
 BIN_DIR = Path(sys.executable).parent
-LAUNCHER = BIN_DIR / "zdm-monitor"
+LAUNCHER = BIN_DIR / "zdm-dev"
+OPERATOR = BIN_DIR / "zdm-monitor"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 
 
 @dataclass
 class Launcher:
-    """One `zdm-monitor serve` process and what it printed."""
+    """One `zdm-dev serve` process and what it printed."""
 
     data_dir: Path
     port: int
@@ -39,7 +43,7 @@ class Launcher:
     def wait_healthy(self) -> None:
         def healthy() -> bool:
             if self.process.poll() is not None:
-                pytest.fail(f"zdm-monitor serve exited early:\n{self.output()}")
+                pytest.fail(f"zdm-dev serve exited early:\n{self.output()}")
             try:
                 status, body = http_get(f"{self.base}/healthz")
             except (OSError, ValueError):
@@ -57,7 +61,7 @@ class Launcher:
         try:
             return self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"zdm-monitor serve still running {STOP_TIMEOUT} s after SIGINT")
+            pytest.fail(f"zdm-dev serve still running {STOP_TIMEOUT} s after SIGINT")
 
     def clean_up(self) -> None:
         """Clean up after a failure: only the processes this launcher started."""
@@ -66,7 +70,7 @@ class Launcher:
 
 
 def launch(command: str, data_dir: Path, port: int, log_path: Path) -> Launcher:
-    """Start `zdm-monitor <command>` on a data folder and PORT, from log_path's folder."""
+    """Start `zdm-dev <command>` on a data folder and PORT, from log_path's folder."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(LAUNCHER), command],

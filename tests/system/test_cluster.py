@@ -2,7 +2,7 @@
 
 Real nginx, gunicorn, PgBouncer (transaction pooling) and PostgreSQL (a primary and a streaming
 replica made with pg_basebackup -R), all on loopback. One cluster serves the module; each test
-leaves it as it found it. The `zdm-monitor cluster` command has a test of its own.
+leaves it as it found it. The `zdm-dev cluster` command has a test of its own.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""End to end, as a user runs it: the zdm-monitor launcher and a bare gunicorn, over real HTTP."""
+"""End to end, as a user runs it: the zdm-dev launcher and a bare gunicorn, over real HTTP."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 @pytest.fixture
 def start_launcher(tmp_path: Path) -> Iterator[Any]:
-    """Start `zdm-monitor serve` on a data folder; whatever is left running is stopped after."""
+    """Start `zdm-dev serve` on a data folder; whatever is left running is stopped after."""
     started: list[Launcher] = []
 
     def start(data_dir: Path) -> Launcher:
@@ -156,7 +156,7 @@ def test_a_second_serve_on_the_same_data_folder_refuses_and_harms_nothing(
     token = cli_token(data_dir)
     second = launch("serve", data_dir, free_port(), tmp_path / "second.log")
     assert wait_for_exit(second, 10) == 1, second.output()
-    assert f"The data folder {data_dir} is in use by another zdm-monitor serve" in second.output()
+    assert f"The data folder {data_dir} is in use by another zdm-dev serve" in second.output()
     assert f"(pid {first.process.pid})" in second.output()
     assert "Traceback" not in second.output()
     # The first one's database and gunicorn are untouched: it still answers.

@@ -1,11 +1,13 @@
 """The wheel, installed as an operator installs it: a fresh virtualenv, no checkout in sight.
 
-The wheel is built from this checkout and installed into a venv in a temporary folder; every
-command then runs from that folder with nothing of the checkout on the path: init-db as the
-database's owner, `zdm-monitor check` as a role that may only read, nginx-config (the site
-passes `nginx -t`), and gunicorn with the packaged settings, reloaded and stopped as the systemd
-unit does it, from the unit's own ExecStart. The units pass `systemd-analyze verify` as
-shipped, before anything is installed.
+The sdist and the wheel are built from this checkout as `make dist` builds them; both hold the
+service and nothing of the development workshop (dev/). The wheel is installed into a venv in a
+temporary folder; every command then runs from that folder with nothing of the checkout on the
+path: `zdm-monitor` offers the operator's commands only, init-db as the database's owner,
+`zdm-monitor check` as a role that may only read, nginx-config (the site passes `nginx -t`),
+and gunicorn with the packaged settings, reloaded and stopped as the systemd unit does it, from
+the unit's own ExecStart. The units pass `systemd-analyze verify` as shipped, before anything
+is installed.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
+import zipfile
 from collections.abc import Iterator
+from configparser import ConfigParser
 from contextlib import closing
 from pathlib import Path
 from string import Template
@@ -41,24 +46,35 @@ SCRATCH = "zdm_wheel"
 BUILD_THE_APP = """
 import importlib.util, os
 assert importlib.util.find_spec("pgserver") is None, "pgserver came with a plain install"
+assert importlib.util.find_spec("zdm_devstack") is None, "the workshop came with a plain install"
 assert importlib.util.find_spec("zdm_monitor").origin.startswith(os.environ["VENV"])
 from zdm_monitor import create_app
 print(sorted(rule.rule for rule in create_app().url_map.iter_rules())[1])
 """
 
 
+OPERATOR_COMMANDS = ["check", "init-db", "nginx-config", "token"]
+
+
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel of this checkout installed, with its dependencies, into a new venv."""
-    folder = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(folder), REPO],
-        check=True,
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist and the wheel of this checkout, built as `make dist` builds them."""
+    folder = tmp_path_factory.mktemp("dist")
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(folder), str(REPO)],
         capture_output=True,
-        timeout=300,
+        text=True,
+        timeout=600,
     )
-    (wheel,) = folder.glob("zdm_monitor-*.whl")
-    venv = folder / "venv"
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def venv(dist: Path) -> Path:
+    """The wheel of this checkout installed, with its dependencies, into a new venv."""
+    (wheel,) = dist.glob("zdm_monitor-*.whl")
+    venv = dist / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
         [venv / "bin" / "python", "-m", "pip", "install", "--quiet", wheel],
@@ -92,6 +108,44 @@ def run(venv: Path, command: list[str], cwd: Path, **env: str) -> subprocess.Com
         text=True,
         timeout=120,
     )
+
+
+def test_the_sdist_holds_the_service_and_not_the_workshop(dist: Path) -> None:
+    (sdist,) = dist.glob("zdm_monitor-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = [name.split("/", 1)[1] for name in archive.getnames() if "/" in name]
+    assert {"setup.cfg", "zdm_monitor/ops/cli.py", "zdm_monitor/data/sql/schema.sql"} <= set(names)
+    workshop = [n for n in names if n.startswith("dev/") or "zdm_devstack" in n]
+    assert workshop == []
+
+
+def test_the_wheel_holds_the_service_and_requires_nothing_of_the_workshop(dist: Path) -> None:
+    (wheel,) = dist.glob("zdm_monitor-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (info,) = {n.split("/")[0] for n in names if ".dist-info/" in n}
+        entry_points = ConfigParser(delimiters=("=",))
+        entry_points.read_string(archive.read(f"{info}/entry_points.txt").decode())
+        metadata = archive.read(f"{info}/METADATA").decode()
+    assert {n.split("/")[0] for n in names} == {"zdm_monitor", info}
+    assert [n for n in names if "zdm_devstack" in n] == []
+    assert entry_points.sections() == ["console_scripts"]  # no zdm_monitor.commands
+    assert dict(entry_points["console_scripts"]) == {"zdm-monitor": "zdm_monitor.ops.cli:main"}
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert any(line.startswith("Requires-Dist: gunicorn") for line in requires), requires
+    assert [line for line in requires if "pgserver" in line or "zdm-monitor-dev" in line] == []
+
+
+def test_from_the_wheel_zdm_monitor_offers_the_operator_s_commands_only(venv: Path) -> None:
+    helped = run(venv, ["zdm-monitor", "--help"], venv.parent)
+    assert helped.returncode == 0, helped.stderr
+    section = helped.stdout.split("Commands:\n", 1)[1]
+    assert [line.split()[0] for line in section.splitlines()] == OPERATOR_COMMANDS
+    served = run(venv, ["zdm-monitor", "serve"], venv.parent)
+    assert served.returncode == 2
+    assert "No such command 'serve'" in served.stderr
+    assert not (venv.parent / "var").exists()
+    assert not (venv / "bin" / "zdm-dev").exists()
 
 
 def test_the_wheel_builds_the_app_with_no_postgresql_of_its_own(venv: Path) -> None:

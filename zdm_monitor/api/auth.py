@@ -12,7 +12,7 @@ from flask import g, request
 from .. import state
 from ..config import Settings
 from .errors import Unauthorized
-from .messages import say
+from .messages import Message, say
 
 REALM = 'Bearer realm="zdm-monitor"'
 NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
@@ -20,7 +20,7 @@ NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
 MAX_NUMERIC_DATE = 253_402_300_799
 
 # pyjwt exception -> (message for the body, RFC 6750 error_description, which must be ASCII)
-REASONS: list[tuple[type[Exception], str, str]] = [
+REASONS: list[tuple[type[Exception], Message, str]] = [
     (jwt.InvalidAudienceError, say("token_audience"), "wrong audience"),
     (jwt.InvalidIssuerError, say("token_issuer"), "wrong issuer"),
     (jwt.MissingRequiredClaimError, say("token_claim_missing"), "missing claim"),
@@ -32,7 +32,7 @@ REASONS: list[tuple[type[Exception], str, str]] = [
 class TokenRejected(Unauthorized):
     """A token that does not verify, and why in RFC 6750's ASCII words (zdm-monitor check)."""
 
-    def __init__(self, message: str, description: str, error: str = "invalid_token") -> None:
+    def __init__(self, message: Message, description: str, error: str = "invalid_token") -> None:
         challenge = f'{REALM}, error="{error}", error_description="{description}"'
         super().__init__(message, headers={"WWW-Authenticate": challenge})
         self.description = description

@@ -10,19 +10,20 @@ from flask import Response, jsonify, request
 
 from .. import state
 from .context import request_id
-from .messages import ENGLISH, KOREAN, LANGUAGES, english_details
-from .messages import english as english_text
+from .messages import KOREAN, LANGUAGES, Message
 from .payloads import clock_text
 
 SUCCESS_MESSAGE = "Backup monitoring info"
 
 
-def error_body(request_id: str, code: str, message: str, now: datetime) -> dict[str, Any]:
+def error_body(
+    request_id: str, code: str, message: Message, now: datetime, language: str = KOREAN
+) -> dict[str, Any]:
     """The error envelope, in the contract's key order (also written by worker.py)."""
     return {
         "requestID": request_id,
         "success": False,
-        "error": message,
+        "error": message.text(language),
         "timestamp": clock_text(now),
         "code": code,
     }
@@ -57,24 +58,21 @@ def success(
 def failure(
     status: int,
     code: str,
-    message: str,
+    message: Message,
     *,
-    details: dict[str, list[str]] | None = None,
+    details: dict[str, list[Message]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """Wrap an error in the error envelope, in English when the request prefers it."""
-    english = language() == ENGLISH
-    if english and details:
-        message, details = english_details(message, details)
-    elif english:
-        message = english_text(message)
-    body = error_body(request_id(), code, message, datetime.now(state.settings().timezone))
+    """Wrap an error in the error envelope, in the language the request prefers."""
+    spoken = language()
+    now = datetime.now(state.settings().timezone)
+    body = error_body(request_id(), code, message, now, spoken)
     if details:
-        body["details"] = details
+        body["details"] = {name: [w.text(spoken) for w in whys] for name, whys in details.items()}
     response = jsonify(body)
     response.status_code = status
     response.headers.update(headers or {})
-    response.headers["Content-Language"] = ENGLISH if english else KOREAN
+    response.headers["Content-Language"] = spoken
     response.vary.add("Accept-Language")
     return response
 

@@ -14,7 +14,7 @@ from ..data.deadlines import DeadlineExceeded
 from ..data.pool import PoolExhausted
 from ..runtime.logs import in_request
 from .envelope import failure
-from .messages import CATALOGUE, reasons, say
+from .messages import CATALOGUE, Message, say
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,10 @@ HTTP_MESSAGES = {
     int(name.removeprefix("http_")): say(name) for name in CATALOGUE if name.startswith("http_")
 }
 INTERNAL_MESSAGE = HTTP_MESSAGES[500]
+DB_UNAVAILABLE = say("db_unavailable")
 
 
-def http_message(status: int) -> str:
+def http_message(status: int) -> Message:
     return HTTP_MESSAGES.get(status, HTTP_MESSAGES[400] if status < 500 else INTERNAL_MESSAGE)
 
 
@@ -39,9 +40,9 @@ class ApiError(Exception):
 
     def __init__(
         self,
-        message: str,
+        message: Message,
         *,
-        details: dict[str, list[str]] | None = None,
+        details: dict[str, list[Message]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -74,13 +75,13 @@ class ServiceUnavailable(ApiError):
     status = 503
     code = "SERVICE-UNAVAILABLE"
 
-    def __init__(self, message: str = say("db_unavailable")) -> None:
+    def __init__(self, message: Message = DB_UNAVAILABLE) -> None:
         super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
-def invalid_parameters(details: dict[str, list[str]]) -> InvalidRequest:
+def invalid_parameters(details: dict[str, list[Message]]) -> InvalidRequest:
     """Build the 400 that names each bad parameter and what it accepts."""
-    return InvalidRequest(say("invalid_parameters", reasons=reasons(details)), details=details)
+    return InvalidRequest(say("invalid_parameters", reasons=details), details=details)
 
 
 def handle_api_error(error: ApiError) -> Response:
@@ -98,8 +99,7 @@ def handle_http_exception(error: HTTPException) -> Response:
         messages = data["messages"]
         return handle_api_error(invalid_parameters(_flatten(messages.get("query", messages))))
     headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
-    message = HTTP_MESSAGES.get(status) or error.description or error.name
-    return failure(status, f"HTTP-{status}", message, headers=headers)
+    return failure(status, f"HTTP-{status}", http_message(status), headers=headers)
 
 
 def handle_database_error(error: Exception) -> Response:
@@ -113,14 +113,13 @@ def handle_unexpected(error: BaseException) -> Response:
     return failure(500, "INTERNAL-ERROR", INTERNAL_MESSAGE)
 
 
-def _flatten(messages: Any) -> dict[str, list[str]]:
-    """Turn webargs/marshmallow messages into {param: [why, ...]}."""
-    if not isinstance(messages, dict):
-        return {"query": [str(messages)]}
-    flat: dict[str, list[str]] = {}
-    for name, why in messages.items():
-        flat[str(name)] = [str(w) for w in why] if isinstance(why, list) else [str(why)]
-    return flat
+def _flatten(messages: dict[str, list[Any]]) -> dict[str, list[Message]]:
+    """Turn webargs/marshmallow messages into {param: [why, ...]}: the schemas' Messages (a text
+    of marshmallow's own, which no query string causes, says only "bad request")."""
+    return {
+        str(name): [why if isinstance(why, Message) else HTTP_MESSAGES[400] for why in whys]
+        for name, whys in messages.items()
+    }
 
 
 def register_error_handlers(app: Flask) -> None:

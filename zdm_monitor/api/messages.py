@@ -1,16 +1,16 @@
 """Every text a client can read in an error, in the contract's Korean and in English, side by side.
 
-The service writes each message from its Korean template here (say()); an answer to a request
-whose Accept-Language prefers English gets the English template of the same message, with the
-same values (english()). Nothing else in the service holds a Korean text, so no message can
-exist in one language only (tests/api/test_messages.py checks both). Clients should key on `code`,
-which is the same in both languages.
+An error carries its message as a key of the catalogue and values (say() gives a Message); the
+envelope renders it once, in the language the request prefers (Message.text). Nothing else in
+the service holds a Korean text, so no message can exist in one language only
+(tests/api/test_messages.py checks both). Clients should key on `code`, which is the same in
+both languages.
 """
 
 from __future__ import annotations
 
-import re
-from functools import cache
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 # name: (Korean, the contract's; English). {placeholders} are the same in both.
@@ -169,41 +169,32 @@ KOREAN = "ko"
 LANGUAGES = (KOREAN, ENGLISH)  # the first is the default
 
 
-def say(name: str, **values: Any) -> str:
-    """The message in the contract's Korean."""
-    return CATALOGUE[name][0].format(**values)
+@dataclass(frozen=True)
+class Message:
+    """A message of the catalogue by its key, with its values, not yet in any language."""
+
+    key: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def text(self, language: str = KOREAN) -> str:
+        """The message in English when asked, else in the contract's Korean."""
+        template = CATALOGUE[self.key][language == ENGLISH]
+        # A mapping is a 400's details, its bad parameters: named with their reasons.
+        values = {
+            name: reasons(value, language) if isinstance(value, Mapping) else value
+            for name, value in self.values.items()
+        }
+        return template.format(**values)
 
 
-@cache
-def _patterns() -> list[tuple[re.Pattern[str], str]]:
-    """Each Korean template as a pattern that gives back its values, longest first."""
-    patterns = []
-    for korean, english in sorted(CATALOGUE.values(), key=lambda pair: -len(pair[0])):
-        parts = re.split(r"\{(\w+)\}", korean)
-        regex = "".join(
-            re.escape(part) if i % 2 == 0 else f"(?P<{part}>.*?)" for i, part in enumerate(parts)
-        )
-        patterns.append((re.compile(regex, re.DOTALL), english))
-    return patterns
+def say(name: str, **values: Any) -> Message:
+    """The message of the catalogue by that name, with these values."""
+    return Message(name, values)
 
 
-def reasons(details: dict[str, list[str]]) -> str:
-    """Each bad parameter and what it accepts, for invalid_parameters."""
-    return " ".join(f"{name}: {' '.join(why)}" for name, why in sorted(details.items()))
-
-
-def english_details(
-    message: str, details: dict[str, list[str]]
-) -> tuple[str, dict[str, list[str]]]:
-    """A 400's message and details in English: the details first, the message made of them."""
-    translated = {name: [english(why) for why in whys] for name, whys in details.items()}
-    return CATALOGUE["invalid_parameters"][1].format(reasons=reasons(translated)), translated
-
-
-def english(text: str) -> str:
-    """The English of a message the service wrote with say(); other text as it is."""
-    for pattern, template in _patterns():
-        match = pattern.fullmatch(text)
-        if match is not None:
-            return template.format(**match.groupdict())
-    return text
+def reasons(details: Mapping[str, list[Message]], language: str) -> str:
+    """Each bad parameter of a 400 and what it accepts, for invalid_parameters."""
+    return " ".join(
+        f"{name}: {' '.join(why.text(language) for why in whys)}"
+        for name, whys in sorted(details.items())
+    )

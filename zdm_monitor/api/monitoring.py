@@ -8,7 +8,6 @@ from collections.abc import Callable
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import ValidationError
 
 from .. import state
 from ..data import repository
@@ -33,7 +32,7 @@ from .schemas import (
     QueryParser,
     ServerQuery,
     ServerQuerySchema,
-    check_text,
+    text_refusal,
 )
 
 MAX_ID_DIGITS = len(str(MAX_BIGINT))
@@ -73,10 +72,10 @@ def parse_identifier(identifier: str, server: bool = False) -> tuple[int | None,
         if len(digits) > MAX_ID_DIGITS or int(digits) > MAX_BIGINT:
             raise no_server(identifier) if server else not_found(identifier, by_id=True)
         return int(digits), None
-    try:
-        return None, check_text(identifier, MAX_NAME_LENGTH)
-    except ValidationError as exc:
-        raise invalid_parameters({"identifier": [str(exc)]}) from None
+    refusal = text_refusal(identifier, MAX_NAME_LENGTH)
+    if refusal is not None:
+        raise invalid_parameters({"identifier": [refusal]})
+    return None, identifier
 
 
 def read_through(

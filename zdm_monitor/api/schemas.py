@@ -15,7 +15,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import MultiDict
 
 from ..data.repository import JobFilters
-from .messages import say
+from .messages import Message, say
 
 MODES = ("full", "increment", "smart")
 STATUSES = (
@@ -45,20 +45,17 @@ def doc(description: str, example: Any, **more: Any) -> dict[str, Any]:
 
 
 ANY_CASE = "Case-insensitive; surrounding spaces are ignored."
-# The documented form of check_text: no NUL, no U+FFFD (what undecodable bytes become).
+# The documented form of text_refusal: no NUL, no U+FFFD (what undecodable bytes become).
 TEXT_PATTERN = "^[^\\u0000\\uFFFD]*$"
-BAD_TEXT = say("bad_text")
-GIVEN_TWICE = say("given_twice")
-GIVEN_AS_LIST = say("given_as_list")
 
 
-def check_text(value: str, max_length: int) -> str:
-    """Refuse text the database cannot hold or the client did not mean."""
+def text_refusal(value: str, max_length: int) -> Message | None:
+    """Why text is refused that the database cannot hold or the client did not mean, if it is."""
     if "\x00" in value or "\ufffd" in value:
-        raise ValidationError(BAD_TEXT)
+        return say("bad_text")
     if len(value) > max_length:
-        raise ValidationError(say("too_long", length=max_length))
-    return value
+        return say("too_long", length=max_length)
+    return None
 
 
 class Text(fields.String):
@@ -71,7 +68,11 @@ class Text(fields.String):
         self.max_length = max_length
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        return check_text(super()._deserialize(value, attr, data, **kwargs), self.max_length)
+        text = super()._deserialize(value, attr, data, **kwargs)
+        refusal = text_refusal(text, self.max_length)
+        if refusal is not None:
+            raise ValidationError([refusal])
+        return text
 
 
 class Choice(fields.String):
@@ -95,7 +96,7 @@ class Choice(fields.String):
         name = super()._deserialize(value, attr, data, **kwargs).strip().lower()
         name = self.aliases.get(name, name)
         if name not in self.choices:
-            raise ValidationError(self.reason)
+            raise ValidationError([self.reason])
         return name
 
 
@@ -113,10 +114,10 @@ class Bounded(fields.Integer):
         text = str(value)
         # The length check keeps int() away from huge digit strings.
         if not (text.isascii() and text.isdigit() and len(text) <= len(str(self.maximum))):
-            raise ValidationError(self.reason)
+            raise ValidationError([self.reason])
         number = int(text)
         if not self.minimum <= number <= self.maximum:
-            raise ValidationError(self.reason)
+            raise ValidationError([self.reason])
         return number
 
 
@@ -140,7 +141,7 @@ class Partition(Text):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         path = super()._deserialize(value, attr, data, **kwargs)
         if not path.startswith("/"):
-            raise ValidationError(say("mount_point"))
+            raise ValidationError([say("mount_point")])
         return path.rstrip("/") or "/"
 
 
@@ -150,7 +151,7 @@ class Drive(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         match = DRIVE_PATTERN.fullmatch(super()._deserialize(value, attr, data, **kwargs))
         if match is None:
-            raise ValidationError(say("drive_letter"))
+            raise ValidationError([say("drive_letter")])
         return f"{match.group(1).upper()}:"
 
 
@@ -216,20 +217,20 @@ class FilterSchema(ma.Schema):
         them)."""
         getlist = getattr(data, "getlist", None)
         found: dict[str, str] = {}
-        refused: dict[str, list[str]] = {}
+        refused: dict[str, list[Message]] = {}
         keys = [field.data_key or field.name for field in self.fields.values()]  # in order
         for key in keys:
             assert key is not None
             values = getlist(key) if getlist else [data[key]] if key in data else []
             values = [v for v in values if v != ""]
             if len(values) > 1:
-                refused[key] = [GIVEN_TWICE]
+                refused[key] = [say("given_twice")]
             elif values:
                 found[key] = values[0]
         for key in data:
             name = key.partition("[")[0]
             if name != key and name in keys:
-                refused[name] = [GIVEN_AS_LIST]
+                refused[name] = [say("given_as_list")]
         if refused:
             raise ValidationError(refused)
         return found

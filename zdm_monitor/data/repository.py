@@ -10,6 +10,8 @@ from psycopg2.extensions import connection
 
 # backup.id and server.id are bigint.
 MAX_BIGINT = 2**63 - 1
+# ZDM's tables, all that the read functions read (schema.sql creates them in a new database).
+ZDM_TABLES = ("server", "repository", "backup", "backup_info", "backup_log")
 
 
 @dataclass(frozen=True)

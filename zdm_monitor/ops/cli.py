@@ -1,7 +1,7 @@
 """The zdm-monitor command: what an operator runs against a production database.
 
-The development stack (zdm_devstack) adds its own commands (serve, cluster, generate,
-load-demo) through the `zdm_monitor.commands` entry point group, as Flask's CLI takes plugins.
+The development workshop (serve, cluster, demo data, ...) has a command of its own, zdm-dev, in a
+distribution of its own (dev/).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Mapping
 from contextlib import closing
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
@@ -21,13 +20,12 @@ import psycopg2
 import psycopg2.errors
 
 from ..config import setting
-from ..data.database import apply_schema
+from ..data.schema import apply_schema
 from . import preflight
 from .envfile import read_env_file
 from .nginx import render_site
 
 DEFAULT_TOKEN_TTL = 7 * 24 * 3600
-PLUGIN_GROUP = "zdm_monitor.commands"
 
 
 def variable(name: str) -> str | None:
@@ -85,30 +83,7 @@ ttl_option = click.option(
 )
 
 
-class Commands(click.Group):
-    """The service's commands, plus those that installed plugins add or replace."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._plugins_loaded = False
-
-    def _load_plugins(self) -> None:
-        if self._plugins_loaded:
-            return
-        self._plugins_loaded = True
-        for entry in entry_points(group=PLUGIN_GROUP):
-            self.add_command(entry.load(), entry.name)
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load_plugins()
-        return super().list_commands(ctx)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        self._load_plugins()
-        return super().get_command(ctx, cmd_name)
-
-
-@click.group(cls=Commands)
+@click.group()
 def main() -> None:
     """ZDM backup-job monitoring service."""
 

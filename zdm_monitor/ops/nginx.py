@@ -8,7 +8,7 @@ from pathlib import Path
 from string import Template
 
 from ..api.errors import HTTP_MESSAGES
-from ..api.messages import ENGLISH, KOREAN, english
+from ..api.messages import LANGUAGES
 
 # The line of the site that names the gunicorn node, repeated once per node.
 UPSTREAM_LINE = re.compile(r"^.*\$\{ZDM_UPSTREAM\}.*$", re.MULTILINE)
@@ -21,9 +21,9 @@ def render_site(listen: str, upstreams: list[str], log_dir: Path, server_name: s
         lambda line: "\n".join(line[0].replace("${ZDM_UPSTREAM}", u) for u in upstreams), text
     )
     messages = "\n".join(
-        f'    "{language}:{status}" "{text}";'
-        for status, korean in HTTP_MESSAGES.items()
-        for language, text in ((KOREAN, korean), (ENGLISH, english(korean)))
+        f'    "{language}:{status}" "{message.text(language)}";'
+        for status, message in HTTP_MESSAGES.items()
+        for language in LANGUAGES
     )
     return Template(text).safe_substitute(
         ZDM_ERROR_MESSAGES=messages,

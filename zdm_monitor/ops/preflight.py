@@ -28,12 +28,12 @@ from ..config import (
     load_settings,
     token_key,
 )
-from ..data import catalog
 from ..data.database import DEADLINE_GRACE_S, read_deadline_s
 from ..data.deadlines import Deadline, DeadlineExceeded, Watchdog, connect_within
 from ..data.pool import connect_kwargs
 from ..data.replicas import CHECK_TIMEOUT_MS, Replica, Replicas
-from ..data.repository import READ_FUNCTIONS, READ_GUARD
+from ..data.repository import READ_GUARD, ZDM_TABLES
+from ..data.schema import FUNCTIONS, RELEASE_FUNCTION, read_sql, release
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 TAGS = {OK: "ok  ", WARN: "WARN", FAIL: "FAIL", SKIP: "skip"}
@@ -87,9 +87,6 @@ SELECT current_user, r.rolsuper,
     array(SELECT t FROM unnest(%(tables)s::text[]) t WHERE to_regclass(t) IS NULL),
     array(SELECT t FROM unnest(%(tables)s::text[]) t
           WHERE NOT has_table_privilege(to_regclass(t), 'SELECT')),
-    array(SELECT p.oid::regprocedure::text FROM pg_proc p
-          WHERE p.proname = ANY (%(functions)s) AND pg_function_is_visible(p.oid)
-            AND NOT has_function_privilege(p.oid, 'EXECUTE')),
     array(SELECT array[t, string_agg(w, ', ' ORDER BY j)]
           FROM unnest(%(tables)s::text[]) WITH ORDINALITY AS a(t, i),
                unnest(%(writes)s::text[]) WITH ORDINALITY AS b(w, j)
@@ -101,6 +98,25 @@ SELECT current_user, r.rolsuper,
           JOIN pg_class c ON c.oid = to_regclass(t)
           WHERE pg_has_role(c.relowner, 'USAGE') ORDER BY i)
 FROM pg_roles r WHERE r.rolname = current_user
+"""
+# Of this release's functions (in order), which are missing and which the role may not execute;
+# and what an older release left: other zdm_monitor_* functions, triggers (this one creates none).
+HELD = """
+SELECT
+    array(SELECT f FROM unnest(%(ours)s::text[]) WITH ORDINALITY AS a(f, i)
+          WHERE NOT EXISTS (SELECT FROM pg_proc p
+                            WHERE p.proname = f AND pg_function_is_visible(p.oid))
+          ORDER BY i),
+    array(SELECT f FROM unnest(%(ours)s::text[]) WITH ORDINALITY AS a(f, i)
+          WHERE EXISTS (SELECT FROM pg_proc p
+                        WHERE p.proname = f AND pg_function_is_visible(p.oid)
+                          AND NOT has_function_privilege(p.oid, 'EXECUTE'))
+          ORDER BY i),
+    array(SELECT p.oid::regprocedure::text FROM pg_proc p
+          WHERE p.proname LIKE 'zdm\\_monitor\\_%%' AND p.proname <> ALL (%(ours)s)
+            AND pg_function_is_visible(p.oid) ORDER BY 1),
+    array(SELECT t.tgname || ' on ' || t.tgrelid::regclass::text FROM pg_trigger t
+          WHERE NOT t.tgisinternal AND t.tgname LIKE 'zdm\\_monitor\\_%%' ORDER BY 1)
 """
 
 
@@ -140,6 +156,7 @@ class Preflight:
         self.settings: Settings | None = None  # every setting, the key a stand-in
         self.full: Settings | None = None  # with the real key
         self.conn: connection | None = None
+        self.role = ""  # the role DATABASE_URL connects as
         self.watchdog = Watchdog()
         self.results: list[Result] = []
 
@@ -222,7 +239,7 @@ class Preflight:
             )
             conn.autocommit = True
             self.conn = conn
-            number, version, role = self.rows(
+            number, version, self.role = self.rows(
                 "SELECT current_setting('server_version_num')::int,"
                 " current_setting('server_version'), current_user"
             )[0]
@@ -241,33 +258,58 @@ class Preflight:
                 " (pg_current_snapshot): upgrade the server"
             )
         return OK, (
-            f"PostgreSQL {version} (13 or later) at {where}, as {role}, answered in"
+            f"PostgreSQL {version} (13 or later) at {where}, as {self.role}, answered in"
             f" {took:.0f} ms (read deadline {seconds:g} s)"
         )
 
     def check_functions(self) -> tuple[str, str]:
         self.need_database()
-        problems = catalog.problems(self.rows)
-        if problems:
-            return FAIL, "; ".join(problems) + f": {INIT_DB}"
-        names = ", ".join(catalog.expected_functions())
-        return OK, f"{names}, as this release calls them; nothing of an older release"
+        ours = [RELEASE_FUNCTION, *FUNCTIONS]
+        missing, denied, leftovers, triggers = self.rows(HELD, ours=ours)[0]
+        shipped = release(read_sql())
+        redo = [f"{name} is missing" for name in missing]  # what init-db puts right
+        if RELEASE_FUNCTION in missing:
+            redo[0] += " (init-db never ran here, or an older release's did)"
+        elif RELEASE_FUNCTION not in denied:
+            stamp = self.rows(f"SELECT {RELEASE_FUNCTION}()")[0][0]
+            if stamp != shipped:
+                redo.insert(
+                    0,
+                    f"the functions are another release's ({RELEASE_FUNCTION}()"
+                    f" answers {stamp[:12]}, this release {shipped[:12]})",
+                )
+        redo += [f"{signature} is an older release's" for signature in leftovers]
+        if triggers:
+            redo.append(f"{len(triggers)} trigger(s) of an older release ({triggers[0]}, ...)")
+        found = [f"{'; '.join(redo)}: {INIT_DB}"] if redo else []
+        if denied:
+            names = ", ".join(denied)
+            found.append(
+                f"{self.role} may not execute {names}: GRANT EXECUTE ON FUNCTION"
+                f" {names} TO {self.role} ({ROLE_DOC})"
+            )
+        if found:
+            return FAIL, "; ".join(found)
+        return OK, (
+            f"{', '.join(FUNCTIONS)}: this release's ({RELEASE_FUNCTION}() answers"
+            f" {shipped[:12]}), executable by {self.role}; nothing of an older release"
+        )
 
     def check_role(self) -> tuple[str, str]:
         self.need_database()
-        tables = catalog.zdm_tables()
-        role, superuser, missing, unreadable, denied, writes, owned = self.rows(
-            ROLE, tables=tables, functions=list(READ_FUNCTIONS), writes=list(WRITES)
+        tables = list(ZDM_TABLES)
+        role, superuser, missing, unreadable, writes, owned = self.rows(
+            ROLE, tables=tables, writes=list(WRITES)
         )[0]
         if missing:
             return FAIL, (
                 f"{role} cannot see {', '.join(missing)} (missing, or no USAGE on the schema):"
                 " does DATABASE_URL name ZDM's database?"
             )
-        if unreadable or denied:
+        if unreadable:
             return FAIL, (
-                f"{role} may not read {', '.join(unreadable + denied)}: grant SELECT on ZDM's"
-                f" tables and EXECUTE on the read functions ({ROLE_DOC})"
+                f"{role} may not read {', '.join(unreadable)}: grant SELECT on ZDM's tables"
+                f" ({ROLE_DOC})"
             )
         by_rights: dict[str, list[str]] = {}  # the write rights -> the tables they are on
         for table, rights in writes:

@@ -1,7 +1,7 @@
 -- Upgrade steps for zdm-monitor's own database objects, applied by init-db after schema.sql and
 -- before the functions are (re)created. Each step is idempotent, says which release it upgrades
 -- from, and takes no lock on ZDM's tables unless there is something to remove;
--- tests/test_db.py installs each old object and checks that its step removes it.
+-- tests/data/test_database.py installs each old object and checks that its step removes it.
 -- CREATE OR REPLACE keeps a function's grants, but cannot change its arguments or result
 -- columns: an old signature must be dropped here, or it would stay beside the new one.
 
@@ -25,7 +25,7 @@ $$;
 -- 0.1.0's snapshot cache learnt of changes from statement-level triggers on ZDM's tables that
 -- sent NOTIFY at each commit: they slowed ZDM's writers and could fail their writes. Each
 -- trigger goes (dropping one waits for the writers' open transactions on its table: see
--- db.apply_schema), then the functions they ran.
+-- schema.apply_schema), then the functions they ran.
 DO $$
 DECLARE
     v_trigger record;

@@ -36,8 +36,8 @@ def installed_binaries() -> Path:
     spec = find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedPostgresError(
-            "The embedded PostgreSQL needs the pgserver package, which the dev extra brings:"
-            " pip install -e '.[dev]' (make run and make test install it), or set DATABASE_URL."
+            "The embedded PostgreSQL needs the pgserver package, which zdm-monitor-dev requires:"
+            " pip install -e ./dev (make run and make test install it), or set DATABASE_URL."
         )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 

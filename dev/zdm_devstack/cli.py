@@ -1,7 +1,6 @@
-"""The development commands of zdm-monitor: serve, cluster, generate, load-demo, demo-agent and
-token.
+"""The zdm-dev command, the workshop's: serve, cluster, generate, load-demo, demo-agent, token.
 
-They join the service's `zdm-monitor` command through the `zdm_monitor.commands` entry points.
+The operator's commands (init-db, check, nginx-config) are the service's own, zdm-monitor.
 """
 
 from __future__ import annotations
@@ -16,8 +15,8 @@ import click
 import psycopg2
 from psycopg2.extensions import connection
 
-from zdm_monitor.data.database import apply_schema
 from zdm_monitor.data.pool import connection_lost
+from zdm_monitor.data.schema import apply_schema
 from zdm_monitor.ops.cli import (
     DEFAULT_TOKEN_TTL,
     configured_secret,
@@ -38,18 +37,23 @@ from .postgres import EmbeddedPostgres, EmbeddedPostgresError, bin_dir, server_a
 from .stack import DEV_SECRET_FILE, Stack, StackError
 
 
+@click.group()
+def main() -> None:
+    """The development workshop of zdm-monitor: local servers, demo data, tokens."""
+
+
 def data_dir() -> Path:
     return Path(variable("ZDM_DATA_DIR") or "var").resolve()
 
 
-@click.command("load-demo")
+@main.command("load-demo")
 def load_demo() -> None:
     """Load the demo data set into DATABASE_URL if it holds no jobs yet."""
     loaded = prepare_database(database_url())
     click.echo("Demo data loaded." if loaded else "Jobs already present; demo data not loaded.")
 
 
-@click.command("demo-agent")
+@main.command("demo-agent")
 @click.option(
     "--interval",
     default=3.0,
@@ -143,7 +147,7 @@ def embedded_url() -> str:
     return postgres.url()
 
 
-@click.command()
+@main.command()
 @click.option("--jobs", required=True, type=click.IntRange(min=0), help="Jobs 1..N.")
 @click.option("--servers", required=True, type=click.IntRange(min=1), help="Servers.")
 @click.option("--lines", required=True, type=click.IntRange(min=0), help="Log lines per job.")
@@ -165,7 +169,7 @@ def generate(jobs: int, servers: int, lines: int, deep_lines: int, seed: int) ->
     click.echo("  " + ", ".join(f"{k} {v:.1f} s" for k, v in loaded["timings"].items()))
 
 
-@click.command()
+@main.command()
 @subject_option
 @ttl_option
 def token(subject: str, ttl: int) -> None:
@@ -184,7 +188,7 @@ def token(subject: str, ttl: int) -> None:
     print_token(path.read_text().strip(), f"the development secret {path}", subject, ttl)
 
 
-@click.command()
+@main.command()
 @click.option("--port", envvar="PORT", default=8000, show_default=True, type=int)
 @click.option(
     "--workers", type=int, help="gunicorn workers [default: 2, or 2 x cores + 1 with nginx]"
@@ -252,7 +256,7 @@ def banner(stack: Stack) -> None:
     )
 
 
-@click.command()
+@main.command()
 @click.option(
     "--port",
     envvar="PORT",

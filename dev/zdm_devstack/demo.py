@@ -8,7 +8,7 @@ from importlib.resources import files
 import psycopg2
 from psycopg2.extensions import connection
 
-from zdm_monitor.data.database import apply_schema
+from zdm_monitor.data.schema import apply_schema
 
 # The demo's jobs with a definition, in ID order (sql/demo.sql).
 DEMO_JOBS = (

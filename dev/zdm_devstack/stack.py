@@ -254,7 +254,7 @@ class Stack:
             holder = lock.read().strip() or "?"
             lock.close()
             raise StackError(
-                f"The data folder {self.data_dir} is in use by another zdm-monitor serve or"
+                f"The data folder {self.data_dir} is in use by another zdm-dev serve or"
                 f" cluster (pid {holder}). Stop that one first, or give this one its own"
                 " ZDM_DATA_DIR."
             ) from None

@@ -1,6 +1,6 @@
 """The app as the development stack serves it: the live page offers the development token.
 
-`zdm-monitor serve` signs that token with the data folder's development secret and passes it
+`zdm-dev serve` signs that token with the data folder's development secret and passes it
 in ZDM_DEV_TOKEN; the production entry point (wsgi.py) never reads that variable.
 """
 

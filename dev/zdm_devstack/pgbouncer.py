@@ -19,8 +19,9 @@ from psycopg2.extensions import parse_dsn
 from .postgres import own_folder, service_user
 from .stack import StackError
 
-# The checkout's sample, which docs/scaling-out.md shows for /etc/pgbouncer/pgbouncer.ini.
-SAMPLE = Path(__file__).resolve().parents[1] / "config" / "pgbouncer.ini"
+# The checkout's sample, which docs/scaling-out.md shows for /etc/pgbouncer/pgbouncer.ini; the
+# workshop is installed from the checkout (editable), here in dev/zdm_devstack/.
+SAMPLE = Path(__file__).resolve().parents[2] / "config" / "pgbouncer.ini"
 START_TIMEOUT_S = 10.0
 # Where a server is. Not who logs in: PgBouncer logs in as each client's own user, so a
 # SELECT-only client stays SELECT-only on the server.
