@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): setup.cfg pyproject.toml dev/setup.cfg dev/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./dev
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]' -e ./dev
 	touch $@
 
 run: $(STAMP)

@@ -87,10 +87,14 @@ def reader_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture
 def make_app(reader_url: str) -> Iterator[Callable[..., Flask]]:
-    """Build apps (as the SELECT-only role) from environment overrides; pools closed after."""
+    """Build apps (as the SELECT-only role) from environment overrides, started as a gunicorn
+    worker starts them (state.start; without gunicorn's threads, the slots are the pool's size),
+    unless started=False: such an app refuses to read; pools closed after."""
     apps: list[Flask] = []
 
-    def build(factory: Callable[..., Flask] = create_app, **env: str | None) -> Flask:
+    def build(
+        factory: Callable[..., Flask] = create_app, *, started: bool = True, **env: str | None
+    ) -> Flask:
         # The snapshot cache is off unless a test turns it on (tests/data/test_cache.py): the other
         # tests write and read at once, which the cache would answer for its max age.
         settings = {
@@ -102,6 +106,8 @@ def make_app(reader_url: str) -> Iterator[Callable[..., Flask]]:
         app = factory({k: v for k, v in settings.items() if v is not None})
         app.config["TESTING"] = True
         apps.append(app)
+        if started:
+            state.start(app)
         return app
 
     yield build

@@ -477,3 +477,17 @@ def test_a_listen_url_of_an_earlier_release_is_ignored_with_one_warning(
     warnings = [r.getMessage() for r in caplog.records if "DATABASE_LISTEN_URL" in r.getMessage()]
     assert len(warnings) == 1
     assert "ignored" in warnings[0] and "ZDM_CACHE_MAX_AGE_MS" in warnings[0]
+
+
+def test_a_worker_class_is_ignored_with_one_warning() -> None:
+    said: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = said.append  # type: ignore[method-assign]
+    logger = logging.getLogger("zdm_monitor")  # it does not propagate once configured
+    logger.addHandler(handler)
+    try:
+        create_app({**BASE, "GUNICORN_WORKER_CLASS": "sync"})
+    finally:
+        logger.removeHandler(handler)
+    (warning,) = [r.getMessage() for r in said if "GUNICORN_WORKER_CLASS" in r.getMessage()]
+    assert "ignored" in warning and "gthread" in warning

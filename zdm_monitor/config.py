@@ -39,6 +39,8 @@ METRICS_FILE = re.compile(r"(counter|gauge_[a-z]+|histogram|summary)_[0-9]+\.db"
 OBSOLETE = {
     "DATABASE_LISTEN_URL": "the snapshot cache no longer listens for change notifications: "
     "answers age out after ZDM_CACHE_MAX_AGE_MS instead (docs/performance.md)",
+    "GUNICORN_WORKER_CLASS": "the worker is gunicorn's gthread, whose threads the service "
+    "counts on to keep one free for the probes (docs/reliability.md)",
 }
 
 

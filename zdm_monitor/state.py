@@ -26,7 +26,8 @@ class State:
 
 
 def install(app: Flask, settings: Settings) -> State:
-    state = app.extensions[KEY] = State(settings, Database(settings), SnapshotCache(settings))
+    database = Database(settings)
+    state = app.extensions[KEY] = State(settings, database, SnapshotCache(settings, database.slots))
     return state
 
 
@@ -45,6 +46,19 @@ def database() -> Database:
 
 def cache() -> SnapshotCache:
     return of().cache
+
+
+def start(app: Flask, threads: int | None = None) -> None:
+    """Start what the app runs beside its requests, in this process: the deadline watchdog and
+    the replica monitor, and the slots sized for gunicorn's threads (None: no gunicorn, the
+    pool's size). gunicorn's post_worker_init calls it in each worker, after fork, never in the
+    master; an app never started refuses to read (database.NotStarted)."""
+    of(app).database.start(threads)
+
+
+def serves(app: object) -> bool:
+    """Whether the app is this service's (gunicorn's settings may run another: bench/ceiling.py)."""
+    return isinstance(app, Flask) and KEY in app.extensions
 
 
 def start_draining(app: Flask) -> None:

@@ -31,10 +31,13 @@ from support.processes import clean_env, free_port, kill_leftovers, wait_until
 from zdm_devstack.stack import SERVICE_APP, spawn_gunicorn
 from zdm_monitor import state
 from zdm_monitor.data.cache import SHARE
+from zdm_monitor.data.database import YOUNG_S
 
 MakeApp = Callable[..., Flask]
 SERVER_URL = "/api/backups/monitoring/system/"
 MAX_AGE_S = 1.0
+# ZDM_DB_POOL_SIZE's default: the slots of an app started without gunicorn.
+POOL_SIZE = 4
 
 
 class Clock:
@@ -181,6 +184,20 @@ def test_a_max_age_of_zero_reads_every_time(make_app: MakeApp, proxy: CountingPr
     assert len(proxy.take()) == 3
 
 
+def wait_together(app: Flask, identifier: str, count: int) -> tuple[list[Any], list[Any]]:
+    """Start count requests for the job at once; the answers list they fill, and the threads."""
+    answers: list[Any] = []
+    threads = [
+        threading.Thread(
+            target=lambda: answers.append(get(app.test_client(), f"{JOB_URL}{identifier}"))
+        )
+        for _ in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    return answers, threads
+
+
 @pytest.mark.parametrize(("identifier", "answer"), [("2", 200), ("no-such-job", 404)])
 def test_requests_waiting_for_the_same_key_share_one_read(
     counted: Callable[..., FlaskClient],
@@ -192,26 +209,53 @@ def test_requests_waiting_for_the_same_key_share_one_read(
     """A popular job's answer expires: the requests that arrive while it is being read again
     wait for that read instead of each sending their own, and get its answer, found or not."""
     app = counted(Clock()).application
-    answers: list[int] = []
     execute(db, "BEGIN; LOCK TABLE backup, backup_info IN ACCESS EXCLUSIVE MODE")
     try:
-        threads = [
-            threading.Thread(
-                target=lambda: answers.append(
-                    get(app.test_client(), f"{JOB_URL}{identifier}").status_code
-                )
-            )
-            for _ in range(6)
-        ]
-        for thread in threads:
-            thread.start()
+        # As many as the slots (the pool's size here): one reads, the others wait for it.
+        answers, threads = wait_together(app, identifier, POOL_SIZE)
         time.sleep(0.5)  # every request is waiting: one on the lock, the others on that read
     finally:
         execute(db, "ROLLBACK")
     for thread in threads:
         thread.join(10)
-    assert answers == [answer] * 6
+    assert [a.status_code for a in answers] == [answer] * POOL_SIZE
     assert len(proxy.take()) == 1
+
+
+def test_past_the_slots_a_request_is_a_503_at_once_and_memory_still_answers(
+    counted: Callable[..., FlaskClient], proxy: CountingProxy, db: connection
+) -> None:
+    """Every slot held past YOUNG_S by a read that does not end and the requests waiting for
+    it: one more request for the database is the 503 at once, not one more thread waiting; a
+    kept answer and the probe are still answered; the waiters get theirs when the read ends."""
+    client = counted(Clock())
+    app = client.application
+    kept = job(client, "1")
+    proxy.take()
+    execute(db, "BEGIN; LOCK TABLE backup, backup_info IN ACCESS EXCLUSIVE MODE")
+    try:
+        answers, threads = wait_together(app, "2", POOL_SIZE)
+        time.sleep(YOUNG_S * 3)
+        started = time.monotonic()
+        refused = get(client, f"{JOB_URL}3")
+        refused_after = time.monotonic() - started
+        started = time.monotonic()
+        from_memory = job(client, "1")
+        healthz = client.get("/healthz")
+        others_after = time.monotonic() - started
+    finally:
+        execute(db, "ROLLBACK")
+    for thread in threads:
+        thread.join(10)
+    assert refused.status_code == 503, refused.get_json()
+    assert refused.get_json()["code"] == "SERVICE-UNAVAILABLE"
+    assert refused.headers["Retry-After"] == "5"
+    assert refused_after < 0.1, refused_after
+    assert from_memory.status_code == 200
+    assert from_memory.get_json()["data"] == kept.get_json()["data"]
+    assert healthz.status_code == 200 and others_after < 0.1, others_after
+    assert [a.status_code for a in answers] == [200] * POOL_SIZE
+    assert len(proxy.take()) == 1  # job 2, once; job 3 never reached the database
 
 
 def two_workers(make_app: MakeApp, clock: Clock) -> tuple[FlaskClient, FlaskClient]:

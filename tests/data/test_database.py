@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +22,12 @@ from support.processes import wait_until
 
 from zdm_devstack.demo import load_demo
 from zdm_monitor import state
-from zdm_monitor.data.database import TRIAL_INTERVAL_S
+from zdm_monitor.data.database import (
+    TRIAL_INTERVAL_S,
+    YOUNG_S,
+    DatabaseUnavailable,
+    Slots,
+)
 from zdm_monitor.data.pool import PoolExhausted
 from zdm_monitor.data.repository import READ_GUARD
 from zdm_monitor.data.schema import apply_schema
@@ -300,3 +308,101 @@ def test_readyz_answers_within_a_second_even_when_connecting_hangs(
         proxy.silent.clear()
     assert status == 503
     assert 1.0 <= seconds < 1.3, seconds
+
+
+def hold_for(slots: Slots, seconds: float, taken: threading.Event) -> threading.Thread:
+    """A thread that holds a slot for the given time."""
+
+    def run() -> None:
+        with slots.hold():
+            taken.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert taken.wait(5)
+    return thread
+
+
+def test_a_full_slot_is_waited_for_while_its_holder_is_young() -> None:
+    """A healthy database answers in milliseconds: a request queues behind such a read."""
+    slots, taken = Slots(1), threading.Event()
+    holder = hold_for(slots, YOUNG_S / 2, taken)
+    started = time.monotonic()
+    with slots.hold():
+        waited = time.monotonic() - started
+    holder.join()
+    assert YOUNG_S / 4 < waited < YOUNG_S * 2, waited
+
+
+def test_when_every_holder_is_old_a_request_is_refused_at_once() -> None:
+    """Every slot held longer than YOUNG_S: the database is not answering; no wait behind it."""
+    slots, taken = Slots(2), threading.Event()
+    holders = [hold_for(slots, 1.0, taken)]
+    taken.clear()
+    holders.append(hold_for(slots, 1.0, taken))
+    time.sleep(YOUNG_S * 1.5)
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable), slots.hold():
+        pass
+    assert time.monotonic() - started < 0.02
+    for holder in holders:
+        holder.join()
+    with slots.hold(), slots.hold():  # freed; and a holder's own read takes no second slot
+        assert len(slots._held) == 1
+
+
+def test_the_slots_are_gunicorn_s_threads_but_one_else_the_pool_s_size(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(ZDM_DB_POOL_SIZE="6")
+    assert state.of(app).database.slots.size == 6  # no gunicorn: the pool's size
+    state.start(app, 4)  # what post_worker_init passes: gunicorn's threads
+    assert state.of(app).database.slots.size == 3
+
+
+def test_an_app_never_started_refuses_to_read_and_says_why(
+    make_app: Callable[..., Flask],
+) -> None:
+    client = make_app(started=False).test_client()
+    said: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = said.append  # type: ignore[method-assign]
+    logger = logging.getLogger("zdm_monitor")  # it does not propagate once configured
+    logger.addHandler(handler)
+    try:
+        response = client.get("/api/backups/monitoring/job/1", headers=bearer())
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 500
+    assert response.get_json()["code"] == "INTERNAL-ERROR"
+    assert client.get("/healthz").status_code == 200  # what touches no database still answers
+    (record,) = [r for r in said if r.exc_info]
+    assert record.exc_info is not None
+    assert "state.start(app)" in str(record.exc_info[1])
+
+
+def test_a_worker_that_cannot_start_its_watchdog_says_so_in_one_line(
+    make_app: Callable[..., Flask],
+) -> None:
+    """After fork, in a process that may start no thread (its user at RLIMIT_NPROC)."""
+    app = make_app()
+    said_from, said_to = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports through the pipe and leaves without any clean-up
+        lines = []
+        try:
+            handler = logging.Handler()
+            handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+            logging.getLogger("zdm_monitor.data.database").addHandler(handler)
+            os.setuid(54321)  # a user with no other process, and without root's exemption
+            resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+            state.start(app, 4)
+        finally:
+            os.write(said_to, "\n".join(lines).encode())
+            os._exit(0)
+    os.waitpid(pid, 0)
+    said = os.read(said_from, 4096).decode()
+    os.close(said_from)
+    os.close(said_to)
+    assert said == "could not start the deadline watchdog: can't start new thread", said

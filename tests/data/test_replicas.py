@@ -99,7 +99,6 @@ def replicated(servers: Servers, make_app: Callable[..., Flask]) -> Iterator[Fla
         DATABASE_REPLICA_URLS=" ".join(reader(r) for r in servers.replicas),
         ZDM_REPLICA_MAX_LAG_S=str(MAX_LAG_S),
     )
-    app.test_client().get("/readyz")  # the first read starts the monitor
     assert wait_until(lambda: states(app) == ["ok", "ok"], NOTICE_S), describe(app)
     yield app
     servers.write("DELETE FROM backup_log WHERE message = %s", NEW_LINE)
@@ -260,16 +259,19 @@ def test_an_unreachable_replica_is_skipped_at_once(servers: Servers, replicated:
     assert read_many(client, 4) == {"primary": 0, "replica1": 2, "replica2": 2}
 
 
-def test_the_monitor_starts_with_the_first_read_and_stops_on_close(
+def test_the_monitor_starts_with_the_worker_and_stops_on_close(
     servers: Servers, make_app: Callable[..., Flask]
 ) -> None:
     before = monitor_threads()
-    app = make_app(DATABASE_REPLICA_URLS=reader(servers.replicas[0]))
+    app = make_app(DATABASE_REPLICA_URLS=reader(servers.replicas[0]), started=False)
     assert monitor_threads() == before  # not at import or app creation: gunicorn forks later
     assert states(app) == ["starting"]
-    assert app.test_client().get("/readyz").status_code == 200
+    state.start(app)
     assert monitor_threads() == before + 1
-    assert states(app) == ["ok"]  # the first read waited for the first check
+    assert states(app) == ["ok"]  # start waited for the first check
+    assert app.test_client().get("/readyz").status_code == 200
+    state.start(app)  # a second start in the same process starts nothing more
+    assert monitor_threads() == before + 1
     state.close(app)
     assert monitor_threads() == before
 
@@ -288,7 +290,8 @@ def test_without_replicas_nothing_changes(make_app: Callable[..., Flask]) -> Non
 def test_a_forked_worker_watches_on_its_own_and_leaves_the_parent_s_connection(
     servers: Servers, make_app: Callable[..., Flask]
 ) -> None:
-    """What gunicorn's fork does to an app whose monitor already runs in the parent."""
+    """What gunicorn's fork and the worker's start do to an app whose monitor already runs in
+    the parent."""
     app = make_app(DATABASE_REPLICA_URLS=reader(servers.replicas[0]))
     assert app.test_client().get("/readyz").status_code == 200
     replicas = state.of(app).database.replicas
@@ -303,6 +306,7 @@ def test_a_forked_worker_watches_on_its_own_and_leaves_the_parent_s_connection(
         verdict = b"0"
         try:
             before = monitor_threads()
+            state.start(app)  # what gunicorn's post_worker_init does in each worker
             served = app.test_client().get("/readyz").status_code == 200
             ok = served and states(app) == ["ok"] and monitor_threads() == before + 1
             own = replica._monitor_conn is not None

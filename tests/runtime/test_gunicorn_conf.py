@@ -6,10 +6,12 @@ folder that holds files of its own, and compares the folder before and after.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -95,6 +97,7 @@ def test_a_refused_metrics_folder_leaves_the_working_folder_as_it_was(
         ("GUNICORN_ACCESS_LOG", "access.log", "GUNICORN_ACCESS_LOG='access.log' is neither -"),
         ("GUNICORN_BIND", "unix:zdm.sock", "GUNICORN_BIND='unix:zdm.sock': a unix socket needs"),
         ("ZDM_TIMEZONE", " ", "ZDM_TIMEZONE is set but empty"),
+        ("GUNICORN_THREADS", "1", "GUNICORN_THREADS=1 leaves no thread free for the probes"),
     ],
 )
 def test_each_refused_setting_is_one_line_and_touches_nothing(
@@ -210,3 +213,24 @@ def test_unset_the_workers_share_a_private_folder_removed_at_exit(tmp_path: Path
         server.stop()
     assert not any(tmp.iterdir()), list(tmp.rglob("*"))
     assert snapshot(work) == before
+
+
+def test_each_worker_starts_its_database_side_and_the_master_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    """post_worker_init starts each worker after fork: its reads run (a database that refuses
+    is the 503, not the 500 of an app never started), and gunicorn's master, which imports the
+    app, runs no thread of it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    server = Gunicorn(work, environment(tmp_path), tmp_path / "gunicorn.log")
+    try:
+        for _ in range(4):  # a connection each: both workers, most likely
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                server.get("/readyz")
+            assert refused.value.code == 503
+            assert json.loads(refused.value.read())["code"] == "SERVICE-UNAVAILABLE"
+        master = Path(f"/proc/{server.process.pid}/task")
+        assert [task.name for task in master.iterdir()] == [str(server.process.pid)]
+    finally:
+        server.stop()

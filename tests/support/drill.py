@@ -2,11 +2,11 @@
 then, in make run's shape and make serve-nginx's, the bad days of support/faults.py.
 
     make drill                      # 60 s of load, PostgreSQL down for 10 s, a worker kill,
-                                    # then 15 s each of held sockets, pipelined unfinished
-                                    # requests, held connections asked to close, 2,500
-                                    # half-sent heads, overlong unfinished heads and a frozen
-                                    # PostgreSQL, a killed backend and the odd requests, in both
-                                    # shapes
+                                    # then 15 s each of a frozen PostgreSQL, a killed backend
+                                    # and the odd requests in both shapes, and through nginx
+                                    # held sockets, pipelined unfinished requests, held
+                                    # connections asked to close, 2,500 half-sent heads and
+                                    # overlong unfinished heads
     python tests/support/drill.py --seconds 12 --outage 4     # a short run (the tests: 9 s, 3 s)
 
 Load is a bounded set of threads on loopback, each looping requests on keep-alive
@@ -265,36 +265,45 @@ def soak(stack: Stack, requests: int, threads: int, warmup: int = 30_000) -> dic
 
 
 def bad_days(nginx: bool, seconds: float) -> list[dict[str, object]]:
-    """The fault drills of support/faults.py against one shape, each for `seconds`."""
+    """The fault drills of support/faults.py against one shape, each for `seconds`: the
+    clients' drills through nginx only (they are nginx's to absorb), the database's in both."""
     folder = Path(mkdtemp(prefix="zdm-faults-"))
     with open(folder / "stack.log", "wb") as log:
         stack = fault_stack(folder, nginx, log)
     base = f"http://127.0.0.1:{stack.port}"
     assert stack.postgres is not None
     try:
-        results: list[dict[str, object]] = [
-            {"drill": "40 idle + 40 slowloris sockets", **held_sockets(base, stack.port, seconds)},
-            {
-                "drill": "12 unfinished requests pipelined behind whole ones",
-                **pipelined_requests(base, stack.port, seconds),
-            },
-            {
-                "drill": "10 held connections asked to close",
-                **closing_requests(base, stack.port, seconds),
-            },
-            {"drill": "2,500 half-sent heads", **half_sent_heads(base, stack.port, seconds)},
-            {"drill": "6 unfinished 830 KB heads", **overlong_heads(base, stack.port, seconds)},
+        results: list[dict[str, object]] = []
+        if nginx:
+            results += [
+                {
+                    "drill": "40 idle + 40 slowloris sockets",
+                    **held_sockets(base, stack.port, seconds),
+                },
+                {
+                    "drill": "12 unfinished requests pipelined behind whole ones",
+                    **pipelined_requests(base, stack.port, seconds),
+                },
+                {
+                    "drill": "10 held connections asked to close",
+                    **closing_requests(base, stack.port, seconds),
+                },
+                {"drill": "2,500 half-sent heads", **half_sent_heads(base, stack.port, seconds)},
+                {"drill": "6 unfinished 830 KB heads", **overlong_heads(base, stack.port, seconds)},
+            ]
+        results += [
             {"drill": "a backend SIGKILLed", **killed_backend(base, stack.env["DATABASE_URL"], 9)},
             {"drill": "PostgreSQL frozen", **frozen_database(base, stack.postgres.pgdata, seconds)},
         ]
         answers = odd_requests(stack.port)
         statuses = {name: int(a.split(b" ", 2)[1]) if a else 0 for name, a in answers.items()}
+        # gunicorn alone answers what it refuses with a page of its own: the development shape.
         json_only = all(b"application/json" in a.split(b"\r\n\r\n")[0] for a in answers.values())
         results.append(
             {
                 "drill": "odd requests",
                 "statuses": statuses,
-                "ok": json_only and all(400 <= s < 500 for s in statuses.values()),
+                "ok": (json_only or not nginx) and all(400 <= s < 500 for s in statuses.values()),
             }
         )
         return results

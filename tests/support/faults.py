@@ -3,10 +3,10 @@
 A poller asks for job 1 every 50 ms (each request on its own connection, so a stuck one shows)
 while the fault happens: held-open and slowloris sockets, a PostgreSQL backend SIGKILLed,
 PostgreSQL frozen with SIGSTOP, odd requests and tokens, unfinished requests pipelined behind
-whole ones, held connections asked to close, and more half-sent heads than a worker takes.
-Each drill returns what it saw
-and, as "ok", whether the service met its targets; tests/system/test_faults.py runs them short,
-`make drill` long.
+whole ones, held connections asked to close, and more half-sent heads than a server takes.
+Each drill returns what it saw and, as "ok", whether the service met its targets;
+tests/system/test_faults.py runs them short, `make drill` long. The clients' drills (sockets,
+heads, pipelining, closing) are nginx's to absorb: they run through nginx only.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import urllib.request
 from collections import Counter
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +33,44 @@ import psycopg2
 from support.api import JOB_URL, SECRET, bearer, make_token
 from support.processes import clean_env, free_port, free_port_pair
 from zdm_devstack.stack import Stack
-from zdm_monitor.runtime.worker import HEAD_TIMEOUT_S, LINGER_S
+from zdm_monitor.data.database import DEADLINE_GRACE_S
+
+SITE = files("zdm_monitor.ops").joinpath("nginx-site.conf").read_text(encoding="utf-8")
+
+
+def site_seconds(directive: str, default: float | None = None) -> float:
+    """A timeout the nginx site sets (every server block sets it alike), else nginx's default."""
+    found = set(re.findall(rf"^\s*{directive} (\d+)s;", SITE, re.MULTILINE))
+    if not found and default is not None:
+        return default
+    (seconds,) = found
+    return float(seconds)
+
+
+# How long a request head may take to arrive, and how long a closing connection is read from.
+HEAD_TIMEOUT_S = site_seconds("client_header_timeout")
+LINGER_S = site_seconds("lingering_timeout", 5.0)
+# Both shapes run make run's two workers, so that the frozen drill's polls outnumber the
+# request threads (2 x GUNICORN_THREADS), as a busy node's do.
+WORKERS = 2
+# The snapshot cache on, with a short max age: during a freeze most polls then wait for another
+# request's read of job 1 (the cache's one read a key), the rest read themselves, and a cached
+# answer hides the freeze for at most this long.
+CACHE_MAX_AGE_MS = 250
 
 
 def fault_stack(folder: Path, nginx: bool, output: Any) -> Stack:
-    """The shape `make run` (or `make serve-nginx`) starts, on an embedded PostgreSQL, with the
-    snapshot cache off: every poll must reach the database, frozen or killed (a cached answer
-    of an unchanged job would stay 200 through a freeze, rightly, and hide what is measured)."""
+    """The shape `make run` (or `make serve-nginx`) starts, on an embedded PostgreSQL."""
     stack = Stack(
         folder,
         free_port_pair() if nginx else free_port(),
         nginx=nginx,
-        workers=None if nginx else 2,
-        env=clean_env(ZDM_JWT_SECRET=SECRET, GUNICORN_ACCESS_LOG="/dev/null", ZDM_CACHE_SIZE="0"),
+        workers=WORKERS,
+        env=clean_env(
+            ZDM_JWT_SECRET=SECRET,
+            GUNICORN_ACCESS_LOG="/dev/null",
+            ZDM_CACHE_MAX_AGE_MS=str(CACHE_MAX_AGE_MS),
+        ),
         output=output,
     )
     stack.start()
@@ -223,16 +249,25 @@ def killed_backend(base: str, url: str, seconds: float) -> dict[str, Any]:
 # --- 3. PostgreSQL frozen (SIGSTOP): a hung host or a black-holed network looks the same ------
 
 
+# More pollers of job 1 than the two workers have request threads: without a thread kept from
+# the database, every thread of a worker ends up waiting on it and the probes queue behind.
+FROZEN_CLIENTS = 12
+# A read's deadline: ZDM_DB_STATEMENT_TIMEOUT_MS's default and the grace; the margin is the
+# loaded machine's.
+READ_DEADLINE_S = 5.0 + DEADLINE_GRACE_S
+DEADLINE_MARGIN_S = 0.5
+
+
 def frozen_database(
     base: str, pgdata: Path, freeze: float, before: float = 2.0, after: float = 4.0
 ) -> dict[str, Any]:
     """SIGSTOP every PostgreSQL process for `freeze` seconds; the probes polled meanwhile.
 
-    Targets: every request ends within 7 s, with 200 or 503 (503s seen); /healthz 200 within
-    0.5 s; /readyz 503 within 1.5 s; 200 again within 3 s of resuming.
+    Targets: every request ends within a read's deadline (6 s), with 200 or 503 (503s seen);
+    /healthz 200 within 0.5 s; /readyz 503 within 1.5 s; 200 again within 3 s of resuming.
     """
     with (
-        Poller(base, clients=4) as jobs,
+        Poller(base, clients=FROZEN_CLIENTS) as jobs,
         Poller(base, "/healthz", token=False) as health,
         Poller(base, "/readyz", token=False) as ready,
     ):
@@ -259,7 +294,7 @@ def frozen_database(
     ok = (
         set(jobs.statuses()) <= {200, 503}
         and 503 in {a.status for a in frozen_jobs}
-        and jobs.slowest() < 7
+        and jobs.slowest() < READ_DEADLINE_S + DEADLINE_MARGIN_S
         and {a.status for a in during(health)} == {200}
         and slowest["/healthz"] < 0.5
         and 503 in {a.status for a in during(ready)}
@@ -324,7 +359,7 @@ def odd_requests(port: int) -> dict[str, bytes]:
 
 
 # --- 6 and 7. Requests pipelined behind a whole one and never finished, and connections asked
-# to close that the client then holds open; 8. more half-sent heads than a worker takes; 9.
+# to close that the client then holds open; 8. more half-sent heads than gunicorn takes; 9.
 # unfinished heads longer than any head may be ------------------------------------------------
 
 # A whole request, then the start of a second one that never ends.
@@ -334,10 +369,10 @@ PIPELINED = (
 )
 CLOSING = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 HALF_SENT = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-# More than gunicorn's 100 header fields of 8,190 bytes, and no end.
+# More than any head may be (nginx's buffers, gunicorn's 100 fields of 8,190 bytes), no end.
 OVERLONG = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"a" * 830_000
 # The server's own bounds are what is measured; each gets a margin for the loaded machine and
-# for the worker's loop, which checks deadlines after its events and at least once a second.
+# for nginx, which checks its timers after its events.
 CLOSE_MARGIN_S = 1.5
 PROMPT_S = 0.5
 
@@ -450,8 +485,8 @@ def closing_requests(base: str, port: int, seconds: float, count: int = 10) -> d
 
 
 def half_sent_heads(base: str, port: int, seconds: float, count: int = 2500) -> dict[str, Any]:
-    """More connections with half a head than make run's two workers take (1,000 each). Target:
-    the polls as held_requests; the heads are closed when overdue."""
+    """More connections with half a head than gunicorn's two workers would take (1,000 each).
+    Target: the polls as held_requests; the heads are closed when overdue."""
     result, held = held_requests(base, port, HALF_SENT, count, seconds)
     late = [h for h in held if h.closed_after is None or h.closed_after > HEAD_TIMEOUT_S + 2]
     return {**result, "ok": result["ok"] and not late}

@@ -43,7 +43,7 @@ pytestmark = pytest.mark.slow
 
 WORKERS = 2
 # gunicorn.conf.py's default threads per worker: a node has WORKERS x THREADS requests in flight.
-THREADS = 2
+THREADS = 4
 LOAD_THREADS = 6
 LOAD_SECONDS = 6.0
 # ZDM_REPLICA_MAX_LAG_S's default: a line written on the primary is served within it.

@@ -263,7 +263,7 @@ def test_gunicorn_with_the_packaged_settings_serves_reloads_and_stops(
     lines = (tmp_path / "gunicorn.log").read_text().splitlines()
     records = [json.loads(line) for line in lines]  # every line JSON
     messages = [r.get("message", "") for r in records]
-    assert "Using worker: zdm_monitor.runtime.worker.HeadFirstWorker" in messages
+    assert "Using worker: gthread" in messages
     assert any("Hang up" in m for m in messages), messages
 
 

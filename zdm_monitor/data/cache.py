@@ -11,7 +11,9 @@ number of clients asking them. Its rules:
   ago (read on a replica: plus that replica's lag, which the router keeps under
   ZDM_REPLICA_MAX_LAG_S);
 - one read a key: requests of this worker that want the same key while it is being read wait
-  for that read and share it, so a popular key that expires is read once;
+  for that read and share it, so a popular key that expires is read once; each waits holding
+  one of the database's slots (database.Slots), as a read does, so that waits on a database
+  that does not answer never take every thread;
 - never backwards: a request that shows its client has seen a newer answer than the kept one
   is answered from a read of its own (the view decides when: monitoring.read_through,
   polling.seen_newer);
@@ -35,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Settings
-from .database import DEADLINE_GRACE_S
+from .database import DEADLINE_GRACE_S, Slots
 from .deadlines import DeadlineExceeded
 from .repository import JobSnapshot, ServerSnapshot
 
@@ -71,13 +73,16 @@ class Flight:
 
 
 class SnapshotCache:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, settings: Settings, slots: Slots, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.max_age_s = settings.cache_max_age_ms / 1000
         self.max_entries = settings.cache_size
         self.max_bytes = settings.cache_max_bytes
         self.on = self.max_age_s > 0 and self.max_entries > 0 and self.max_bytes > 0
         # A shared read ends within its deadline (db.py): a request waits that long at most.
         self.wait_s = settings.db_statement_timeout_ms / 1000 + DEADLINE_GRACE_S
+        self.slots = slots
         self.clock = clock
         self.bytes = 0
         self._entries: OrderedDict[Hashable, Entry] = OrderedDict()
@@ -93,11 +98,32 @@ class SnapshotCache:
         call's own, whatever is kept or in progress."""
         if not self.on:
             return Entry(key, read(), 0.0), True
+        if not fresh:
+            with self._lock:
+                kept = self._young(key)
+            if kept is not None:
+                return kept, False
+        # Reading or waiting for a read, this call waits on the database: it holds a slot for
+        # either, taken before it can become the read others wait for.
+        with self.slots.hold():
+            return self._fetch(key, read, fresh)
+
+    def _young(self, key: Hashable) -> Entry | None:
+        """The kept entry for key while it is younger than the max age (the lock held)."""
+        entry = self._entries.get(key)
+        if entry is None or self.clock() - entry.read_at >= self.max_age_s:
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def _fetch(
+        self, key: Hashable, read: Callable[[], Snapshot | None], fresh: bool
+    ) -> tuple[Entry, bool]:
+        """The entry kept meanwhile, else a read in progress waited for, else this call's."""
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and not fresh and self.clock() - entry.read_at < self.max_age_s:
-                self._entries.move_to_end(key)
-                return entry, False
+            kept = None if fresh else self._young(key)
+            if kept is not None:
+                return kept, False
             flight = None if fresh else self._flights.get(key)
             if flight is None:
                 leader = Flight()

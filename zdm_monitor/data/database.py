@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg2
@@ -17,6 +20,7 @@ from .deadlines import Deadline, DeadlineExceeded, Watchdog
 from .pool import Pool, connection_lost
 from .replicas import NoUsableReplica, Replicas
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 PRIMARY = "primary"
 
@@ -25,6 +29,9 @@ PRIMARY = "primary"
 DEADLINE_GRACE_S = 1.0
 # While the primary is known not to answer, one read this often tries it; the others are 503s.
 TRIAL_INTERVAL_S = 1.0
+# A healthy database answers in milliseconds: a slot held longer than this is a wait that may
+# last until the read's deadline, and no request queues behind it.
+YOUNG_S = 0.1
 
 
 def read_deadline_s(settings: Settings) -> float:
@@ -36,18 +43,71 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached, lost the connection, or did not answer in time."""
 
 
-class Silence:
-    """Whether the primary stopped answering: from a read that missed its deadline until one
-    that succeeds. Meanwhile reads fail at once, but for one trial a second, so a frozen server
-    holds at most one thread per process and the others keep answering (503) in time."""
+class NotStarted(RuntimeError):
+    """A read before state.start: the process has no deadline watchdog and no slots."""
+
+
+class Slots:
+    """How many threads of this process may wait on the database at once: a read, or a request
+    waiting for another's read of the same key (cache.py), each holds a slot while it waits.
+
+    gunicorn's gthread has a fixed number of threads; sized one less than that, one thread is
+    always free for the probes and for answers from memory, however long the database keeps the
+    others. A request that finds every slot taken waits for one only while some holder is young
+    (YOUNG_S): when all have waited longer, the database is not answering, and it is the 503 now.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._held: dict[int, float] = {}  # token: when it was taken
+        self._tokens = itertools.count()
+        self._freed = threading.Condition()
+        self._mine = threading.local()  # whether this thread holds one
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold a slot while the block runs (one a thread: a holder's read takes no other);
+        DatabaseUnavailable when none comes in time."""
+        if getattr(self._mine, "holding", False):
+            yield
+            return
+        with self._freed:
+            while len(self._held) >= self.size:
+                wait = max(self._held.values()) + YOUNG_S - time.monotonic()
+                if wait <= 0:
+                    raise DatabaseUnavailable("every slot waits on a database that does not answer")
+                self._freed.wait(wait)
+            token = next(self._tokens)
+            self._held[token] = time.monotonic()
+        self._mine.holding = True
+        try:
+            yield
+        finally:
+            self._mine.holding = False
+            with self._freed:
+                del self._held[token]
+                self._freed.notify()
+
+
+class CircuitBreaker:
+    """Open from a read of the primary that missed its deadline until one that succeeds.
+
+    While open, reads fail at once, but for one trial a second, so a frozen server holds at most
+    one more thread a second per process and the others keep answering (503) in time.
+    """
 
     def __init__(self) -> None:
-        self._since: float | None = None
+        self._opened: float | None = None
         self._next_trial = 0.0
         self._lock = threading.Lock()
 
+    @property
+    def open(self) -> bool:
+        return self._opened is not None
+
     def admit(self) -> bool:
-        if self._since is None:
+        """Whether a read may go ahead: the breaker is closed, or this is the trial."""
+        if self._opened is None:
             return True
         with self._lock:
             now = time.monotonic()
@@ -56,55 +116,81 @@ class Silence:
             self._next_trial = now + TRIAL_INTERVAL_S
             return True
 
-    def missed(self) -> None:
+    def trip(self) -> None:
+        """A read missed its deadline: open, and wait a trial interval before the next try."""
         with self._lock:
             now = time.monotonic()
-            if self._since is None:
-                self._since = now
+            if self._opened is None:
+                self._opened = now
             self._next_trial = max(self._next_trial, now + TRIAL_INTERVAL_S)
 
-    def answered(self) -> None:
-        self._since = None
+    def close(self) -> None:
+        """A read succeeded."""
+        self._opened = None
 
 
 class Database:
     """This process's reads: on a usable replica when there are any, else on the primary.
 
-    Every read has a deadline (statement_timeout plus DEADLINE_GRACE_S unless given): connect,
-    send and receive included, enforced on the client side (deadline.py), so a frozen server is
-    a 503 too, and then Silence keeps the next reads from waiting on it.
+    Every read holds one of the process's slots, and has a deadline (statement_timeout plus
+    DEADLINE_GRACE_S unless given): connect, send and receive included, enforced on the client
+    side (deadlines.py), so a frozen server is a 503 too, and then the circuit breaker keeps the
+    next reads from waiting on it.
 
     On the primary a read uses the request's connection, checked out on first use and given
     back at teardown (release). A read whose connection was lost (a server restart, a killed
     backend) is retried once on a new connection, after dropping the idle ones, which most
     likely died too; if that fails as well, the server is really down: the 503.
+
+    Nothing runs until start(), which a worker calls after fork (state.start).
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.primary = Pool(settings, settings.database_url, PRIMARY)
         self.watchdog = Watchdog()
-        self.silence = Silence()
+        self.breaker = CircuitBreaker()
+        self.slots = Slots(settings.db_pool_size)
         self.replicas = (
             Replicas(settings, self.watchdog) if settings.database_replica_urls else None
         )
+        self.started = False
+
+    def start(self, threads: int | None) -> None:
+        """Start this process's watchdog and replica monitor, and size its slots: one less than
+        gunicorn's threads, or without gunicorn the pool's size. Anything the process inherited
+        from a parent (gunicorn's master imports the app, then forks) is dropped, not closed."""
+        self.slots.size = self.settings.db_pool_size if threads is None else max(1, threads - 1)
+        self.primary.forget()
+        parts = [("the deadline watchdog", self.watchdog.start)]
+        if self.replicas is not None:
+            parts.append(("the replica monitor", self.replicas.start))
+        for name, begin in parts:
+            try:
+                begin()
+            except Exception as exc:  # the worker serves on; the log says what it lacks
+                log.error("could not start %s: %s", name, exc)
+        self.started = True
 
     def read(self, query: Callable[[connection], T], *, seconds: float | None = None) -> T:
+        if not self.started:
+            raise NotStarted("the database's reads need state.start(app) in this process first")
         deadline = Deadline(read_deadline_s(self.settings) if seconds is None else seconds)
-        if self.replicas is not None:
+        with self.slots.hold():
+            if self.replicas is not None:
+                try:
+                    return self.replicas.read(query, deadline)
+                except NoUsableReplica:
+                    metrics.record_read(PRIMARY)
+            if not self.breaker.admit():
+                raise DatabaseUnavailable("the breaker is open: one read a second tries")
             try:
-                return self.replicas.read(query, deadline)
-            except NoUsableReplica:
-                metrics.record_read(PRIMARY)
-        if not self.silence.admit():
-            raise DatabaseUnavailable("the primary has not answered; one read a second tries it")
-        try:
-            result = self._read_primary(query, deadline)
-        except DeadlineExceeded:
-            self.silence.missed()
-            raise
-        self.silence.answered()
-        return result
+                result = self._read_primary(query, deadline)
+            except DeadlineExceeded:
+                self.breaker.trip()
+                raise
+            self.breaker.close()
+            return result
 
     def _read_primary(self, query: Callable[[connection], T], deadline: Deadline) -> T:
         for retry in (False, True):
@@ -142,7 +228,10 @@ class Database:
         return None if self.replicas is None else self.replicas.describe()
 
     def close(self) -> None:
-        """Close this process's connections and stop the replica monitor."""
+        """Close this process's connections, stop the replica monitor and the watchdog: no
+        read after this, until start() again."""
+        self.started = False
         self.primary.close()
         if self.replicas is not None:
             self.replicas.close()
+        self.watchdog.stop()

@@ -42,8 +42,12 @@ class Deadline:
         return self.remaining() <= 0
 
 
+# How long stop() waits for the thread, which wakes at once.
+STOP_WAIT_S = 5.0
+
+
 class Watchdog:
-    """Shuts the sockets of reads past their deadline; one thread per process, started lazily.
+    """Shuts the sockets of reads past their deadline: one thread per process, from start().
 
     The thread sleeps until the earliest deadline it knows of (woken when an earlier one comes),
     not on a tick: under load it wakes about once a deadline's length, not many times a second.
@@ -55,12 +59,12 @@ class Watchdog:
         self._watched: dict[int, tuple[float, connection]] = {}
         self._next = math.inf  # when the thread wakes next
         self._tokens = itertools.count()
-        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
 
     @contextmanager
     def watch(self, conn: connection, deadline: Deadline) -> Iterator[None]:
         """Watch the connection while the block runs: past the deadline, its socket is shut."""
-        self._start()
         token = next(self._tokens)
         with self._lock:
             self._watched[token] = (deadline.at, conn)
@@ -72,22 +76,36 @@ class Watchdog:
             with self._lock:
                 self._watched.pop(token, None)
 
-    def _start(self) -> None:
-        if self._pid == os.getpid():
+    def start(self) -> None:
+        """Start the thread, unless it runs in this process already (after fork it does not).
+
+        After fork the lock may be held for good, by a parent's thread that is not here, and
+        what the parent watched is not this process's to shut: both start anew.
+        """
+        if self._thread is not None and self._thread.is_alive():
             return
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._watched.clear()
+        self._next = math.inf
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="zdm-db-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (the process is done reading)."""
+        thread = self._thread
         with self._lock:
-            if self._pid != os.getpid():  # never started, or forked: the thread is not here
-                self._watched.clear()
-                self._next = math.inf
-                thread = threading.Thread(target=self._run, name="zdm-db-watchdog", daemon=True)
-                thread.start()
-                self._pid = os.getpid()
+            self._stopping = True
+            self._wake.notify()
+        if thread is not None:
+            thread.join(STOP_WAIT_S)
 
     def _run(self) -> None:
         # Holding the lock while shutting: the read's own block waits for it on leaving, so its
         # connection is still its own.
         with self._lock:
-            while True:
+            while not self._stopping:
                 now = time.monotonic()
                 for token, (at, conn) in list(self._watched.items()):
                     if at <= now:

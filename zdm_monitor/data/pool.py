@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -69,13 +68,14 @@ class Pool:
         self.target = target
         self._idle: list[connection] = []
         self._in_use = 0
-        self._pid = os.getpid()
         self._lock = threading.Lock()
 
-    def _forget_parent(self) -> None:
-        """After fork, drop the parent's connections without closing its sockets."""
-        if self._pid != os.getpid():
-            self._idle, self._in_use, self._pid = [], 0, os.getpid()
+    def forget(self) -> None:
+        """Drop what a parent process opened (the worker starts after fork), without closing:
+        closing would end the parent's sessions on the sockets both processes share. The lock
+        starts anew too: a parent's thread may have held it at fork."""
+        self._lock = threading.Lock()
+        self._idle, self._in_use = [], 0
 
     def _report(self) -> None:
         metrics.record_pool(self.target, len(self._idle), self._in_use)
@@ -83,7 +83,6 @@ class Pool:
     def getconn(self, deadline: Deadline | None = None) -> connection:
         """An idle connection, else a new one (connected before the deadline, if one is given)."""
         with self._lock:
-            self._forget_parent()
             if self._idle:
                 self._in_use += 1
                 idle = self._idle.pop()
@@ -113,8 +112,6 @@ class Pool:
     def putconn(self, conn: connection) -> None:
         """Return a connection; one that broke or was left mid-transaction is closed instead."""
         with self._lock:
-            if self._pid != os.getpid():
-                return
             self._in_use -= 1
             keep = not conn.closed and conn.info.transaction_status == IDLE
             if keep:
@@ -126,7 +123,6 @@ class Pool:
     def close(self) -> None:
         """Close the idle connections of this process."""
         with self._lock:
-            self._forget_parent()
             idle, self._idle = self._idle, []
             self._report()
         for conn in idle:

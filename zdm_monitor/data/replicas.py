@@ -1,8 +1,8 @@
 """Reads spread over PostgreSQL streaming replicas; failed and lagging ones are skipped.
 
-Each worker process keeps one pool per replica and one monitor thread, started by the process's
-first read (never at import, never carried across fork), that asks every replica about once a
-second how far behind the primary it is: one small query per replica per second, whatever the
+Each worker process keeps one pool per replica and one monitor thread, started with the worker
+(state.start, after fork; never at import), that asks every replica about once a second how far
+behind the primary it is: one small query per replica per second, whatever the
 request rate. A read goes to the next usable replica in turn; a replica that cannot be reached
 is marked down at once and the read moves on. When none can take it, NoUsableReplica says so
 and the database (db.py) reads the primary.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,8 +136,9 @@ class Replica:
             self._monitor_conn = None
 
     def forget_parent(self) -> None:
-        """After fork, start from scratch without touching the parent's connection."""
+        """After fork, start from scratch without touching the parent's connections."""
         self.state = State(STARTING, None)
+        self.pool.forget()
         # Dropped, not closed: close() would end the parent's session on the socket both
         # processes share (psycopg2 closes nothing it collects in another process).
         self._monitor_conn = None
@@ -154,13 +154,11 @@ class Replicas:
         ]
         self._turn = itertools.count()
         self._lock = threading.Lock()
-        self._pid: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def read(self, query: Callable[[connection], T], deadline: Deadline) -> T:
         """Run the read on the next usable replica, moving on past unreachable ones."""
-        self._start_monitor()
         for replica in self._rotation():
             if deadline.expired:
                 break
@@ -190,7 +188,7 @@ class Replicas:
     def close(self) -> None:
         """Stop the monitor and close this process's replica connections."""
         with self._lock:
-            thread, self._thread, self._pid = self._thread, None, None
+            thread, self._thread = self._thread, None
             self._stop.set()
         if thread is not None:
             thread.join(STOP_WAIT_S)
@@ -205,27 +203,23 @@ class Replicas:
             usable = usable[turn:] + usable[:turn]
         return usable
 
-    def _start_monitor(self) -> None:
-        """Start this process's monitor on its first read: never at import, never across fork.
+    def start(self) -> None:
+        """Start this process's monitor, unless it runs here already (after fork it does not).
 
-        That first read waits for one check of every replica (a millisecond each), so even a
-        new worker's first reads go to a replica.
+        What the process inherited is forgotten first, and every replica checked once (a
+        millisecond each), so even a new worker's first reads go to a replica.
         """
-        if self._pid == os.getpid():
-            return
         with self._lock:
-            if self._pid == os.getpid():
+            if self._thread is not None and self._thread.is_alive():
                 return
-            if self._pid is not None:  # forked: the parent's thread does not run here
-                for replica in self.replicas:
-                    replica.forget_parent()
+            for replica in self.replicas:
+                replica.forget_parent()
             self._check_all()
             self._stop = threading.Event()
             self._thread = threading.Thread(
                 target=self._watch, args=(self._stop,), name="zdm-replica-monitor", daemon=True
             )
             self._thread.start()
-            self._pid = os.getpid()
 
     def _watch(self, stop: threading.Event) -> None:
         while not stop.wait(CHECK_INTERVAL_S):

@@ -64,14 +64,17 @@ workers = number("GUNICORN_WORKERS", 2 * (os.cpu_count() or 1) + 1)
 
 # gthread rather than sync: sync workers close the connection after every response, so
 # nginx's upstream keepalive would be wasted and each request would pay a TCP handshake; a
-# second thread also serves while the first waits on the database. Requests are short and
-# CPU-light, so a couple of threads suffice; more would only contend for the GIL.
-# HeadFirstWorker is gthread whose loop reads each request head under a 5 s deadline before a
-# thread takes it, so idle and slow clients cannot hold threads when nothing buffers in front,
-# and never waits on a client itself; it answers the probes apart from the request threads and
-# its own error pages in the JSON envelope (zdm_monitor/runtime/worker.py, docs/reliability.md).
-worker_class = env("GUNICORN_WORKER_CLASS", "zdm_monitor.runtime.worker.HeadFirstWorker")
-threads = number("GUNICORN_THREADS", 2)
+# thread also serves while another waits on the database. Requests are short and CPU-light, so
+# a few threads suffice; more would only contend for the GIL. gunicorn's own gthread, through
+# its documented settings: slow and pipelining clients are nginx's to absorb (docs/deploying.md).
+# At most threads - 1 of them wait on the database at once (data/database.py Slots): one is
+# always free for /healthz, /readyz and answers from memory, even when the database freezes.
+worker_class = "gthread"
+threads = number("GUNICORN_THREADS", 4)
+if threads < 2:
+    problems.append(
+        f"GUNICORN_THREADS={threads} leaves no thread free for the probes: give it 2 or more."
+    )
 
 # A worker silent for this long is killed: above the statement timeout, below nginx's.
 timeout = number("GUNICORN_TIMEOUT", 10)
@@ -83,8 +86,9 @@ keepalive = number("GUNICORN_KEEPALIVE", 75)
 
 # Import the app once in the master: a worker (including one replacing a recycled worker) then
 # starts by forking, in milliseconds instead of a second of imports, and a bad configuration
-# stops gunicorn before it binds. Nothing that must not cross fork is made at import time: the
-# database pool opens lazily in each worker.
+# stops gunicorn before it binds. Nothing that must not cross fork is made or started at import
+# time: each worker starts its own threads after fork (post_worker_init), and opens its database
+# connections as its requests need them.
 YES, NO = ("true", "1", "yes"), ("false", "0", "no")
 preload_app = choice("GUNICORN_PRELOAD", "true", YES + NO) in YES
 
@@ -99,9 +103,16 @@ max_requests_jitter = number("GUNICORN_MAX_REQUESTS_JITTER", 10000)
 # Only nginx on this host may set X-Forwarded-Proto; the app's ProxyFix trusts one hop.
 forwarded_allow_ips = env("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
-# Request line and headers: nginx refuses larger ones first; these bound direct callers.
+# What gunicorn refuses it answers with an HTML page of its own, which nginx would pass on, so
+# nginx refuses first (docs/reliability.md). A request line nginx passes on is at most 8,190
+# bytes (one 8k buffer): gunicorn's most. A header line is at most 8,192 with its end, which
+# gunicorn counts too: its limit is twice that, less a little. nginx passes on only the dozen
+# headers the service reads, far under 100; and any method made of A-Z, _ and -, which gunicorn
+# takes as it takes any token, for the app to answer (405). Alone, they bound direct callers.
 limit_request_line = 8190
 limit_request_fields = 100
+limit_request_field_size = 16380
+permit_unconventional_http_method = True
 
 # JSON access log on stdout, with the request ID the app answered with.
 accesslog = log_target("GUNICORN_ACCESS_LOG")
@@ -166,14 +177,19 @@ def on_exit(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Make /readyz answer 503 from the moment a worker is told to stop."""
+    """Start the worker's database side (after fork, sized for its threads), and make /readyz
+    answer 503 from the moment the worker is told to stop."""
     # Imported here, not at the top: the app's metrics read PROMETHEUS_MULTIPROC_DIR on import.
-    from zdm_monitor.state import start_draining
+    from zdm_monitor import state
 
+    app = worker.wsgi
+    if not state.serves(app):  # another app under these settings (bench/ceiling.py)
+        return
+    state.start(app, worker.cfg.threads)
     graceful_exit = signal.getsignal(signal.SIGTERM)
 
     def draining(signum: int, frame: Any) -> None:
-        start_draining(worker.wsgi)
+        state.start_draining(app)
         if callable(graceful_exit):
             graceful_exit(signum, frame)
 
@@ -182,9 +198,10 @@ def post_worker_init(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Close the worker's database connections once its last request is done."""
-    from zdm_monitor.state import close
+    from zdm_monitor import state
 
-    close(worker.wsgi)
+    if state.serves(worker.wsgi):
+        state.close(worker.wsgi)
 
 
 def child_exit(server: Any, worker: Any) -> None:
