@@ -179,7 +179,7 @@ def cpu_seconds(app: Flask, requests: list[Environ], count: int, expect: tuple[i
     """CPU seconds of count requests (taken in turn) on a renewed cache, after a warm-up whose
     answers must all be the expected status and body."""
     app_state = state.of(app)
-    app_state.cache = SnapshotCache(app_state.settings)
+    app_state.cache = SnapshotCache(app_state.settings, app_state.database.slots)
     for n in range(WARM_UP):
         status, _, body = call(app, requests[n % len(requests)])
         if (status, comparable(body)) != expect:
@@ -215,6 +215,7 @@ def main() -> None:
     args = parser.parse_args()
     token = os.environ["BENCH_TOKEN"]
     app = create_app()
+    state.start(app)
     hot = [environ(f"{JOB}{args.hot}", token)]
     cases = {"B": hot, "C": wall_polls(app, token, [int(j) for j in args.wall.split(",")])}
     # What each case answers with every trick: each request of a measure must answer the same.
