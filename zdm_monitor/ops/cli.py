@@ -19,8 +19,8 @@ import jwt
 import psycopg2
 import psycopg2.errors
 
-from ..config import setting
 from ..data.schema import apply_schema
+from ..environment import setting
 from . import preflight
 from .envfile import read_env_file
 from .nginx import render_site
@@ -29,7 +29,7 @@ DEFAULT_TOKEN_TTL = 7 * 24 * 3600
 
 
 def variable(name: str) -> str | None:
-    """An environment variable by the service's rule (config.setting): blank is refused."""
+    """An environment variable by the service's rule (environment.setting): blank is refused."""
     problems: list[str] = []
     value = setting(os.environ, name, problems)
     if problems:

@@ -19,21 +19,14 @@ import psycopg2
 from psycopg2.extensions import connection, parse_dsn
 
 from ..api.auth import TokenRejected, verify
-from ..config import (
-    HMAC_ALGORITHMS,
-    MIN_SECRET_BYTES,
-    OBSOLETE,
-    ConfigError,
-    Settings,
-    load_settings,
-    token_key,
-)
+from ..config import HMAC_ALGORITHMS, MIN_SECRET_BYTES, OBSOLETE, Settings, load_settings, token_key
 from ..data.database import DEADLINE_GRACE_S, read_deadline_s
 from ..data.deadlines import Deadline, DeadlineExceeded, Watchdog, connect_within
 from ..data.pool import connect_kwargs
 from ..data.replicas import CHECK_TIMEOUT_MS, Replica, Replicas
 from ..data.repository import READ_GUARD, ZDM_TABLES
 from ..data.schema import FUNCTIONS, RELEASE_FUNCTION, read_sql, release
+from ..environment import ConfigError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 TAGS = {OK: "ok  ", WARN: "WARN", FAIL: "FAIL", SKIP: "skip"}
