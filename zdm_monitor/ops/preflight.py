@@ -1,22 +1,17 @@
-"""zdm-monitor check: what would keep the service from serving, found before a dashboard does.
-
-Each check gives one result. One that needs what an earlier check could not give (settings that
-parse, a database that answers) says so instead of running, and one that breaks is a failure
-said in one line, never a traceback. Every query is a read-only transaction under the service's
-own read deadline (deadline.py). No result holds the secret, a password or the token.
-"""
+"""zdm-monitor check: the checks of docs/deploying.md's Preflight, one result each; one that
+needs what an earlier one could not give is not run, and every query only reads."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import jwt
 import psycopg2
-from psycopg2.extensions import connection, parse_dsn
+from psycopg2.extensions import connection
 
 from ..api.auth import TokenRejected, verify
 from ..config import HMAC_ALGORITHMS, MIN_SECRET_BYTES, OBSOLETE, Settings, load_settings, token_key
@@ -27,56 +22,27 @@ from ..data.replicas import CHECK_TIMEOUT_MS, Replica, Replicas
 from ..data.repository import READ_GUARD, ZDM_TABLES
 from ..data.schema import FUNCTIONS, RELEASE_FUNCTION, read_sql, release
 from ..environment import ConfigError
+from .report import FAIL, OK, SKIP, WARN, Result, describe, first_line, unreachable, why_rejected
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
-TAGS = {OK: "ok  ", WARN: "WARN", FAIL: "FAIL", SKIP: "skip"}
-# The read functions say how new an answer is with pg_current_snapshot() and
-# pg_snapshot_xmax() (sql/job_snapshot.sql), which came with PostgreSQL 13.
+# The read functions' pg_current_snapshot() and pg_snapshot_xmax() came with PostgreSQL 13.
 MIN_SERVER_VERSION = 130000
 INIT_DB = "run `zdm-monitor init-db` as the tables' owner"
 ROLE_DOC = "docs/deploying.md, Database role"
 WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
-# The token key has a line of its own: the other settings are loaded with this in its place,
-# so that a bad key alone still lets the database be checked.
+# The key has a check of its own: the others run with this stand-in, so a bad key stops nothing.
 KEY_SETTINGS = ("ZDM_JWT_SECRET", "ZDM_JWT_PUBLIC_KEY", "ZDM_JWT_ALGORITHMS")
 STAND_IN_KEY = {"ZDM_JWT_SECRET": "0" * MIN_SECRET_BYTES}
-
-
-@dataclass(frozen=True)
-class Result:
-    name: str
-    status: str
-    message: str
-
-    def line(self) -> str:
-        return f"{TAGS[self.status]} {self.name}: {self.message}"
 
 
 class NotRun(Exception):
     """What the check needs did not come: an earlier check failed."""
 
 
-def passed(results: list[Result]) -> bool:
-    return all(r.status in (OK, WARN) for r in results)
-
-
-def summary(results: list[Result]) -> str:
-    """The last line, as nginx -t ends with whether the test was successful."""
-    counts = {status: sum(r.status == status for r in results) for status in TAGS}
-    if passed(results):
-        warned = f" ({counts[WARN]} with a warning)" if counts[WARN] else ""
-        return f"zdm-monitor check: all {len(results)} passed{warned}."
-    skipped = f", {counts[SKIP]} not run" if counts[SKIP] else ""
-    return f"zdm-monitor check: {counts[FAIL]} of {len(results)} failed{skipped}."
-
-
-def run(env: Mapping[str, str], *, token: str | None, allow_writer: bool) -> list[Result]:
-    """Every check, in order."""
-    return Preflight(env, token, allow_writer).run()
-
-
+VERSION = """
+SELECT current_setting('server_version_num')::int, current_setting('server_version'), current_user
+"""
 ROLE = """
-SELECT current_user, r.rolsuper,
+SELECT r.rolsuper,
     array(SELECT t FROM unnest(%(tables)s::text[]) t WHERE to_regclass(t) IS NULL),
     array(SELECT t FROM unnest(%(tables)s::text[]) t
           WHERE NOT has_table_privilege(to_regclass(t), 'SELECT')),
@@ -113,39 +79,11 @@ SELECT
 """
 
 
-def describe(url: str) -> str:
-    """Where a URL points, without its password: user@host:port/dbname."""
-    try:
-        parts = parse_dsn(url)
-    except psycopg2.ProgrammingError:
-        return "(unreadable)"
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    where = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}"
-    return f"{user}{where}/{parts.get('dbname') or '?'}"
-
-
-def first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
-def unreachable(where: str, error: BaseException, within: str, setting: str, then: str) -> str:
-    """Why a server did not answer and what to do, without echoing its URL (libpq may quote it,
-    password and all)."""
-    if isinstance(error, psycopg2.ProgrammingError):
-        return f"{setting} holds a URL libpq does not accept: postgresql://user@host:port/dbname"
-    if isinstance(error, DeadlineExceeded):
-        return f"{where} did not answer within {within}: {then}"
-    return f"{where}: {first_line(error)}: {then}"
-
-
 class Preflight:
     """One run of the checks; the later ones use what the earlier ones found."""
 
     def __init__(self, env: Mapping[str, str], token: str | None, allow_writer: bool) -> None:
-        self.env = env
-        self.token = token
-        self.allow_writer = allow_writer
+        self.env, self.token, self.allow_writer = env, token, allow_writer
         self.settings: Settings | None = None  # every setting, the key a stand-in
         self.full: Settings | None = None  # with the real key
         self.conn: connection | None = None
@@ -154,11 +92,12 @@ class Preflight:
         self.results: list[Result] = []
 
     def run(self) -> list[Result]:
+        """Every check, in order."""
         try:
             self.attempt("settings", self.check_settings)
             self.attempt("key", self.check_key)
             if self.token is not None:
-                self.attempt("token", self.check_token)
+                self.attempt("token", partial(self.check_token, self.token))
             self.attempt("database", self.check_database)
             self.attempt("functions", self.check_functions)
             self.attempt("role", self.check_role)
@@ -173,6 +112,8 @@ class Preflight:
             status, message = check()
         except NotRun as exc:
             status, message = SKIP, f"not run: {exc}"
+        except ConfigError as exc:
+            status, message = FAIL, " ".join(exc.problems) + " (docs/configuration.md)"
         except (psycopg2.Error, DeadlineExceeded) as exc:
             status, message = FAIL, "the database stopped answering: " + first_line(exc)
         except Exception as exc:  # a check that breaks is a failure in one line, not a traceback
@@ -180,11 +121,8 @@ class Preflight:
         self.results.append(Result(name, status, message))
 
     def check_settings(self) -> tuple[str, str]:
-        try:
-            others = {k: v for k, v in self.env.items() if k not in KEY_SETTINGS}
-            self.settings = load_settings({**others, **STAND_IN_KEY})
-        except ConfigError as exc:
-            return FAIL, " ".join(exc.problems) + " (docs/configuration.md)"
+        others = {k: v for k, v in self.env.items() if k not in KEY_SETTINGS}
+        self.settings = load_settings({**others, **STAND_IN_KEY})
         replicas = len(self.settings.database_replica_urls)
         message = f"they parse: DATABASE_URL {describe(self.settings.database_url)}, "
         message += f"{replicas} replica{'' if replicas == 1 else 's'}"
@@ -194,10 +132,7 @@ class Preflight:
         return (WARN, "; ".join([message, *ignored]) + ".") if ignored else (OK, message)
 
     def check_key(self) -> tuple[str, str]:
-        try:
-            key, algorithms = token_key(self.env)
-        except ConfigError as exc:
-            return FAIL, " ".join(exc.problems) + " (docs/configuration.md)"
+        key, algorithms = token_key(self.env)
         if self.settings is not None:
             self.full = replace(self.settings, jwt_key=key, jwt_algorithms=algorithms)
         names = ", ".join(algorithms)
@@ -207,17 +142,13 @@ class Preflight:
         bits = getattr(jwt.get_algorithm_by_name(algorithms[0]).prepare_key(key), "key_size", "?")
         return OK, f"ZDM_JWT_PUBLIC_KEY, a {bits}-bit public key, for {names}"
 
-    def check_token(self) -> tuple[str, str]:
+    def check_token(self, token: str) -> tuple[str, str]:
         if self.full is None:
             raise NotRun("the settings and the key must be valid first")
-        assert self.token is not None
         try:
-            claims = verify(f"Bearer {self.token}", self.full)
+            claims = verify(f"Bearer {token}", self.full)
         except TokenRejected as exc:
-            return (
-                FAIL,
-                f"{exc.description}: {why_rejected(exc.description, self.token, self.full)}",
-            )
+            return FAIL, f"{exc.description}: {why_rejected(exc.description, token, self.full)}"
         left = claims["exp"] - time.time()
         return OK, f"it verifies: sub {claims.get('sub')!r}, expires in {left / 3600:.1f} h"
 
@@ -232,10 +163,7 @@ class Preflight:
             )
             conn.autocommit = True
             self.conn = conn
-            number, version, self.role = self.rows(
-                "SELECT current_setting('server_version_num')::int,"
-                " current_setting('server_version'), current_user"
-            )[0]
+            number, version, self.role = self.rows(VERSION)[0]
         except (psycopg2.Error, DeadlineExceeded) as exc:
             self.conn = None
             within = f"the read deadline, {seconds:g} s (ZDM_DB_STATEMENT_TIMEOUT_MS + "
@@ -290,10 +218,9 @@ class Preflight:
 
     def check_role(self) -> tuple[str, str]:
         self.need_database()
-        tables = list(ZDM_TABLES)
-        role, superuser, missing, unreadable, writes, owned = self.rows(
-            ROLE, tables=tables, writes=list(WRITES)
-        )[0]
+        tables, role = list(ZDM_TABLES), self.role
+        rows = self.rows(ROLE, tables=tables, writes=list(WRITES))
+        superuser, missing, unreadable, writes, owned = rows[0]
         if missing:
             return FAIL, (
                 f"{role} cannot see {', '.join(missing)} (missing, or no USAGE on the schema):"
@@ -375,34 +302,3 @@ class Preflight:
             if deadline.expired:
                 raise DeadlineExceeded from exc
             raise
-
-
-def why_rejected(description: str, token: str, settings: Settings) -> str:
-    """What to do about a token the service refuses, from its unverified header and claims."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-        algorithm = jwt.get_unverified_header(token).get("alg")
-    except jwt.InvalidTokenError:
-        claims, algorithm = {}, None
-    key = (
-        "ZDM_JWT_SECRET" if settings.jwt_algorithms[0] in HMAC_ALGORITHMS else "ZDM_JWT_PUBLIC_KEY"
-    )
-    expired = claims.get("exp")
-    ago = f", {time.time() - expired:.0f} s ago" if isinstance(expired, int | float) else ""
-    allowed = ", ".join(settings.jwt_algorithms)
-    hints = {
-        "token expired": f"its exp is {expired}{ago} (leeway {settings.jwt_leeway} s):"
-        " have a new one issued",
-        "token not yet valid": "its nbf or iat is ahead of this host's clock: check both clocks",
-        "wrong audience": f"its aud is {claims.get('aud')!r},"
-        f" ZDM_JWT_AUDIENCE {settings.jwt_audience!r}",
-        "wrong issuer": f"its iss is {claims.get('iss')!r}, ZDM_JWT_ISSUER {settings.jwt_issuer!r}",
-        "missing claim": "it lacks exp, or aud or iss while ZDM_JWT_AUDIENCE or ZDM_JWT_ISSUER"
-        " is set",
-        "bad signature": f"it was signed with another key than {key}: set the key the ZDM API"
-        " signs with",
-        "algorithm not allowed": f"it is signed with {algorithm}; ZDM_JWT_ALGORITHMS allows"
-        f" {allowed}",
-        "malformed token": "it is not a JWT (header.payload.signature, base64url)",
-    }
-    return hints.get(description, "see the ZDM_JWT_* settings in docs/configuration.md")
