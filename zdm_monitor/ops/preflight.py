@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
+from importlib.resources import files
 from typing import Any
 
 import jwt
@@ -41,42 +42,11 @@ class NotRun(Exception):
 VERSION = """
 SELECT current_setting('server_version_num')::int, current_setting('server_version'), current_user
 """
-ROLE = """
-SELECT r.rolsuper,
-    array(SELECT t FROM unnest(%(tables)s::text[]) t WHERE to_regclass(t) IS NULL),
-    array(SELECT t FROM unnest(%(tables)s::text[]) t
-          WHERE NOT has_table_privilege(to_regclass(t), 'SELECT')),
-    array(SELECT array[t, string_agg(w, ', ' ORDER BY j)]
-          FROM unnest(%(tables)s::text[]) WITH ORDINALITY AS a(t, i),
-               unnest(%(writes)s::text[]) WITH ORDINALITY AS b(w, j)
-          WHERE CASE WHEN w IN ('INSERT', 'UPDATE')
-                     THEN has_any_column_privilege(to_regclass(t), w)
-                     ELSE has_table_privilege(to_regclass(t), w) END
-          GROUP BY t, i ORDER BY i),
-    array(SELECT t FROM unnest(%(tables)s::text[]) WITH ORDINALITY AS a(t, i)
-          JOIN pg_class c ON c.oid = to_regclass(t)
-          WHERE pg_has_role(c.relowner, 'USAGE') ORDER BY i)
-FROM pg_roles r WHERE r.rolname = current_user
-"""
-# Of this release's functions (in order), which are missing and which the role may not execute;
-# and what an older release left: other zdm_monitor_* functions, triggers (this one creates none).
-HELD = """
-SELECT
-    array(SELECT f FROM unnest(%(ours)s::text[]) WITH ORDINALITY AS a(f, i)
-          WHERE NOT EXISTS (SELECT FROM pg_proc p
-                            WHERE p.proname = f AND pg_function_is_visible(p.oid))
-          ORDER BY i),
-    array(SELECT f FROM unnest(%(ours)s::text[]) WITH ORDINALITY AS a(f, i)
-          WHERE EXISTS (SELECT FROM pg_proc p
-                        WHERE p.proname = f AND pg_function_is_visible(p.oid)
-                          AND NOT has_function_privilege(p.oid, 'EXECUTE'))
-          ORDER BY i),
-    array(SELECT p.oid::regprocedure::text FROM pg_proc p
-          WHERE p.proname LIKE 'zdm\\_monitor\\_%%' AND p.proname <> ALL (%(ours)s)
-            AND pg_function_is_visible(p.oid) ORDER BY 1),
-    array(SELECT t.tgname || ' on ' || t.tgrelid::regclass::text FROM pg_trigger t
-          WHERE NOT t.tgisinternal AND t.tgname LIKE 'zdm\\_monitor\\_%%' ORDER BY 1)
-"""
+
+
+def query(name: str) -> str:
+    """One of the checks' longer queries, kept as SQL in ops/sql/."""
+    return files("zdm_monitor.ops").joinpath("sql", name).read_text(encoding="utf-8")
 
 
 class Preflight:
@@ -186,7 +156,7 @@ class Preflight:
     def check_functions(self) -> tuple[str, str]:
         self.need_database()
         ours = [RELEASE_FUNCTION, *FUNCTIONS]
-        missing, denied, leftovers, triggers = self.rows(HELD, ours=ours)[0]
+        missing, denied, leftovers, triggers = self.rows(query("held.sql"), ours=ours)[0]
         shipped = release(read_sql())
         redo = [f"{name} is missing" for name in missing]  # what init-db puts right
         if RELEASE_FUNCTION in missing:
@@ -219,7 +189,7 @@ class Preflight:
     def check_role(self) -> tuple[str, str]:
         self.need_database()
         tables, role = list(ZDM_TABLES), self.role
-        rows = self.rows(ROLE, tables=tables, writes=list(WRITES))
+        rows = self.rows(query("role.sql"), tables=tables, writes=list(WRITES))
         superuser, missing, unreadable, writes, owned = rows[0]
         if missing:
             return FAIL, (
