@@ -39,13 +39,8 @@ class NotRun(Exception):
     """What the check needs did not come: an earlier check failed."""
 
 
-VERSION = """
-SELECT current_setting('server_version_num')::int, current_setting('server_version'), current_user
-"""
-
-
 def query(name: str) -> str:
-    """One of the checks' longer queries, kept as SQL in ops/sql/."""
+    """One of the checks' queries, kept as SQL in ops/sql/."""
     return files("zdm_monitor.ops").joinpath("sql", name).read_text(encoding="utf-8")
 
 
@@ -133,7 +128,7 @@ class Preflight:
             )
             conn.autocommit = True
             self.conn = conn
-            number, version, self.role = self.rows(VERSION)[0]
+            number, version, self.role = self.rows(query("version.sql"))[0]
         except (psycopg2.Error, DeadlineExceeded) as exc:
             self.conn = None
             within = f"the read deadline, {seconds:g} s (ZDM_DB_STATEMENT_TIMEOUT_MS + "
@@ -189,8 +184,8 @@ class Preflight:
     def check_role(self) -> tuple[str, str]:
         self.need_database()
         tables, role = list(ZDM_TABLES), self.role
-        rows = self.rows(query("role.sql"), tables=tables, writes=list(WRITES))
-        superuser, missing, unreadable, writes, owned = rows[0]
+        row = self.rows(query("role.sql"), tables=tables, writes=list(WRITES))[0]
+        superuser, missing, unreadable, writes, owned = row
         if missing:
             return FAIL, (
                 f"{role} cannot see {', '.join(missing)} (missing, or no USAGE on the schema):"
@@ -259,14 +254,14 @@ class Preflight:
         if self.conn is None:
             raise NotRun("the database must answer first")
 
-    def rows(self, query: str, **params: Any) -> list[Any]:
+    def rows(self, sql: str, **params: Any) -> list[Any]:
         """One read-only query on the primary, within the service's read deadline."""
         assert self.conn is not None and self.settings is not None
         deadline = Deadline(read_deadline_s(self.settings))
         params["timeout_ms"] = self.settings.db_statement_timeout_ms
         try:
             with self.watchdog.watch(self.conn, deadline), self.conn.cursor() as cur:
-                cur.execute(READ_GUARD + query, params)
+                cur.execute(READ_GUARD + sql, params)
                 return cur.fetchall()
         except psycopg2.Error as exc:
             if deadline.expired:
