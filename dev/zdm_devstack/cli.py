@@ -118,6 +118,7 @@ def move(agent: Agent, interval: float, rounds: int) -> psycopg2.Error | None:
     click.echo(f"demo-agent: writing every {interval:g} s; Ctrl-C stops it and puts the demo back.")
     done = 0
     try:
+        agent.start()
         while not rounds or done < rounds:
             for line in agent.tick():
                 click.echo(f"  {line}")
