@@ -60,7 +60,7 @@ READER_GRANTS = """
 GRANT USAGE ON SCHEMA public TO {role};
 GRANT SELECT ON server, repository, backup, backup_info, backup_log TO {role};
 GRANT EXECUTE ON FUNCTION zdm_monitor_job_snapshot, zdm_monitor_server_snapshot,
-    zdm_monitor_written TO {role};
+    zdm_monitor_written, zdm_monitor_release TO {role};
 """
 
 
