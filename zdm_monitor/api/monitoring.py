@@ -20,19 +20,18 @@ from ..data.repository import (
     ServerRead,
     ServerSnapshot,
 )
-from . import openapi, payloads, polling
+from . import bodies, openapi, payloads, polling
 from .auth import require_token
 from .envelope import encode, success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
+from .fields import MAX_NAME_LENGTH, text_refusal
 from .messages import say
 from .schemas import (
-    MAX_NAME_LENGTH,
     MonitoringQuery,
     MonitoringQuerySchema,
     QueryParser,
     ServerQuery,
     ServerQuerySchema,
-    text_refusal,
 )
 
 MAX_ID_DIGITS = len(str(MAX_BIGINT))
@@ -129,7 +128,7 @@ class JobMonitoring(MethodView):
     @blp.arguments(MonitoringQuerySchema(), location="query", error_status_code=400)
     @blp.alt_response(
         200,
-        schema=openapi.MonitoringResponseSchema,
+        schema=bodies.MonitoringResponseSchema,
         headers=openapi.RESPONSE_HEADERS,
         description="The job's server, partition or drive, progress and one page of its log.",
         success=True,
@@ -208,7 +207,7 @@ class ServerMonitoring(MethodView):
     @blp.arguments(ServerQuerySchema(), location="query", error_status_code=400)
     @blp.alt_response(
         200,
-        schema=openapi.ServerResponseSchema,
+        schema=bodies.ServerResponseSchema,
         headers=openapi.SERVER_RESPONSE_HEADERS,
         description="The server, the summary of its jobs the filters select, and one page of "
         "them with their newest log lines.",
