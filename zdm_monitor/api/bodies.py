@@ -1,5 +1,5 @@
 """The documented response bodies: the envelopes and their data, as the OpenAPI document shows
-them (payloads.py and envelope.py build the real ones)."""
+them (payloads.py, envelope.py and errors.py build the real ones)."""
 
 from __future__ import annotations
 
