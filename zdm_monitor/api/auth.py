@@ -52,10 +52,7 @@ def verify(header: str | None, settings: Settings) -> dict[str, Any]:
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer":
         # RFC 6750 3.1: a request using another scheme gets the bare challenge, no error code.
-        raise Unauthorized(
-            say("bearer_form"),
-            headers={"WWW-Authenticate": REALM},
-        )
+        raise Unauthorized(say("bearer_form"), headers={"WWW-Authenticate": REALM})
     token = token.strip()
     if not token:
         raise TokenRejected(say("token_empty"), "empty token", "invalid_request")
@@ -68,9 +65,8 @@ def verify(header: str | None, settings: Settings) -> dict[str, Any]:
 def _verified_claims(token: str, settings: Settings) -> dict[str, Any]:
     """Check signature, algorithm, audience, issuer and claim types, once per token.
 
-    Dashboards send the same token on every poll, so the signature check is cached; the time
-    claims change meaning with the clock and are checked on every request by _check_times.
-    Only tokens that pass are cached (a raised exception is not).
+    Dashboards send the same token on every poll; only tokens that pass are kept (a raised
+    exception is not), and the time claims are checked on every request by _check_times.
     """
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -97,8 +93,7 @@ def _verified_claims(token: str, settings: Settings) -> dict[str, Any]:
     for claim in NUMERIC_DATE_CLAIMS:
         if claim in claims and not is_numeric_date(claims[claim]):
             raise TokenRejected(
-                say("token_numeric_date", claim=claim),
-                f"{claim} is not a NumericDate",
+                say("token_numeric_date", claim=claim), f"{claim} is not a NumericDate"
             )
     return claims
 

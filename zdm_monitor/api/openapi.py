@@ -59,18 +59,17 @@ def parameters(subject: str, example: str) -> list[dict[str, Any]]:
             "example": example,
         },
         request_header(
-            "If-None-Match",
-            "The ETag of the answer the client holds: 304 while it is current.",
+            "If-None-Match", "The ETag of the answer the client holds: 304 while it is current."
         ),
         request_header(
             "Accept-Language",
-            "`en` (or `en-US`, ...) preferred to Korean: error texts in English. "
-            "The codes are the same in both languages.",
+            "`en` (or `en-US`, ...) preferred to Korean: error texts in English. The codes are "
+            "the same in both languages.",
         ),
         request_header(
             "X-Request-ID",
-            "The caller's request ID, echoed back and logged: 1-128 of "
-            "`A-Z a-z 0-9 . _ : -`; anything else is replaced by a new ID.",
+            "The caller's request ID, echoed back and logged: 1-128 of `A-Z a-z 0-9 . _ : -`; "
+            "anything else is replaced by a new ID.",
         ),
     ]
 

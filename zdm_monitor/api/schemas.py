@@ -30,10 +30,9 @@ STATUSES = (
 REPOSITORY_TYPES = ("smb", "nfs")
 MAX_PATH_LENGTH = 4096
 MAX_PAGE = 100_000
-MAX_LIMIT = 1000
 DEFAULT_LIMIT = 20
 MAX_LINE = 2**31 - 1  # backup_log.line is an integer
-SORT_ORDERS = ("asc", "desc")
+PARSED_QUERIES = 1024
 
 
 def doc(description: str, example: Any, **more: Any) -> dict[str, Any]:
@@ -81,12 +80,10 @@ class FilterSchema(ma.Schema):
     repositoryType = Choice(
         REPOSITORY_TYPES,
         aliases={"cifs": "smb"},
-        data_key="repositoryType",
         metadata=doc("Repository type; `cifs` means `smb`.", "nfs"),
     )
     repositoryPath = Text(
         max_length=MAX_PATH_LENGTH,
-        data_key="repositoryPath",
         metadata=doc("Repository path, exact.", "/backup/linux-server-01"),
     )
     status = Choice(
@@ -94,7 +91,7 @@ class FilterSchema(ma.Schema):
         aliases={"run": "processing", "running": "processing"},
         metadata=doc("Job status filter; `run` and `running` mean `processing`.", "processing"),
     )
-    jobName = Text(data_key="jobName", metadata=doc("Job name, exact.", "daily-backup"))
+    jobName = Text(metadata=doc("Job name, exact.", "daily-backup"))
 
     @pre_load
     def single_values(self, data: Any, **kwargs: Any) -> dict[str, str]:
@@ -156,11 +153,7 @@ class MonitoringQuerySchema(FilterSchema):
             2,
         ),
     )
-    limit = Bounded(
-        MAX_LIMIT,
-        load_default=DEFAULT_LIMIT,
-        metadata=doc("Log lines per page.", 50),
-    )
+    limit = Bounded(1000, load_default=DEFAULT_LIMIT, metadata=doc("Log lines per page.", 50))
     after = Bounded(
         MAX_LINE,
         minimum=0,
@@ -172,7 +165,7 @@ class MonitoringQuerySchema(FilterSchema):
         ),
     )
     sort = Choice(
-        SORT_ORDERS,
+        ("asc", "desc"),
         load_default="asc",
         metadata=doc("Order of the returned log lines: `asc` (oldest first) or `desc`.", "desc"),
     )
@@ -190,11 +183,6 @@ class MonitoringQuerySchema(FilterSchema):
         )
 
 
-MAX_SERVER_LIMIT = 100
-MAX_LOG_LIMIT = 100
-DEFAULT_LOG_LIMIT = 10
-
-
 @dataclass(frozen=True)
 class ServerQuery:
     filters: JobFilters
@@ -209,23 +197,17 @@ class ServerQuerySchema(FilterSchema):
     """Query parameters of the server view: the job filters, pages of jobs, lines per job."""
 
     page = Bounded(
-        MAX_PAGE,
-        metadata=doc("Page of the server's jobs, in job ID order.", 1, default=1),
+        MAX_PAGE, metadata=doc("Page of the server's jobs, in job ID order.", 1, default=1)
     )
-    limit = Bounded(
-        MAX_SERVER_LIMIT,
-        metadata=doc("Jobs per page.", 12, default=DEFAULT_LIMIT),
-    )
+    limit = Bounded(100, metadata=doc("Jobs per page.", 12, default=DEFAULT_LIMIT))
     logLimit = Bounded(
-        MAX_LOG_LIMIT,
+        100,
         minimum=0,
-        load_default=DEFAULT_LOG_LIMIT,
-        data_key="logLimit",
+        load_default=10,
         metadata=doc("How many of each job's newest log lines, oldest first.", 5),
     )
     detail = Flag(
-        load_default=False,
-        metadata=doc(DETAIL_DESCRIPTION.replace("job.", "each job's "), "true"),
+        load_default=False, metadata=doc(DETAIL_DESCRIPTION.replace("job.", "each job's "), "true")
     )
 
     @post_load
@@ -238,9 +220,6 @@ class ServerQuerySchema(FilterSchema):
             log_limit=data["logLimit"],
             detail=data["detail"],
         )
-
-
-PARSED_QUERIES = 1024
 
 
 class QueryParser(FlaskParser):
