@@ -83,12 +83,10 @@ def _verified_claims(token: str, settings: Settings) -> dict[str, Any]:
                 "verify_iat": False,
             },
         )
-    except jwt.InvalidTokenError as exc:
+    except (jwt.InvalidTokenError, ValueError, TypeError, OverflowError) as exc:
         for kind, message, description in REASONS:
             if isinstance(exc, kind):
                 raise TokenRejected(message, description) from None
-        raise TokenRejected(say("token_malformed"), "malformed token") from None
-    except (ValueError, TypeError, OverflowError):
         raise TokenRejected(say("token_malformed"), "malformed token") from None
     for claim in NUMERIC_DATE_CLAIMS:
         if claim in claims and not is_numeric_date(claims[claim]):

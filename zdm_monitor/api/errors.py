@@ -127,8 +127,14 @@ def handle_http_exception(error: HTTPException) -> Response:
         return handle_unexpected(error)
     data: dict[str, Any] = getattr(error, "data", None) or {}
     if "messages" in data:  # webargs rejected the query string
-        messages = data["messages"]
-        return handle_api_error(invalid_parameters(_flatten(messages.get("query", messages))))
+        messages = data["messages"].get("query", data["messages"])
+        # The schemas' reasons are Messages; a text of marshmallow's own, which no query string
+        # causes, says only "bad request".
+        details = {
+            str(name): [why if isinstance(why, Message) else HTTP_MESSAGES[400] for why in whys]
+            for name, whys in messages.items()
+        }
+        return handle_api_error(invalid_parameters(details))
     headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
     message = HTTP_MESSAGES.get(status, HTTP_MESSAGES[400])
     return failure(status, f"HTTP-{status}", message, headers=headers)
@@ -143,15 +149,6 @@ def handle_database_error(error: Exception) -> Response:
 def handle_unexpected(error: BaseException) -> Response:
     log.error("unexpected error", exc_info=error, extra=in_request())
     return failure(500, "INTERNAL-ERROR", HTTP_MESSAGES[500])
-
-
-def _flatten(messages: dict[str, list[Any]]) -> dict[str, list[Message]]:
-    """Turn webargs/marshmallow messages into {param: [why, ...]}: the schemas' Messages (a text
-    of marshmallow's own, which no query string causes, says only "bad request")."""
-    return {
-        str(name): [why if isinstance(why, Message) else HTTP_MESSAGES[400] for why in whys]
-        for name, whys in messages.items()
-    }
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -25,17 +25,14 @@ MAX_ID_DIGITS = len(str(repository.MAX_BIGINT))
 SERVER_MESSAGE = "Server backup monitoring info"
 
 
-class MonitoringBlueprint(Blueprint):  # type: ignore[misc]
-    ARGUMENTS_PARSER = QueryParser()
-
-
-blp = MonitoringBlueprint(
+blp = Blueprint(
     "monitoring",
     __name__,
     url_prefix="/api/backups/monitoring",
     description="Monitoring of backup jobs: one job, or every job of one server: server, "
     "partition or drive, progress and log.",
 )
+blp.ARGUMENTS_PARSER = QueryParser()
 blp.before_request(require_token)
 
 
