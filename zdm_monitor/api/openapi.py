@@ -89,8 +89,10 @@ JOB_PARAMETERS = parameters("job", "3")
 SERVER_PARAMETERS = parameters("server", "1")
 
 
-def header(description: str, kind: str = "string", required: bool = True) -> dict[str, Any]:
-    return {"description": description, "required": required, "schema": {"type": kind}}
+def header(
+    description: str, kind: str = "string", required: bool = True, **schema: Any
+) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": {"type": kind, **schema}}
 
 
 REQUEST_ID = header("This request's ID: the caller's X-Request-ID when well formed, else new.")
@@ -109,14 +111,12 @@ RESPONSE_HEADERS = {
         "for a page past the end. Pass it as `after` on the next poll.",
         "integer",
     ),
-    "X-Log-Gap": {
-        **header(
-            "`true` when lines after `after` were pruned before this poll: the answer counts "
-            "from the oldest line kept.",
-            required=False,
-        ),
-        "schema": {"type": "string", "enum": ["true"]},
-    },
+    "X-Log-Gap": header(
+        "`true` when lines after `after` were pruned before this poll: the answer counts from the "
+        "oldest line kept.",
+        required=False,
+        enum=["true"],
+    ),
     "X-Poll-Interval": header(
         "Seconds to wait before the next poll; absent once the job is complete, canceled or in "
         "error.",

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from flask import Response
 from werkzeug.datastructures import ETags
@@ -30,6 +30,7 @@ CACHE_CONTROL = "private, no-cache"
 ACTIVE = frozenset({"preparing", "processing", "canceling"})
 WAITING = frozenset({"scheduled", "registered"})
 STALL_WATCHED = frozenset({"preparing", "processing"})
+Mark = TypeVar("Mark", bool | None, list[bool] | None)
 
 # The log's lines are named by its first and last numbers (lines never change once written);
 # how new the rows are stands beside the digest in the validator, and where the answer was read
@@ -76,17 +77,17 @@ def validator(version: int, digest: str) -> str:
 
 
 @dataclass(frozen=True)
-class Poll:
+class Poll(Generic[Mark]):
     """What the view needs to know about a poll."""
 
     headers: dict[str, str]
-    stalled: bool | None  # detail=true only
+    stalled: Mark  # with detail=true: the job's stall mark, or each job's on the page
     current: bool  # the client's copy is this answer: 304
 
 
 def decide(
     job: JobSnapshot, query: MonitoringQuery, settings: Settings, client: Seen, memo: dict[Any, Any]
-) -> Poll:
+) -> Poll[bool | None]:
     """The headers of the answer, its stall mark, and whether the client's copy is current.
 
     The headers depend on the snapshot, the query and the stall mark only: they are made once
@@ -123,16 +124,9 @@ def polling_headers(
     return content, headers
 
 
-@dataclass(frozen=True)
-class ServerPoll:
-    headers: dict[str, str]
-    stalled: list[bool] | None  # each job's, with detail
-    current: bool
-
-
 def decide_server(
     server: ServerSnapshot, query: ServerQuery, settings: Settings, client: Seen
-) -> ServerPoll:
+) -> Poll[list[bool] | None]:
     """The server view's headers, as the job endpoint makes them, over the page's jobs: one
     validator for the whole answer, and the shortest of their poll intervals."""
     now, stall = datetime.now(UTC), settings.stall_seconds
@@ -145,7 +139,7 @@ def decide_server(
     intervals = [i for job in server.jobs if (i := poll_interval(job.status, *paces)) is not None]
     if intervals:
         headers["X-Poll-Interval"] = str(min(intervals))
-    return ServerPoll(headers, stalled, client.holds(content))
+    return Poll(headers, stalled, client.holds(content))
 
 
 def not_modified(headers: dict[str, str]) -> Response:
