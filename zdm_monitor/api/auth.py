@@ -57,7 +57,12 @@ def verify(header: str | None, settings: Settings) -> dict[str, Any]:
     if not token:
         raise TokenRejected(say("token_empty"), "empty token", "invalid_request")
     claims = _verified_claims(token, settings)
-    _check_times(claims, settings.jwt_leeway)
+    # The time claims change meaning with the clock: checked on every request, with the leeway.
+    now, leeway = time.time(), settings.jwt_leeway
+    if now > claims["exp"] + leeway:
+        raise TokenRejected(say("token_expired"), "token expired")
+    if any(claim in claims and claims[claim] > now + leeway for claim in ("nbf", "iat")):
+        raise TokenRejected(say("token_not_yet"), "token not yet valid")
     return claims
 
 
@@ -66,7 +71,7 @@ def _verified_claims(token: str, settings: Settings) -> dict[str, Any]:
     """Check signature, algorithm, audience, issuer and claim types, once per token.
 
     Dashboards send the same token on every poll; only tokens that pass are kept (a raised
-    exception is not), and the time claims are checked on every request by _check_times.
+    exception is not).
     """
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -102,13 +107,3 @@ def is_numeric_date(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE
-
-
-def _check_times(claims: dict[str, Any], leeway: int) -> None:
-    """Apply exp, nbf and iat to the current time, with the configured leeway."""
-    now = time.time()
-    if now > claims["exp"] + leeway:
-        raise TokenRejected(say("token_expired"), "token expired")
-    for claim in ("nbf", "iat"):
-        if claim in claims and claims[claim] > now + leeway:
-            raise TokenRejected(say("token_not_yet"), "token not yet valid")

@@ -100,9 +100,8 @@ class FilterSchema(ma.Schema):
         getlist = getattr(data, "getlist", None)
         found: dict[str, str] = {}
         refused: dict[str, list[Message]] = {}
-        keys = [field.data_key or field.name for field in self.fields.values()]  # in order
+        keys = list(self.fields)  # the parameters' names, in order
         for key in keys:
-            assert key is not None
             values = getlist(key) if getlist else [data[key]] if key in data else []
             values = [v for v in values if v != ""]
             if len(values) > 1:
