@@ -24,7 +24,6 @@ from .schemas import MonitoringQuery, QueryParser, ServerQuery
 MAX_ID_DIGITS = len(str(repository.MAX_BIGINT))
 SERVER_MESSAGE = "Server backup monitoring info"
 
-
 blp = Blueprint(
     "monitoring",
     __name__,
