@@ -68,11 +68,8 @@ def verify(header: str | None, settings: Settings) -> dict[str, Any]:
 
 @lru_cache(maxsize=4096)
 def _verified_claims(token: str, settings: Settings) -> dict[str, Any]:
-    """Check signature, algorithm, audience, issuer and claim types, once per token.
-
-    Dashboards send the same token on every poll; only tokens that pass are kept (a raised
-    exception is not).
-    """
+    """Check signature, algorithm, audience, issuer and claim types once per token, as
+    dashboards send the same one on every poll (only tokens that pass are kept)."""
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

@@ -20,12 +20,8 @@ SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 def query_parameter(
     converter: OpenAPIConverter, field: ma.fields.Field[Any], ret: dict[str, Any]
 ) -> dict[str, Any]:
-    """What apispec does not write of a query parameter: it may be sent empty, and its example.
-
-    The contract counts an empty value (`mode=`, as dashboard forms send empty fields) as not
-    given: OpenAPI 3.0 says so with allowEmptyValue, and the description in words. The example
-    moves from the schema to the parameter, where Swagger UI shows it.
-    """
+    """What apispec does not write of a query parameter: that it may be sent empty (`mode=`,
+    as forms send it, is not given), and its example, moved to where Swagger UI shows it."""
     if ret["in"] != "query":
         return {}
     example = ret["schema"].pop("example", None)

@@ -88,11 +88,8 @@ class Poll(Generic[Mark]):
 def decide(
     job: JobSnapshot, query: MonitoringQuery, settings: Settings, client: Seen, memo: dict[Any, Any]
 ) -> Poll[bool | None]:
-    """The headers of the answer, its stall mark, and whether the client's copy is current.
-
-    The headers depend on the snapshot, the query and the stall mark only: they are made once
-    each in the memo (the cache entry's).
-    """
+    """The headers of the answer, its stall mark, and whether the client's copy is current; the
+    headers depend on the snapshot, the query and the mark only, so the memo keeps them."""
     stalled = is_stalled(job, datetime.now(UTC), settings.stall_seconds) if query.detail else None
     key = (query, stalled)
     made = memo.get(key)

@@ -222,11 +222,8 @@ class ServerQuerySchema(FilterSchema):
 
 
 class QueryParser(FlaskParser):
-    """Decode the query string strictly as UTF-8, marking undecodable bytes.
-
-    Werkzeug keeps an undecodable escape such as %FF as the literal text "%FF"; decoding with
-    errors="replace" turns it into U+FFFD, which the schema refuses by parameter name.
-    """
+    """Decode the query string strictly as UTF-8: an undecodable escape such as %FF, which
+    Werkzeug keeps as the text "%FF", becomes U+FFFD, which the schema refuses by name."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -238,10 +235,8 @@ class QueryParser(FlaskParser):
 
     def parse(self, argmap: Any, req: Request | None = None, **kwargs: Any) -> Any:
         """Validate each distinct query string once: a dashboard repeats its own on every poll.
-
-        Only valid queries are kept (an invalid one raises), results are immutable, and the
-        cache is emptied when full, so unique query strings cannot grow it without bound.
-        """
+        Only valid ones are kept (their results are immutable), and all are dropped when full,
+        so unique query strings cannot grow the memo without bound."""
         request = req or self.get_default_request()
         key = (id(argmap), request.query_string, tuple(sorted(kwargs.items())))
         result = self._parsed.get(key)
