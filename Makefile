@@ -29,7 +29,8 @@ nginx:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx)
 
 # Debian's chromium, driven headless by the live page's browser test (tests/system/test_live_page.py),
-# and a Korean font so the API's error messages are legible in its screenshots.
+# and a Korean font (fonts-nanum): with it the page's Korean names and messages are legible and the
+# page says nothing of fonts; the test also runs a chromium without it, where the page says so.
 chromium:
 	@test -x /usr/bin/chromium && test -d /usr/share/fonts/truetype/nanum || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum)

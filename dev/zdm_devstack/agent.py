@@ -1,10 +1,13 @@
 """A demo that moves: the demo data's running jobs advance and write log lines, as agents do.
 
-Every tick each preparing or processing job of the demo gains a few percent and one log line;
-a job that reaches 100% completes, and starts a new run a few ticks later. Now and then a job
-writes a burst of lines longer than the log keeps, and the oldest are pruned at once, so a
-client polling with a cursor sees `X-Log-Gap`. It runs only against the demo data set as
-shipped, and puts that set back when it stops: the README and API.md describe it row by row.
+When it starts, each preparing or processing job of the demo starts again at that moment,
+shifted back by the elapsed time it was shipped with (its log lines with it), so that elapsed
+and the stall mark read as a live system's from the first poll. Every tick each such job gains
+a few percent and one log line; a job that reaches 100% completes, and starts a new run a few
+ticks later. Now and then a job writes a burst of lines longer than the log keeps, and the
+oldest are pruned at once, so a client polling with a cursor sees `X-Log-Gap`. It runs only
+against the demo data set as shipped, and puts that set back when it stops: the README and
+API.md describe it row by row.
 
 One that cannot put it back (its database went away: `make run` stopped first) leaves a mark
 in the data folder, and the next `make run` or demo-agent on that folder puts it back.
@@ -26,6 +29,21 @@ KEEP_LINES = 300  # the newest lines a job keeps
 BURST_EVERY = 10  # ticks
 BURST_LINES = KEEP_LINES + 20  # more than a job keeps: the first lines are pruned unseen
 RESTART_AFTER = 3  # ticks a finished job rests before its next run
+
+# Each running job of the demo, its log with it, moved forward so that its last report is now:
+# the elapsed time it was shipped with is kept, and ends at the agent's start.
+CATCH_UP = """
+WITH moved AS (
+    SELECT i.backup_id AS job, now() - coalesce(i.last_report_at, i.started_at) AS shift
+    FROM backup_info i JOIN backup b ON b.id = i.backup_id
+    WHERE i.status IN ('preparing', 'processing') AND i.started_at IS NOT NULL
+), info AS (
+    UPDATE backup_info i SET started_at = i.started_at + m.shift,
+        last_report_at = coalesce(i.last_report_at, i.started_at) + m.shift
+    FROM moved m WHERE i.backup_id = m.job
+)
+UPDATE backup_log l SET logged_at = l.logged_at + m.shift FROM moved m WHERE l.backup_id = m.job
+"""
 
 
 # In the data folder while a demo-agent moves the demo: written before its first write, removed
@@ -51,6 +69,11 @@ class Agent:
         self.rng = random.Random(seed)
         self.ticks = 0
         self.resting: dict[int, int] = {}  # job -> ticks since it finished
+
+    def start(self) -> None:
+        """Move the running jobs to now, keeping the elapsed time each was shipped with."""
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute(CATCH_UP)
 
     def tick(self) -> list[str]:
         """One round of agent writes; returns what happened, a line per job."""

@@ -5,6 +5,7 @@ The operator's commands (init-db, check, nginx-config) are the service's own, zd
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import threading
@@ -27,14 +28,14 @@ from zdm_monitor.ops.cli import (
     ttl_option,
     variable,
 )
-from zdm_monitor.ops.preflight import first_line
+from zdm_monitor.ops.report import first_line
 
 from .agent import Agent, MovingMark, NotTheDemo, restore_left_demo
 from .cluster import Cluster
 from .demo import prepare_database
 from .generate import generate as generate_jobs
 from .postgres import EmbeddedPostgres, EmbeddedPostgresError, bin_dir, server_alive
-from .stack import DEV_SECRET_FILE, Stack, StackError
+from .stack import DEV_SECRET_FILE, SERVICE_ROLE, Stack, StackError
 
 
 @click.group()
@@ -118,6 +119,7 @@ def move(agent: Agent, interval: float, rounds: int) -> psycopg2.Error | None:
     click.echo(f"demo-agent: writing every {interval:g} s; Ctrl-C stops it and puts the demo back.")
     done = 0
     try:
+        agent.start()
         while not rounds or done < rounds:
             for line in agent.tick():
                 click.echo(f"  {line}")
@@ -228,16 +230,45 @@ def start(stack: Stack) -> None:
 
 
 def describe_database(stack: Stack) -> None:
-    """Say where the data is and how to reach it with psql or DATABASE_URL."""
+    """Say where the data is, how to reach it as the superuser and as the service's role, and
+    how to run the operator's preflight as the service reads."""
     url = stack.env["DATABASE_URL"]
     if stack.postgres is None:
         click.echo("PostgreSQL: DATABASE_URL (not started here)")
-        return
-    where = stack.data_dir / "postgres"
-    kept = "" if where.resolve() == where else f" (kept in {where.resolve()})"
-    click.echo(f"PostgreSQL: embedded, data in {where}{kept}")
-    click.echo(f"  DATABASE_URL='{url}'")
-    click.echo(f"  psql '{url}'   (or {bin_dir() / 'psql'})")
+    else:
+        where = stack.data_dir / "postgres"
+        kept = "" if where.resolve() == where else f" (kept in {where.resolve()})"
+        click.echo(f"PostgreSQL: embedded, data in {where}{kept}")
+        click.echo("  As the superuser (psql, load-demo, demo-agent):")
+        click.echo(f"    DATABASE_URL='{url}'")
+        click.echo(f"    psql '{url}'   (or {bin_dir() / 'psql'})")
+        click.echo(
+            f"  As the service's read-only role {SERVICE_ROLE}, what gunicorn reads as and"
+            " `zdm-monitor check` expects (the superuser fails its role check):"
+        )
+        click.echo(f"    DATABASE_URL='{stack.service_url}'")
+    passes = "" if stack.postgres is None else " (every line ok)"
+    click.echo(f"  The operator's preflight, as the service reads{passes}:")
+    click.echo(f"    {check_command(stack)}")
+
+
+def check_command(stack: Stack) -> str:
+    """`zdm-monitor check` as a shell line that runs as printed, with the service's role and key."""
+    settings = []
+    if stack.postgres is not None:
+        settings.append(f"DATABASE_URL='{stack.service_url}'")
+    if stack.dev_secret_file is not None:
+        settings.append(f'ZDM_JWT_SECRET="$(cat {shlex.quote(typed(stack.dev_secret_file))})"')
+    operator = Path(sys.executable).parent / "zdm-monitor"
+    return " ".join([*settings, shlex.quote(typed(operator)), "check"])
+
+
+def typed(path: Path) -> str:
+    """The path as one would type it here: relative under the working folder, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def banner(stack: Stack) -> None:

@@ -20,7 +20,7 @@ from typing import IO
 import psycopg2
 from psycopg2 import sql
 
-from zdm_monitor.config import blank_settings
+from zdm_monitor.environment import blank_settings
 from zdm_monitor.ops.cli import DEFAULT_TOKEN_TTL, make_token
 from zdm_monitor.ops.nginx import render_site
 
@@ -92,13 +92,15 @@ def dev_secret(folder: Path) -> str:
     return path.read_text().strip()
 
 
-def use_dev_secret(env: dict[str, str], folder: Path) -> None:
-    """Without a configured key, sign with the folder's development secret and offer a token."""
+def use_dev_secret(env: dict[str, str], folder: Path) -> Path | None:
+    """Without a configured key, sign with the folder's development secret and offer a token;
+    return the secret's file when it is used."""
     if "ZDM_JWT_SECRET" in env or "ZDM_JWT_PUBLIC_KEY" in env:
-        return
+        return None
     secret = env["ZDM_JWT_SECRET"] = dev_secret(folder)
     # The live page at / offers this token; only a development secret's is ever offered.
     env[DEV_TOKEN_VARIABLE] = make_token(secret, "dashboard", DEFAULT_TOKEN_TTL)
+    return folder / DEV_SECRET_FILE
 
 
 def create_reader(url: str, role: str, password: str | None = None) -> None:
@@ -215,6 +217,7 @@ class Stack:
         self.demo_loaded = False
         self.demo_restored = False  # put back as shipped: a demo-agent had left it moved
         self.service_url = ""  # what gunicorn reads: the embedded server as SERVICE_ROLE
+        self.dev_secret_file: Path | None = None  # the key, when it is the folder's own
         self.stopping = False
         self._lock: IO[str] | None = None
 
@@ -282,7 +285,7 @@ class Stack:
             self.demo_restored = restore_left_demo(conn, MovingMark(self.data_dir, given))
         if not given:
             create_reader(owner, SERVICE_ROLE)
-        use_dev_secret(self.env, self.data_dir)
+        self.dev_secret_file = use_dev_secret(self.env, self.data_dir)
 
     def _start_gunicorn(self) -> None:
         env = {

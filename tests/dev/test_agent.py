@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -33,6 +35,8 @@ from zdm_devstack.postgres import EmbeddedPostgres
 
 SHIPPED_PERCENT = 45  # job 4, bulk-data, in sql/demo.sql
 AGENT_EXIT_S = 30
+RUNNING = (2, 4)  # the demo's processing jobs: daily-backup-win, bulk-data
+SLACK_S = 5  # what elapsed may gain between the agent's start and the test's look
 
 DUMP = """
 SELECT json_build_array(
@@ -74,6 +78,69 @@ def test_running_jobs_advance_and_log_and_the_demo_comes_back(db: connection) ->
     assert last == before[3] + 1
     assert job(db, 2)[1] > 60  # the Windows job moves too
     assert job(db, 1) == ("complete", 100, 1, 3)  # a finished job stays as it is
+    agent.restore()
+    assert dump(db) == shipped
+
+
+def seconds(elapsed: str) -> int:
+    hours, minutes, rest = (int(part) for part in elapsed.split(":"))
+    return hours * 3600 + minutes * 60 + rest
+
+
+def running_job(client: FlaskClient, job_id: int) -> tuple[dict[str, Any], list[str]]:
+    """The job's progressInfo (detail=true) and the times of its whole log, from the API."""
+    progress: dict[str, Any] = {}
+    times: list[str] = []
+    page, pages = 1, 1
+    while page <= pages:
+        answer = client.get(
+            f"{JOB_URL}{job_id}?detail=true&limit=100&page={page}", headers=bearer()
+        )
+        assert answer.status_code == 200, answer.get_json()
+        job = answer.get_json()["data"]["job"]
+        progress = progress or job["progressInfo"]
+        times = [entry["time"] for entry in job["logEntries"]] + times
+        pages = json.loads(answer.headers["X-Pagination"])["total_pages"]
+        page += 1
+    return progress, times
+
+
+def shipped_elapsed(client: FlaskClient) -> dict[int, int]:
+    """Each running job's elapsed seconds in the demo as shipped, long stalled there."""
+    shipped = {}
+    for job_id in RUNNING:
+        progress, _ = running_job(client, job_id)
+        assert progress["status"] == "processing" and progress["stalled"] is True
+        shipped[job_id] = seconds(progress["elapsed"])
+    return shipped
+
+
+def assert_live(client: FlaskClient, shipped: dict[int, int]) -> None:
+    """Each running job's elapsed is as shipped plus a few seconds, it is not stalled, and its
+    log runs from its start to its last report."""
+    for job_id, elapsed in shipped.items():
+        progress, times = running_job(client, job_id)
+        assert progress["status"] == "processing", progress
+        assert elapsed <= seconds(progress["elapsed"]) <= elapsed + SLACK_S, (job_id, progress)
+        assert progress["stalled"] is False, progress
+        assert times == sorted(times), times
+        assert progress["start"] <= times[0] <= times[-1] <= progress["lastReport"], (
+            progress,
+            times[0],
+            times[-1],
+        )
+
+
+def test_running_jobs_start_when_the_agent_starts(client: FlaskClient, db: connection) -> None:
+    shipped = dump(db)
+    elapsed = shipped_elapsed(client)
+    assert elapsed == {2: 20 * 60, 4: 41 * 60 + 40}
+    agent = Agent(db, seed=4)
+    agent.start()
+    assert_live(client, elapsed)
+    for _ in range(3):
+        agent.tick()
+    assert_live(client, elapsed)
     agent.restore()
     assert dump(db) == shipped
 
@@ -163,12 +230,12 @@ def percent_of(url: str, job_id: int) -> int:
         return job(conn, job_id)[1]
 
 
-def start_agent(data_dir: Path, log_path: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_agent(data_dir: Path, log_path: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
     """`make demo-agent` on the data folder of `make run`, its output in log_path."""
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [str(LAUNCHER), "demo-agent", *args],
-            env=clean_env(ZDM_DATA_DIR=str(data_dir)),
+            env=clean_env(ZDM_DATA_DIR=str(data_dir), **env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -190,6 +257,27 @@ def move_then_lose_the_database(postgres: EmbeddedPostgres, data_dir: Path, log:
     output = log.read_text()
     assert status == 1, output
     return output
+
+
+@pytest.mark.slow
+def test_the_command_s_demo_reads_as_live_and_comes_back_as_shipped(
+    client: FlaskClient, database_url: str, db: connection, tmp_path: Path
+) -> None:
+    shipped = dump(db)
+    elapsed = shipped_elapsed(client)
+    log = tmp_path / "agent.log"
+    agent = start_agent(tmp_path, log, "--interval", "0.5", DATABASE_URL=database_url)
+    try:
+        assert wait_until(lambda: "  job 4: " in log.read_text(), AGENT_EXIT_S), log.read_text()
+        assert_live(client, elapsed)
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=AGENT_EXIT_S) == 0, log.read_text()
+    finally:
+        kill_leftovers([agent])
+    assert (
+        log.read_text().splitlines()[-1] == "demo-agent: stopped; the demo data is back as shipped."
+    )
+    assert dump(db) == shipped
 
 
 @pytest.mark.slow

@@ -8,17 +8,30 @@ from __future__ import annotations
 
 import html
 import http.client
+import os
 import re
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Page,
+    Playwright,
+    Response,
+    Route,
+    expect,
+    sync_playwright,
+)
 from psycopg2.extensions import connection
 from support.api import JOB_URL, SECRET, add_job, make_token
 from support.processes import clean_env, free_port, json_lines, stop
@@ -86,10 +99,8 @@ class Watched:
         self.page.click("#load")
 
 
-@pytest.fixture(scope="module")
-def service(reader_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def serve(reader_url: str, run_dir: Path, **settings: str) -> Iterator[Service]:
     """gunicorn as the SELECT-only role, polling every second, with a development token."""
-    run_dir = tmp_path_factory.mktemp("live-page")
     output_path = run_dir / "gunicorn.log"
     port = free_port()
     env = clean_env(
@@ -99,6 +110,7 @@ def service(reader_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         ZDM_POLL_ACTIVE_SECONDS="1",
         ZDM_PROXY_COUNT="0",
         GUNICORN_WORKERS="2",
+        **settings,
     )
     with output_path.open("wb") as output:
         process = spawn_gunicorn(env, port, run_dir, output)
@@ -109,19 +121,38 @@ def service(reader_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium; Playwright gives it a fresh, empty profile."""
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
+def service(reader_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service in its default zone, UTC."""
+    yield from serve(reader_url, tmp_path_factory.mktemp("live-page"))
 
 
-@pytest.fixture
-def watched(browser: Browser, service: Service) -> Iterator[Watched]:
-    """The live page, freshly opened, with its API answers recorded."""
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+def launch_chromium(playwright: Playwright, **env: str) -> Browser:
+    """Debian's Chromium, with env added to this environment; a fresh, empty profile."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        env={**os.environ, **env} if env else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Chromium as it runs on this machine, with its fonts."""
+    launched = launch_chromium(playwright)
+    yield launched
+    launched.close()
+
+
+@contextmanager
+def open_page(browser: Browser, base: str) -> Iterator[Watched]:
+    """The live page, freshly opened, with its API answers recorded; no script error after."""
     context = browser.new_context(viewport={"width": 1100, "height": 1300})
     page = context.new_page()
     page.set_default_timeout(UPDATE_TIMEOUT_MS)
@@ -130,13 +161,19 @@ def watched(browser: Browser, service: Service) -> Iterator[Watched]:
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(f"{service.base}/")
+    page.goto(f"{base}/")
     yield result
     context.close()
     # A CSP violation or a script error shows up here; so does each error answer the page got,
     # which the tests provoke on purpose.
     unexpected = [p for p in problems if "the server responded with a status of" not in p]
     assert unexpected == [], unexpected
+
+
+@pytest.fixture
+def watched(browser: Browser, service: Service) -> Iterator[Watched]:
+    with open_page(browser, service.base) as opened:
+        yield opened
 
 
 def text_of(page: Page, selector: str) -> str:
@@ -168,6 +205,12 @@ def test_page_shows_a_running_job_and_its_new_lines_without_reload(
 
     # Let it poll unchanged twice: If-None-Match with the ETag gets 304.
     assert watched.wait_for(lambda: sum(r.status == 304 for r in watched.api("bulk-data")) >= 2)
+    # The service's zone, named once, and the footer on the same 24-hour clock.
+    expect(page.locator("#job-zone")).to_have_text("Times in UTC, the service's zone.")
+    footer = text_of(page, "#poll-state")
+    assert re.fullmatch(
+        r"Polling every 1 s · last answer 304 not modified at \d\d:\d\d:\d\d UTC", footer
+    ), footer
     page.evaluate("window.notReloaded = true")
 
     with db.cursor() as cur:
@@ -723,3 +766,150 @@ def test_a_right_to_left_override_does_not_disguise_a_name(
     gnp, exe = visual_order(page, "#job-name", "gnp", "exe")
     assert gnp < exe, (gnp, exe)
     shoot(page, "disguised-name.png")
+
+
+WHAT_TO_ENTER = (
+    "Enter a job ID or name (e.g. bulk-data), or a server ID or name (e.g. linux-server-01)"
+    " for a wall of its jobs."
+)
+WHERE_TOKENS_COME_FROM = (
+    "Enter a bearer token: in a checkout, `.venv/bin/zdm-dev token` prints one (so does the"
+    " banner of `make run`); in production, ZDM's API issues them."
+)
+
+
+@pytest.mark.parametrize(
+    ("job", "token", "says", "focused"),
+    [
+        ("", "", f"{WHAT_TO_ENTER} {WHERE_TOKENS_COME_FROM}", "job"),
+        ("", DEV_TOKEN, WHAT_TO_ENTER, "job"),
+        ("bulk-data", "", WHERE_TOKENS_COME_FROM, "token"),
+    ],
+    ids=["nothing", "no job or server", "no token"],
+)
+def test_a_load_with_something_missing_says_what_and_sends_nothing(
+    watched: Watched, job: str, token: str, says: str, focused: str
+) -> None:
+    page = watched.page
+    page.fill("#job", job)
+    page.fill("#token", token)
+    page.click("#load")
+    expect(page.locator("#error")).to_have_text(says)
+    expect(page.locator(f"#{focused}")).to_be_focused()
+    expect(page.locator("#poll-state")).to_have_attribute("data-state", "idle")
+    page.wait_for_timeout(1500)
+    assert [r.url for r in watched.answers if "/api/" in r.url] == []
+
+
+def test_placeholders_read_as_examples(watched: Watched) -> None:
+    page = watched.page
+    for box, example in (("#job", "e.g. bulk-data"), ("#server-name", "e.g. linux-server-01")):
+        expect(page.locator(box)).to_have_attribute("placeholder", example)
+        shown = page.locator(box).evaluate(
+            """(input) => {
+                const example = getComputedStyle(input, "::placeholder");
+                return [example.fontStyle, example.color, getComputedStyle(input).color];
+            }"""
+        )
+        style, color, value_color = shown
+        assert style == "italic" and color != value_color, shown
+    page.fill("#token", "")
+    page.click("#load")
+    shoot(page, "empty-load.png")
+
+
+def zone_name(zone: ZoneInfo) -> str:
+    """The zone's offset now, as the page names it."""
+    offset = datetime.now(zone).utcoffset()
+    assert offset is not None
+    minutes = int(offset.total_seconds()) // 60
+    if minutes == 0:
+        return "UTC"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{'-' if minutes < 0 else '+'}{hours:02d}:{rest:02d}"
+
+
+@pytest.fixture
+def zoned_service(reader_url: str, tmp_path: Path, zone: str) -> Iterator[Service]:
+    """The service with its own ZDM_TIMEZONE."""
+    yield from serve(reader_url, tmp_path, ZDM_TIMEZONE=zone)
+
+
+@pytest.mark.parametrize("zone", ["Asia/Seoul", "America/St_Johns"])
+def test_times_are_on_the_service_s_24_hour_clock_with_its_zone_named(
+    browser: Browser, zoned_service: Service, zone: str
+) -> None:
+    named = zone_name(ZoneInfo(zone))
+    with open_page(browser, zoned_service.base) as watched:
+        page = watched.page
+        watched.load("daily-backup")
+        ended = datetime(2025, 1, 15, 2, 30, tzinfo=UTC).astimezone(ZoneInfo(zone))
+        expect(page.locator("#end")).to_have_text(ended.strftime("%Y-%m-%d %H:%M:%S"))
+        expect(page.locator("#job-zone")).to_have_text(f"Times in {named}, the service's zone.")
+
+        watched.load("bulk-data")
+        assert watched.wait_for(lambda: len(watched.api("bulk-data")) >= 2)
+        footer = text_of(page, "#poll-state")
+        found = re.fullmatch(
+            rf"Polling every 1 s · last answer .+ at (\d\d):(\d\d):(\d\d) {re.escape(named)}",
+            footer,
+        )
+        assert found, footer
+        now = datetime.now(ZoneInfo(zone))
+        hours, minutes, seconds = (int(part) for part in found.groups())
+        shown = now.replace(hour=hours, minute=minutes, second=seconds, microsecond=0)
+        late = (now - shown) % timedelta(days=1)  # across midnight too
+        assert late <= timedelta(seconds=5), (footer, now)
+
+        page.goto(f"{zoned_service.base}/?server=linux-server-01")
+        expect(page.locator("#wall-zone")).to_have_text(f"Times in {named}, the service's zone.")
+
+
+def test_a_machine_with_a_korean_font_is_told_nothing(watched: Watched, service: Service) -> None:
+    page = watched.page
+    page.goto(f"{service.base}/?server=windows-server-01")
+    expect(page.locator('.card[data-job="일일-백업"] .card-name')).to_have_text("일일-백업")
+    notice = page.locator("#font-notice")
+    expect(notice).to_have_count(1)
+    expect(notice).to_be_hidden()
+    shoot(page, "korean-font.png")
+
+
+NO_KOREAN_FONT = (
+    "No font on this machine can draw Korean (Hangul), so Korean names, messages and log lines"
+    " show as boxes: install one (fonts-nanum or fonts-noto-cjk on Debian and Ubuntu); an"
+    " error's code says the same as its text."
+)
+
+
+def test_a_machine_without_a_korean_font_is_told_so_in_one_line(
+    playwright: Playwright, service: Service, tmp_path: Path
+) -> None:
+    config = tmp_path / "fonts.conf"
+    config.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">\n'
+        "<fontconfig>\n  <dir>/usr/share/fonts/truetype/dejavu</dir>\n"
+        f"  <cachedir>{tmp_path / 'fontconfig-cache'}</cachedir>\n</fontconfig>\n"
+    )
+    # The premise: this fontconfig offers no font with Hangul, and only DejaVu.
+    fonts = subprocess.run(
+        ["fc-list", ":", "family"],
+        env={**os.environ, "FONTCONFIG_FILE": str(config)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert fonts and all(line.startswith("DejaVu") for line in fonts.splitlines()), fonts
+    browser = launch_chromium(playwright, FONTCONFIG_FILE=str(config))
+    try:
+        with open_page(browser, service.base) as watched:
+            page = watched.page
+            notice = page.locator("#font-notice")
+            expect(notice).to_be_visible()
+            assert " ".join(notice.inner_text().split()) == NO_KOREAN_FONT
+            page.goto(f"{service.base}/?server=windows-server-01")
+            expect(page.locator('.card[data-job="일일-백업"]')).to_be_visible()
+            expect(notice).to_be_visible()
+            shoot(page, "no-korean-font.png")
+    finally:
+        browser.close()

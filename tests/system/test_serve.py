@@ -122,6 +122,7 @@ def test_serve_answers_the_seed_examples_and_stops_cleanly(
         cur.execute("SELECT name FROM backup WHERE id = 1")
         assert cur.fetchone() == ("daily-backup",)
     assert banner.index("Listening at") < banner.index("Bearer token"), banner
+    assert_check_as_printed(first, url.group(1))
 
     assert first.interrupt() == 0, first.output()
     assert_stopped(first)
@@ -138,6 +139,45 @@ def test_serve_answers_the_seed_examples_and_stops_cleanly(
     assert second.interrupt() == 0, second.output()
     assert_stopped(second)
     assert folder_modes(data_dir) == modes
+
+
+def run_check(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A line of the banner, pasted into a shell where `zdm-dev serve` was started."""
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=cwd,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT,
+    )
+
+
+def assert_check_as_printed(launcher: Launcher, superuser_url: str) -> None:
+    """The banner names the service's role beside the superuser, and its preflight line passes
+    as printed, where the same with the superuser's URL fails on the role."""
+    banner = launcher.output()
+    service_url = superuser_url.replace("postgresql://postgres@", "postgresql://zdm_monitor@", 1)
+    assert "read-only role zdm_monitor, what gunicorn reads as and `zdm-monitor check`" in banner
+    assert f"    DATABASE_URL='{service_url}'\n" in banner, banner
+    lines = banner.splitlines()
+    check = lines[
+        lines.index("  The operator's preflight, as the service reads (every line ok):") + 1
+    ]
+    assert check.startswith(f"    DATABASE_URL='{service_url}' ZDM_JWT_SECRET=") and check.endswith(
+        "zdm-monitor check"
+    ), check
+    passed = run_check(check, launcher.log_path.parent)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    outcome = passed.stdout.splitlines()
+    assert outcome[-1] == "zdm-monitor check: all 6 passed.", outcome
+    assert all(line.startswith("ok   ") for line in outcome[:-1]), outcome
+    assert "ok   role: zdm_monitor reads ZDM's 5 tables and may write none of them" in outcome
+    as_superuser = run_check(check.replace(service_url, superuser_url), launcher.log_path.parent)
+    assert as_superuser.returncode == 1, as_superuser.stdout + as_superuser.stderr
+    failed = [line for line in as_superuser.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].startswith("FAIL role: postgres is a superuser"), failed
 
 
 def wait_for_exit(launcher: Launcher, seconds: float) -> int:

@@ -3,7 +3,7 @@ gunicorn -c python:zdm_monitor.runtime.gunicorn_conf zdm_monitor.runtime.wsgi:ap
 """
 
 from .. import create_app
-from ..config import ConfigError, refuse
+from ..environment import ConfigError, refuse
 
 try:
     app = create_app()

@@ -26,6 +26,10 @@
  * at its X-Poll-Interval (the shortest of its jobs'); a card opens /?job=<id>. "Older lines"
  * asks the job's next page back (?page=N) once, on request, and adds what came before.
  *
+ * Times in the data are the service's wall clock (ZDM_TIMEZONE), which no field names. Every
+ * answer says the same second twice, in its Date header (UTC) and its body's timestamp (the
+ * service's zone), so their difference, rounded to a quarter hour, names the zone.
+ *
  * Switching job, server or token aborts the request in flight and cancels the timer, so two
  * things are never polled at once. API text is only ever set as textContent, never as HTML,
  * and with its invisible characters made visible (see visible() below).
@@ -56,6 +60,42 @@
   const text = (id, value) => {
     $(id).textContent = visible(value ?? "-");
   };
+  const pad = (number) => String(number).padStart(2, "0");
+  const TOKEN_HELP =
+    "Enter a bearer token: in a checkout, `.venv/bin/zdm-dev token` prints one (so does the" +
+    " banner of `make run`); in production, ZDM's API issues them.";
+  const WHAT_HELP =
+    "Enter a job ID or name (e.g. bulk-data), or a server ID or name (e.g. linux-server-01)" +
+    " for a wall of its jobs.";
+
+  // The service's zone as minutes east of UTC, once an answer has told it.
+  let offset = null;
+
+  function learnZone(response, body) {
+    const utc = Date.parse(response.headers.get("Date") ?? "");
+    const wall = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)$/.exec(body.timestamp ?? "");
+    if (Number.isNaN(utc) || !wall) return;
+    const [year, month, day, hour, minute, second] = wall.slice(1).map(Number);
+    const local = Date.UTC(year, month - 1, day, hour, minute, second);
+    offset = Math.round((local - utc) / 900000) * 15;
+    for (const id of ["job-zone", "wall-zone"]) {
+      text(id, `Times in ${zoneName(offset)}, the service's zone.`);
+    }
+  }
+
+  function zoneName(minutes) {
+    if (minutes === 0) return "UTC";
+    const east = Math.abs(minutes);
+    return `UTC${minutes < 0 ? "-" : "+"}${pad(Math.floor(east / 60))}:${pad(east % 60)}`;
+  }
+
+  // An instant (ms) on the service's 24-hour clock, its zone named.
+  function clock(instant) {
+    const minutes = offset ?? 0;
+    const at = new Date(instant + minutes * 60000);
+    const time = [at.getUTCHours(), at.getUTCMinutes(), at.getUTCSeconds()].map(pad).join(":");
+    return `${time} ${zoneName(minutes)}`;
+  }
 
   // What is being watched: {poll, identifier, token, controller, timer, etag, cursor, failures,
   // older (pages of the log shown, counted from the newest), pages (the log's)}.
@@ -126,6 +166,7 @@
     }
     s.failures = 0;
     showError(null);
+    learnZone(response, body);
     return { response, body };
   }
 
@@ -209,7 +250,8 @@
 
   function next(s, response, more, what) {
     const interval = response.headers.get("X-Poll-Interval");
-    const at = new Date().toLocaleTimeString();
+    // The answer's own time (its Date header), as the data's times are written.
+    const at = clock(Date.parse(response.headers.get("Date") ?? "") || Date.now());
     if (more) {
       schedule(s, 0);
     } else if (interval === null) {
@@ -401,9 +443,17 @@
     event.preventDefault();
     const job = $("job").value.trim();
     const server = $("server-name").value.trim();
-    if (!token()) return;
+    const missing = [!job && !server && WHAT_HELP, !token() && TOKEN_HELP].filter(Boolean);
+    if (missing.length) {
+      // Nothing to ask for: say what is missing, and send nothing.
+      stop();
+      showError(missing.join(" "));
+      setState("idle", "Enter a job or a server and a token, then Load.");
+      $(!job && !server ? "job" : "token").focus();
+      return;
+    }
     if (job) start(job, token());
-    else if (server) startWall(server, token());
+    else startWall(server, token());
   });
 
   $("older").addEventListener("click", () => {
@@ -419,6 +469,26 @@
     $("server-name").value = asked.get("server");
     if (token()) startWall(asked.get("server"), token());
   }
+
+  // Korean names and messages need a font with Hangul. Draw a Hangul syllable and a character
+  // no font has: when both come out alike (the same empty box), no installed font can draw
+  // Hangul, and the page says so rather than leave boxes unexplained.
+  function hangulDrawable() {
+    const canvas = document.createElement("canvas");
+    canvas.width = 48;
+    canvas.height = 48;
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    if (!context) return true;
+    context.font = `32px ${getComputedStyle(document.body).fontFamily}`;
+    context.textBaseline = "top";
+    const drawn = (character) => {
+      context.clearRect(0, 0, 48, 48);
+      context.fillText(character, 4, 4);
+      return context.getImageData(0, 0, 48, 48).data.join();
+    };
+    return drawn("\uD55C") !== drawn("\u{10FFFD}");
+  }
+  $("font-notice").hidden = hangulDrawable();
 
   $("stop").addEventListener("click", () => {
     stop();
