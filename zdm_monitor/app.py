@@ -14,10 +14,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics, state
 from .api import docs, live, monitoring, probes
+from .api.bodies import ErrorResponseSchema
 from .api.context import begin_request, echo_request_id
 from .api.cors import register_cors
 from .api.errors import register_error_handlers
-from .api.openapi import ErrorResponseSchema, query_parameter
+from .api.openapi import query_parameter
 from .config import OBSOLETE, load_settings
 from .runtime.logs import configure_logging, log_request
 

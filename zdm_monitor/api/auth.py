@@ -52,26 +52,24 @@ def verify(header: str | None, settings: Settings) -> dict[str, Any]:
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer":
         # RFC 6750 3.1: a request using another scheme gets the bare challenge, no error code.
-        raise Unauthorized(
-            say("bearer_form"),
-            headers={"WWW-Authenticate": REALM},
-        )
+        raise Unauthorized(say("bearer_form"), headers={"WWW-Authenticate": REALM})
     token = token.strip()
     if not token:
         raise TokenRejected(say("token_empty"), "empty token", "invalid_request")
     claims = _verified_claims(token, settings)
-    _check_times(claims, settings.jwt_leeway)
+    # The time claims change meaning with the clock: checked on every request, with the leeway.
+    now, leeway = time.time(), settings.jwt_leeway
+    if now > claims["exp"] + leeway:
+        raise TokenRejected(say("token_expired"), "token expired")
+    if any(claim in claims and claims[claim] > now + leeway for claim in ("nbf", "iat")):
+        raise TokenRejected(say("token_not_yet"), "token not yet valid")
     return claims
 
 
 @lru_cache(maxsize=4096)
 def _verified_claims(token: str, settings: Settings) -> dict[str, Any]:
-    """Check signature, algorithm, audience, issuer and claim types, once per token.
-
-    Dashboards send the same token on every poll, so the signature check is cached; the time
-    claims change meaning with the clock and are checked on every request by _check_times.
-    Only tokens that pass are cached (a raised exception is not).
-    """
+    """Check signature, algorithm, audience, issuer and claim types once per token, as
+    dashboards send the same one on every poll (only tokens that pass are kept)."""
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -87,18 +85,15 @@ def _verified_claims(token: str, settings: Settings) -> dict[str, Any]:
                 "verify_iat": False,
             },
         )
-    except jwt.InvalidTokenError as exc:
+    except (jwt.InvalidTokenError, ValueError, TypeError, OverflowError) as exc:
         for kind, message, description in REASONS:
             if isinstance(exc, kind):
                 raise TokenRejected(message, description) from None
         raise TokenRejected(say("token_malformed"), "malformed token") from None
-    except (ValueError, TypeError, OverflowError):
-        raise TokenRejected(say("token_malformed"), "malformed token") from None
     for claim in NUMERIC_DATE_CLAIMS:
         if claim in claims and not is_numeric_date(claims[claim]):
             raise TokenRejected(
-                say("token_numeric_date", claim=claim),
-                f"{claim} is not a NumericDate",
+                say("token_numeric_date", claim=claim), f"{claim} is not a NumericDate"
             )
     return claims
 
@@ -109,13 +104,3 @@ def is_numeric_date(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE
-
-
-def _check_times(claims: dict[str, Any], leeway: int) -> None:
-    """Apply exp, nbf and iat to the current time, with the configured leeway."""
-    now = time.time()
-    if now > claims["exp"] + leeway:
-        raise TokenRejected(say("token_expired"), "token expired")
-    for claim in ("nbf", "iat"):
-        if claim in claims and claims[claim] > now + leeway:
-            raise TokenRejected(say("token_not_yet"), "token not yet valid")

@@ -24,11 +24,8 @@ def request_id() -> str:
 
 
 def begin_request() -> None:
-    """Fix the request ID and start the clock before anything else can fail.
-
-    A path with // names nothing here: Werkzeug would match //healthz as /healthz (and, merging
-    slashes, redirect elsewhere), so it is refused before the route runs.
-    """
+    """Fix the request ID and start the clock before anything else can fail; refuse a path with
+    //, which Werkzeug would match as / (//healthz as /healthz) or redirect elsewhere."""
     request_id()
     g.started = time.perf_counter()
     if "//" in request.environ.get("PATH_INFO", ""):

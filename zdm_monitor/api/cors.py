@@ -7,9 +7,12 @@ from flask import Flask, Response, request
 from .. import state
 from . import polling
 
-ALLOWED_HEADERS = "Authorization, If-None-Match, X-Request-ID"
+PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Methods": "GET",
+    "Access-Control-Allow-Headers": "Authorization, If-None-Match, X-Request-ID",
+    "Access-Control-Max-Age": "600",
+}
 EXPOSED_HEADERS = ", ".join(("X-Request-ID", *polling.HEADERS))
-PREFLIGHT_MAX_AGE = "600"
 
 
 def register_cors(app: Flask) -> None:
@@ -37,13 +40,7 @@ def answer_preflight() -> Response | None:
     response = Response(status=204)
     del response.headers["Content-Type"]  # no body, so no text/html label either
     if allowed_origin() is not None:
-        response.headers.update(
-            {
-                "Access-Control-Allow-Methods": "GET",
-                "Access-Control-Allow-Headers": ALLOWED_HEADERS,
-                "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
-            }
-        )
+        response.headers.update(PREFLIGHT_HEADERS)
     return response
 
 

@@ -5,21 +5,12 @@ from __future__ import annotations
 import swagger_ui_bundle
 from flask import Blueprint, Response, abort, send_from_directory, url_for
 
-from .live import SECURITY_HEADERS
+from .live import security_headers
 
 ASSETS = "/api/docs/assets/"
 # What the page loads of the bundle. Its demo pages (index.html, oauth2-redirect.html, a
 # Petstore initializer) are not this service's and are not served.
 BUNDLE_FILES = frozenset({"swagger-ui.css", "swagger-ui-bundle.js"})
-# No inline code: the page's own script is a file (/live/docs.js), so the policy needs no
-# 'unsafe-inline'. Swagger UI draws its icons from data: URIs in its stylesheet.
-HEADERS = {
-    **SECURITY_HEADERS,
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'; object-src 'none'"
-    ),
-}
 PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -34,6 +25,9 @@ PAGE = """<!doctype html>
 """
 
 bp = Blueprint("docs", __name__)
+# No inline code: the page's own script is a file (/live/docs.js), so the policy needs no
+# 'unsafe-inline'. Swagger UI draws its icons from data: URIs in its stylesheet.
+bp.after_request(security_headers(images="img-src 'self' data:; "))
 
 
 @bp.get("/api/docs")
@@ -49,10 +43,3 @@ def asset(filename: str) -> Response:
     if filename not in BUNDLE_FILES:
         abort(404)
     return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
-
-
-@bp.after_request
-def secure(response: Response) -> Response:
-    """The page and its files may not be framed or sniffed, and load nothing from elsewhere."""
-    response.headers.update(HEADERS)
-    return response

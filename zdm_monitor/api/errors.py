@@ -1,4 +1,4 @@
-"""Domain exceptions and the handlers that turn every error into the envelope."""
+"""Every error answered in the error envelope: the API's exceptions, the handlers, the body."""
 
 from __future__ import annotations
 
@@ -6,30 +6,24 @@ import logging
 from typing import Any
 
 import psycopg2
-from flask import Flask, Response
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..data.database import DatabaseUnavailable
 from ..data.deadlines import DeadlineExceeded
 from ..data.pool import PoolExhausted
 from ..runtime.logs import in_request
-from .envelope import failure
-from .messages import CATALOGUE, Message, say
+from .context import request_id
+from .envelope import timestamp
+from .messages import CATALOGUE, LANGUAGES, Message, say
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS = "5"
 
 # What the status says, for errors of the HTTP layer (Flask's, gunicorn's and nginx's own).
 HTTP_MESSAGES = {
     int(name.removeprefix("http_")): say(name) for name in CATALOGUE if name.startswith("http_")
 }
-INTERNAL_MESSAGE = HTTP_MESSAGES[500]
 DB_UNAVAILABLE = say("db_unavailable")
-
-
-def http_message(status: int) -> Message:
-    return HTTP_MESSAGES.get(status, HTTP_MESSAGES[400] if status < 500 else INTERNAL_MESSAGE)
 
 
 class ApiError(Exception):
@@ -76,12 +70,49 @@ class ServiceUnavailable(ApiError):
     code = "SERVICE-UNAVAILABLE"
 
     def __init__(self, message: Message = DB_UNAVAILABLE) -> None:
-        super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
+        super().__init__(message, headers={"Retry-After": "5"})
 
 
 def invalid_parameters(details: dict[str, list[Message]]) -> InvalidRequest:
     """Build the 400 that names each bad parameter and what it accepts."""
     return InvalidRequest(say("invalid_parameters", reasons=details), details=details)
+
+
+def failure(
+    status: int,
+    code: str,
+    message: Message,
+    *,
+    details: dict[str, list[Message]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Wrap an error in the error envelope, in the language the request prefers."""
+    spoken = language()
+    body: dict[str, Any] = {
+        "requestID": request_id(),
+        "success": False,
+        "error": message.text(spoken),
+        "timestamp": timestamp(),
+        "code": code,
+    }
+    if details:
+        body["details"] = {name: [w.text(spoken) for w in whys] for name, whys in details.items()}
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers or {})
+    response.headers["Content-Language"] = spoken
+    response.vary.add("Accept-Language")
+    return response
+
+
+def language() -> str:
+    """English when the request's Accept-Language prefers English (en, en-US, ...) to Korean,
+    by quality; otherwise the contract's Korean."""
+    for value, quality in request.accept_languages:  # highest quality first
+        primary = value.split("-", 1)[0].lower()
+        if quality > 0 and primary in LANGUAGES:
+            return primary
+    return LANGUAGES[0]
 
 
 def handle_api_error(error: ApiError) -> Response:
@@ -96,10 +127,17 @@ def handle_http_exception(error: HTTPException) -> Response:
         return handle_unexpected(error)
     data: dict[str, Any] = getattr(error, "data", None) or {}
     if "messages" in data:  # webargs rejected the query string
-        messages = data["messages"]
-        return handle_api_error(invalid_parameters(_flatten(messages.get("query", messages))))
+        messages = data["messages"].get("query", data["messages"])
+        # The schemas' reasons are Messages; a text of marshmallow's own, which no query string
+        # causes, says only "bad request".
+        details = {
+            str(name): [why if isinstance(why, Message) else HTTP_MESSAGES[400] for why in whys]
+            for name, whys in messages.items()
+        }
+        return handle_api_error(invalid_parameters(details))
     headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
-    return failure(status, f"HTTP-{status}", http_message(status), headers=headers)
+    message = HTTP_MESSAGES.get(status, HTTP_MESSAGES[400])
+    return failure(status, f"HTTP-{status}", message, headers=headers)
 
 
 def handle_database_error(error: Exception) -> Response:
@@ -110,24 +148,13 @@ def handle_database_error(error: Exception) -> Response:
 
 def handle_unexpected(error: BaseException) -> Response:
     log.error("unexpected error", exc_info=error, extra=in_request())
-    return failure(500, "INTERNAL-ERROR", INTERNAL_MESSAGE)
-
-
-def _flatten(messages: dict[str, list[Any]]) -> dict[str, list[Message]]:
-    """Turn webargs/marshmallow messages into {param: [why, ...]}: the schemas' Messages (a text
-    of marshmallow's own, which no query string causes, says only "bad request")."""
-    return {
-        str(name): [why if isinstance(why, Message) else HTTP_MESSAGES[400] for why in whys]
-        for name, whys in messages.items()
-    }
+    return failure(500, "INTERNAL-ERROR", HTTP_MESSAGES[500])
 
 
 def register_error_handlers(app: Flask) -> None:
     """Answer every error, expected or not, with the envelope."""
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(psycopg2.OperationalError, handle_database_error)
-    app.register_error_handler(PoolExhausted, handle_database_error)
-    app.register_error_handler(DatabaseUnavailable, handle_database_error)
-    app.register_error_handler(DeadlineExceeded, handle_database_error)
+    for kind in (psycopg2.OperationalError, PoolExhausted, DatabaseUnavailable, DeadlineExceeded):
+        app.register_error_handler(kind, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

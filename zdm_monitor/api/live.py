@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -19,19 +20,29 @@ TOKEN_SLOT = '<meta name="zdm-dev-token" content="">'
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 LOOPBACK_CLIENTS = frozenset({IPv4Address("127.0.0.1"), IPv6Address("::1")})
 HOST = re.compile(r"(\[[^]]*\]|[^:\[\]]*)(?::[0-9]*)?")  # the name, then the port if any
-# The page loads only its own three files and talks only to this service: no inline code,
-# nothing from elsewhere, not framed.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'; object-src 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
+
+
+def security_headers(images: str = "") -> Callable[[Response], Response]:
+    """A blueprint's after_request: its pages and files load only this service's files (and
+    images from `images`), run no inline code, and are never framed or sniffed."""
+    headers = {
+        "Content-Security-Policy": f"default-src 'self'; {images}base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'; object-src 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
+
+    def secure(response: Response) -> Response:
+        response.headers.update(headers)
+        return response
+
+    return secure
+
 
 bp = Blueprint("live", __name__, static_folder="static", static_url_path="/live")
+# The page loads only its own three files and talks only to this service.
+bp.after_request(security_headers())
 
 
 @cache
@@ -79,11 +90,4 @@ def favicon() -> Response:
     """The icon browsers ask for on their own (Swagger UI's page names none)."""
     response = send_from_directory(STATIC, "favicon.svg", mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "public, max-age=86400"
-    return response
-
-
-@bp.after_request
-def secure(response: Response) -> Response:
-    """Send the security headers with the page and its assets."""
-    response.headers.update(SECURITY_HEADERS)
     return response

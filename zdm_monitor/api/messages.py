@@ -1,10 +1,8 @@
 """Every text a client can read in an error, in the contract's Korean and in English, side by side.
 
-An error carries its message as a key of the catalogue and values (say() gives a Message); the
-envelope renders it once, in the language the request prefers (Message.text). Nothing else in
-the service holds a Korean text, so no message can exist in one language only
-(tests/api/test_messages.py checks both). Clients should key on `code`, which is the same in
-both languages.
+An error carries a Message (a key of the catalogue and its values), which errors.failure renders
+in the language the request prefers. No Korean text lives anywhere else in the service, so none
+lacks its English (tests/api/test_messages.py). Clients key on `code`, the same in both.
 """
 
 from __future__ import annotations

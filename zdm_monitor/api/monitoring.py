@@ -12,43 +12,26 @@ from flask_smorest import Blueprint
 from .. import state
 from ..data import repository
 from ..data.cache import Entry, Snapshot
-from ..data.repository import (
-    MAX_BIGINT,
-    JobFilters,
-    JobRead,
-    JobSnapshot,
-    ServerRead,
-    ServerSnapshot,
-)
-from . import openapi, payloads, polling
+from ..data.repository import JobFilters, JobRead, JobSnapshot, ServerRead, ServerSnapshot
+from . import bodies, openapi, payloads, polling, schemas
 from .auth import require_token
 from .envelope import encode, success
 from .errors import JobIncomplete, JobNotFound, invalid_parameters
+from .fields import MAX_NAME_LENGTH, text_refusal
 from .messages import say
-from .schemas import (
-    MAX_NAME_LENGTH,
-    MonitoringQuery,
-    MonitoringQuerySchema,
-    QueryParser,
-    ServerQuery,
-    ServerQuerySchema,
-    text_refusal,
-)
+from .schemas import MonitoringQuery, QueryParser, ServerQuery
 
-MAX_ID_DIGITS = len(str(MAX_BIGINT))
+MAX_ID_DIGITS = len(str(repository.MAX_BIGINT))
+SERVER_MESSAGE = "Server backup monitoring info"
 
-
-class MonitoringBlueprint(Blueprint):  # type: ignore[misc]
-    ARGUMENTS_PARSER = QueryParser()
-
-
-blp = MonitoringBlueprint(
+blp = Blueprint(
     "monitoring",
     __name__,
     url_prefix="/api/backups/monitoring",
     description="Monitoring of backup jobs: one job, or every job of one server: server, "
     "partition or drive, progress and log.",
 )
+blp.ARGUMENTS_PARSER = QueryParser()
 blp.before_request(require_token)
 
 
@@ -65,11 +48,12 @@ def no_server(identifier: str) -> JobNotFound:
 def parse_identifier(identifier: str, server: bool = False) -> tuple[int | None, str | None]:
     """All ASCII digits -> the job's (or server's) ID; anything else -> its name.
 
-    A number longer than any bigint names nothing: that is decided here, before the database.
+    A number larger than any bigint names nothing: that is decided here, before the database
+    (by its length first, which keeps int() away from huge digit strings).
     """
     if identifier.isascii() and identifier.isdigit():
         digits = identifier.lstrip("0") or "0"
-        if len(digits) > MAX_ID_DIGITS or int(digits) > MAX_BIGINT:
+        if len(digits) > MAX_ID_DIGITS or int(digits) > repository.MAX_BIGINT:
             raise no_server(identifier) if server else not_found(identifier, by_id=True)
         return int(digits), None
     refusal = text_refusal(identifier, MAX_NAME_LENGTH)
@@ -125,16 +109,15 @@ def check_cursor(job: JobSnapshot, after: int | None) -> None:
 class JobMonitoring(MethodView):
     init_every_request = False  # the view keeps no state: one instance serves every request
 
-    @blp.doc(security=openapi.SECURITY)
-    @blp.arguments(MonitoringQuerySchema(), location="query", error_status_code=400)
+    @blp.arguments(schemas.MonitoringQuerySchema(), location="query", error_status_code=400)
     @blp.alt_response(
         200,
-        schema=openapi.MonitoringResponseSchema,
+        schema=bodies.MonitoringResponseSchema,
         headers=openapi.RESPONSE_HEADERS,
         description="The job's server, partition or drive, progress and one page of its log.",
         success=True,
     )
-    @blp.doc(responses=openapi.ERROR_RESPONSES)
+    @blp.doc(security=openapi.SECURITY, responses=openapi.ERROR_RESPONSES)
     def get(self, query: MonitoringQuery, identifier: str) -> Response:
         """Monitoring info of one backup job, by ID or by name.
 
@@ -171,9 +154,6 @@ class JobMonitoring(MethodView):
         return success(encoded=data, headers=poll.headers)
 
 
-SERVER_MESSAGE = "Server backup monitoring info"
-
-
 def check_server(
     server: ServerSnapshot | None, identifier: str, filters: JobFilters
 ) -> ServerSnapshot:
@@ -182,19 +162,15 @@ def check_server(
     if server is None:
         raise no_server(identifier)
     summary = server.summary
-    # The partition or drive filter, if any: {"partition": "/data"} or {"drive": "C:"}.
-    place = {
-        kind: value
-        for kind, value in (("partition", filters.partition), ("drive", filters.drive))
-        if value is not None
-    }
-    kind = next(iter(place), "")
-    if place and summary.incomplete_on_place:
-        raise JobIncomplete(say(f"server_incomplete_{kind}", **{kind: place[kind]}))
+    # The partition or drive filter, if any (the partition when both are given).
+    kind = "drive" if filters.partition is None else "partition"
+    place = getattr(filters, kind)
+    if place is not None and summary.incomplete_on_place:
+        raise JobIncomplete(say(f"server_incomplete_{kind}", **{kind: place}))
     if summary.total or summary.incomplete:
         return server
-    if place and not summary.on_place:
-        raise JobNotFound(say(f"server_no_{kind}", identifier=identifier, **{kind: place[kind]}))
+    if place is not None and not summary.on_place:
+        raise JobNotFound(say(f"server_no_{kind}", identifier=identifier, **{kind: place}))
     if filters == JobFilters():
         raise no_server(identifier)
     raise JobNotFound(say("server_filtered", identifier=identifier))
@@ -204,17 +180,16 @@ def check_server(
 class ServerMonitoring(MethodView):
     init_every_request = False  # the view keeps no state: one instance serves every request
 
-    @blp.doc(security=openapi.SECURITY)
-    @blp.arguments(ServerQuerySchema(), location="query", error_status_code=400)
+    @blp.arguments(schemas.ServerQuerySchema(), location="query", error_status_code=400)
     @blp.alt_response(
         200,
-        schema=openapi.ServerResponseSchema,
+        schema=bodies.ServerResponseSchema,
         headers=openapi.SERVER_RESPONSE_HEADERS,
         description="The server, the summary of its jobs the filters select, and one page of "
         "them with their newest log lines.",
         success=True,
     )
-    @blp.doc(responses=openapi.SERVER_ERROR_RESPONSES)
+    @blp.doc(security=openapi.SECURITY, responses=openapi.SERVER_ERROR_RESPONSES)
     def get(self, query: ServerQuery, identifier: str) -> Response:
         """Monitoring info of every backup job of one server, by ID or by name.
 
@@ -224,17 +199,11 @@ class ServerMonitoring(MethodView):
         `X-Poll-Interval` seconds. Query parameters and errors as for the job endpoint: each
         parameter at most once; key on `code`.
         """
-        system_id, system_name = parse_identifier(identifier, server=True)
+        server_id, name = parse_identifier(identifier, server=True)
         settings = state.settings()
         client = polling.seen(request.if_none_match)
         read = ServerRead(
-            system_id,
-            system_name,
-            query.filters,
-            query.page,
-            query.limit,
-            query.log_limit,
-            query.detail,
+            server_id, name, query.filters, query.page, query.limit, query.log_limit, query.detail
         )
         entry = read_through(read, repository.get_server_snapshot, client)
         server = check_server(entry.snapshot, identifier, query.filters)

@@ -1,7 +1,7 @@
-"""The OpenAPI description of the endpoints: parameters, headers, responses and bodies.
+"""The OpenAPI description of the endpoints: parameters, headers and responses.
 
-Documentation only: the bodies are built by serializers.py and envelope.py, the headers by
-polling.py, and the query is described by its own schema (schemas.py).
+Documentation only: the headers are made by polling.py, the bodies are documented by bodies.py,
+and the query by its own schema (schemas.py).
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from typing import Any
 
 import marshmallow as ma
 from apispec.ext.marshmallow.openapi import OpenAPIConverter
-from marshmallow import fields
 
+from .fields import MAX_NAME_LENGTH, TEXT_PATTERN
 from .polling import CACHE_CONTROL, HEADERS
-from .schemas import MAX_NAME_LENGTH, MODES, REPOSITORY_TYPES, STATUSES, TEXT_PATTERN
 
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -21,12 +20,8 @@ SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 def query_parameter(
     converter: OpenAPIConverter, field: ma.fields.Field[Any], ret: dict[str, Any]
 ) -> dict[str, Any]:
-    """What apispec does not write of a query parameter: it may be sent empty, and its example.
-
-    The contract counts an empty value (`mode=`, as dashboard forms send empty fields) as not
-    given: OpenAPI 3.0 says so with allowEmptyValue, and the description in words. The example
-    moves from the schema to the parameter, where Swagger UI shows it.
-    """
+    """What apispec does not write of a query parameter: that it may be sent empty (`mode=`,
+    as forms send it, is not given), and its example, moved to where Swagger UI shows it."""
     if ret["in"] != "query":
         return {}
     example = ret["schema"].pop("example", None)
@@ -59,30 +54,30 @@ def parameters(subject: str, example: str) -> list[dict[str, Any]]:
             },
             "example": example,
         },
-        {
-            "in": "header",
-            "name": "If-None-Match",
-            "required": False,
-            "description": "The ETag of the answer the client holds: 304 while it is current.",
-            "schema": {"type": "string"},
-        },
-        {
-            "in": "header",
-            "name": "Accept-Language",
-            "required": False,
-            "description": "`en` (or `en-US`, ...) preferred to Korean: error texts in English. "
-            "The codes are the same in both languages.",
-            "schema": {"type": "string"},
-        },
-        {
-            "in": "header",
-            "name": "X-Request-ID",
-            "required": False,
-            "description": "The caller's request ID, echoed back and logged: 1-128 of "
-            "`A-Z a-z 0-9 . _ : -`; anything else is replaced by a new ID.",
-            "schema": {"type": "string"},
-        },
+        request_header(
+            "If-None-Match", "The ETag of the answer the client holds: 304 while it is current."
+        ),
+        request_header(
+            "Accept-Language",
+            "`en` (or `en-US`, ...) preferred to Korean: error texts in English. The codes are "
+            "the same in both languages.",
+        ),
+        request_header(
+            "X-Request-ID",
+            "The caller's request ID, echoed back and logged: 1-128 of `A-Z a-z 0-9 . _ : -`; "
+            "anything else is replaced by a new ID.",
+        ),
     ]
+
+
+def request_header(name: str, description: str) -> dict[str, Any]:
+    return {
+        "in": "header",
+        "name": name,
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
 
 
 # Examples: the demo's job 3 (its log is empty: any `after` is good for it) and server 1.
@@ -90,8 +85,10 @@ JOB_PARAMETERS = parameters("job", "3")
 SERVER_PARAMETERS = parameters("server", "1")
 
 
-def header(description: str, kind: str = "string", required: bool = True) -> dict[str, Any]:
-    return {"description": description, "required": required, "schema": {"type": kind}}
+def header(
+    description: str, kind: str = "string", required: bool = True, **schema: Any
+) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": {"type": kind, **schema}}
 
 
 REQUEST_ID = header("This request's ID: the caller's X-Request-ID when well formed, else new.")
@@ -110,14 +107,12 @@ RESPONSE_HEADERS = {
         "for a page past the end. Pass it as `after` on the next poll.",
         "integer",
     ),
-    "X-Log-Gap": {
-        **header(
-            "`true` when lines after `after` were pruned before this poll: the answer counts "
-            "from the oldest line kept.",
-            required=False,
-        ),
-        "schema": {"type": "string", "enum": ["true"]},
-    },
+    "X-Log-Gap": header(
+        "`true` when lines after `after` were pruned before this poll: the answer counts from the "
+        "oldest line kept.",
+        required=False,
+        enum=["true"],
+    ),
     "X-Poll-Interval": header(
         "Seconds to wait before the next poll; absent once the job is complete, canceled or in "
         "error.",
@@ -203,138 +198,3 @@ def error_responses(
 
 ERROR_RESPONSES = error_responses(JOB_ERRORS, NOT_MODIFIED_HEADERS)
 SERVER_ERROR_RESPONSES = error_responses(SERVER_ERRORS, SERVER_RESPONSE_HEADERS)
-
-
-DETAIL = "With detail=true only."
-TIME = "In ZDM_TIMEZONE; also `20000-01-01 00:00:00`, `0044-03-15 00:00:00 BC`, `infinity`."
-
-
-class JobInfoSchema(ma.Schema):
-    name = fields.String(required=True)
-    partition = fields.String(metadata={"description": "Linux jobs only."})
-    drive = fields.String(metadata={"description": "Windows jobs only."})
-    id = fields.Integer(metadata={"description": DETAIL})
-    mode = fields.String(metadata={"enum": list(MODES), "description": DETAIL})
-
-
-class ProgressInfoSchema(ma.Schema):
-    status = fields.String(required=True, metadata={"enum": list(STATUSES)})
-    percent = fields.String(required=True, metadata={"example": "60%"})
-    message = fields.String(required=True, metadata={"description": "`-` when none."})
-    start = fields.String(
-        required=True,
-        metadata={"description": f"`-` before the start. {TIME}", "example": "2025-01-15 02:00:00"},
-    )
-    elapsed = fields.String(required=True, metadata={"example": "00:20:00"})
-    end = fields.String(required=True, metadata={"description": f"`-` while not finished. {TIME}"})
-    lastReport = fields.String(
-        metadata={"description": f"Last progress report; `-`. {TIME} {DETAIL}"}
-    )
-    stalled = fields.Boolean(
-        metadata={
-            "description": "Preparing or processing with no report for ZDM_STALL_SECONDS. " + DETAIL
-        }
-    )
-
-
-class RepositorySchema(ma.Schema):
-    type = fields.String(required=True, metadata={"enum": list(REPOSITORY_TYPES)})
-    path = fields.String(required=True)
-
-
-class LogEntrySchema(ma.Schema):
-    line = fields.Integer(required=True, metadata={"description": "1, 2, 3... within the job."})
-    time = fields.String(required=True, metadata={"description": TIME})
-    message = fields.String(required=True)
-
-
-class JobSchema(ma.Schema):
-    info = fields.Nested(JobInfoSchema, required=True)
-    progressInfo = fields.Nested(ProgressInfoSchema, required=True)
-    log = fields.List(fields.String(), required=True)
-    repository = fields.Nested(RepositorySchema, allow_none=True, metadata={"description": DETAIL})
-    logEntries = fields.List(
-        fields.Nested(LogEntrySchema), metadata={"description": "The lines of `log`. " + DETAIL}
-    )
-
-
-class SystemSchema(ma.Schema):
-    name = fields.String(required=True)
-    id = fields.Integer(metadata={"description": DETAIL})
-    os = fields.String(metadata={"enum": ["linux", "windows"], "description": DETAIL})
-
-
-class MonitoringDataSchema(ma.Schema):
-    system = fields.Nested(SystemSchema, required=True)
-    job = fields.Nested(JobSchema, required=True)
-
-
-class MonitoringResponseSchema(ma.Schema):
-    success = fields.Boolean(required=True)
-    requestID = fields.String(required=True)
-    data = fields.Nested(MonitoringDataSchema, required=True)
-    message = fields.String(required=True)
-    timestamp = fields.String(required=True)
-
-
-class SummarySchema(ma.Schema):
-    total = fields.Integer(required=True, metadata={"description": "Jobs the filters select."})
-    completed = fields.Integer(required=True, metadata={"description": "complete"})
-    inProgress = fields.Integer(
-        required=True, metadata={"description": "preparing, processing, canceling"}
-    )
-    failed = fields.Integer(required=True, metadata={"description": "error, canceled"})
-    pending = fields.Integer(required=True, metadata={"description": "scheduled, registered"})
-    overallProgress = fields.String(
-        required=True,
-        metadata={"description": "Mean of their percents, to the nearest whole.", "example": "48%"},
-    )
-    incomplete = fields.Integer(
-        required=True,
-        metadata={"description": "Jobs the filters select with one half missing: not in `job`."},
-    )
-
-
-class PaginationSchema(ma.Schema):
-    currentPage = fields.Integer(required=True)
-    totalPages = fields.Integer(required=True)
-    totalItems = fields.Integer(required=True)
-    itemsPerPage = fields.Integer(required=True)
-    hasNextPage = fields.Boolean(required=True)
-    hasPreviousPage = fields.Boolean(required=True)
-
-
-class ServerDataSchema(ma.Schema):
-    system = fields.Nested(SystemSchema, required=True)
-    summary = fields.Nested(SummarySchema, required=True)
-    job = fields.List(
-        fields.Nested(JobSchema),
-        required=True,
-        metadata={"description": "The page's jobs in ID order, each as the job endpoint's."},
-    )
-    pagination = fields.Nested(
-        PaginationSchema, metadata={"description": "When the request gives page or limit."}
-    )
-
-
-class ServerResponseSchema(MonitoringResponseSchema):
-    data = fields.Nested(ServerDataSchema, required=True)
-
-
-class ErrorResponseSchema(ma.Schema):
-    requestID = fields.String(required=True)
-    success = fields.Boolean(required=True)
-    error = fields.String(
-        required=True,
-        metadata={
-            "description": "For people: the contract's Korean, or English when Accept-Language "
-            "prefers it. Clients key on `code`, the same in both."
-        },
-    )
-    timestamp = fields.String(required=True)
-    code = fields.String(required=True)
-    details = fields.Dict(
-        keys=fields.String(),
-        values=fields.List(fields.String()),
-        metadata={"description": "Validation errors: parameter -> reasons."},
-    )

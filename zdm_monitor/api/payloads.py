@@ -14,11 +14,8 @@ SECOND = timedelta(seconds=1)
 
 
 def format_time(moment: datetime | None, zone: ZoneInfo) -> str:
-    """Return the instant as local wall time in the zone (YYYY-MM-DD HH:MM:SS), or '-'.
-
-    An instant outside years 1-9999 shows its year as it is (20000-01-01 00:00:00, 0044-03-15
-    00:00:00 BC); infinity and -infinity show as those words.
-    """
+    """Return the instant as wall time in the zone (YYYY-MM-DD HH:MM:SS), or '-'; a year outside
+    1-9999 as it is (20000-01-01 00:00:00, 0044-03-15 00:00:00 BC), infinities as words."""
     if moment is None:
         return NONE
     if isinstance(moment, Beyond):
@@ -43,8 +40,7 @@ def wall_time(moment: datetime, zone: ZoneInfo, cycles: int = 0) -> str:
 
 def clock_text(local: datetime, year: int | None = None) -> str:
     """YYYY-MM-DD HH:MM:SS of a wall time (in the given year if not its own), BC before 1."""
-    if year is None:
-        year = local.year
+    year = local.year if year is None else year
     era = "" if year > 0 else " BC"  # year 0 is 1 BC
     return (
         f"{year if year > 0 else 1 - year:04d}-{local.month:02d}-{local.day:02d} "
@@ -55,10 +51,8 @@ def clock_text(local: datetime, year: int | None = None) -> str:
 def format_elapsed(
     start: datetime | None, end: datetime | None, last_report: datetime | None
 ) -> str:
-    """Return HH:MM:SS since the start: to the end once finished, else to the last report.
-
-    '-' before the start, and from or to infinity, which is no duration.
-    """
+    """Return HH:MM:SS since the start, to the end once finished, else to the last report; '-'
+    before the start, and from or to infinity, which is no duration."""
     if start is None:
         return NONE
     between = duration(start, end or last_report or start)
@@ -72,10 +66,8 @@ def format_elapsed(
 def monitoring_payload(
     job: JobSnapshot, zone: ZoneInfo, *, descending: bool = False, stalled: bool | None = None
 ) -> dict[str, Any]:
-    """Build the Linux (partition) or Windows (drive) payload of a complete job.
-
-    stalled is given for detail=true, which adds fields and never changes the others.
-    """
+    """Build the Linux (partition) or Windows (drive) payload of a complete job; stalled is given
+    for detail=true, which adds fields and never changes the others."""
     info: dict[str, Any] = {"name": job.name}
     if job.os == "windows":
         info["drive"] = job.drive

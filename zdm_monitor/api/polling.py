@@ -1,8 +1,6 @@
 """Polling: the validator, the log cursor, the pace, the stall mark, the headers and the 304.
 
-One call, decide() (decide_server() for the server view), answers everything the view needs to
-know about a poll; the serializer then builds the body only when the client's copy is not
-current.
+decide() (decide_server() for the server view) answers all the view asks about a poll.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from flask import Response
 from werkzeug.datastructures import ETags
@@ -32,6 +30,7 @@ CACHE_CONTROL = "private, no-cache"
 ACTIVE = frozenset({"preparing", "processing", "canceling"})
 WAITING = frozenset({"scheduled", "registered"})
 STALL_WATCHED = frozenset({"preparing", "processing"})
+Mark = TypeVar("Mark", bool | None, list[bool] | None)
 
 # The log's lines are named by its first and last numbers (lines never change once written);
 # how new the rows are stands beside the digest in the validator, and where the answer was read
@@ -78,29 +77,20 @@ def validator(version: int, digest: str) -> str:
 
 
 @dataclass(frozen=True)
-class Poll:
+class Poll(Generic[Mark]):
     """What the view needs to know about a poll."""
 
     headers: dict[str, str]
-    stalled: bool | None  # detail=true only
+    stalled: Mark  # with detail=true: the job's stall mark, or each job's on the page
     current: bool  # the client's copy is this answer: 304
 
 
 def decide(
-    job: JobSnapshot,
-    query: MonitoringQuery,
-    settings: Settings,
-    client: Seen,
-    memo: dict[Any, Any] | None = None,
-) -> Poll:
-    """The headers of the answer, its stall mark, and whether the client's copy is current.
-
-    The headers depend on the snapshot, the query and the stall mark only: with a memo (the
-    cache entry's) they are made once per snapshot, query and mark.
-    """
+    job: JobSnapshot, query: MonitoringQuery, settings: Settings, client: Seen, memo: dict[Any, Any]
+) -> Poll[bool | None]:
+    """The headers of the answer, its stall mark, and whether the client's copy is current; the
+    headers depend on the snapshot, the query and the mark only, so the memo keeps them."""
     stalled = is_stalled(job, datetime.now(UTC), settings.stall_seconds) if query.detail else None
-    if memo is None:
-        memo = {}
     key = (query, stalled)
     made = memo.get(key)
     if made is None:
@@ -112,12 +102,15 @@ def decide(
 def polling_headers(
     job: JobSnapshot, query: MonitoringQuery, settings: Settings, stalled: bool | None
 ) -> tuple[str, dict[str, str]]:
-    """The digest of the answer's content and its headers."""
+    """The digest of the answer's content (the job's halves, its log's ends, the query, the zone,
+    the stall mark) and its headers."""
     cursor, gap = log_cursor(job, query.after)
-    digest = entity_tag(job, query, cursor, settings.timezone.key, stalled)
-    headers = base_headers(validator(job.version, digest), log_pages(job, query))
-    if cursor is not None:
-        headers["X-Log-Cursor"] = str(cursor)
+    # With after, the tag names where the answer leaves the client (its X-Log-Cursor), not where
+    # it started: the poll after a batch of new lines, finding nothing newer, is a 304.
+    tagged = query if query.after is None else replace(query, after=cursor)
+    content = digest((TAGGED_FIELDS(job), tagged, settings.timezone.key, stalled))
+    headers = base_headers(validator(job.version, content), log_pages(job, query))
+    headers["X-Log-Cursor"] = str(cursor)
     if gap:
         headers["X-Log-Gap"] = "true"
     interval = poll_interval(
@@ -125,50 +118,25 @@ def polling_headers(
     )
     if interval is not None:
         headers["X-Poll-Interval"] = str(interval)
-    return digest, headers
-
-
-@dataclass(frozen=True)
-class ServerPoll:
-    headers: dict[str, str]
-    stalled: list[bool] | None  # each job's, with detail
-    current: bool
+    return content, headers
 
 
 def decide_server(
     server: ServerSnapshot, query: ServerQuery, settings: Settings, client: Seen
-) -> ServerPoll:
+) -> Poll[list[bool] | None]:
     """The server view's headers, as the job endpoint makes them, over the page's jobs: one
     validator for the whole answer, and the shortest of their poll intervals."""
-    now = datetime.now(UTC)
-    stalled = (
-        [is_stalled(job, now, settings.stall_seconds) for job in server.jobs]
-        if query.detail
-        else None
-    )
-    state = (
-        TAGGED_SUMMARY(server.summary),
-        [TAGGED_FIELDS(job) for job in server.jobs],
-        query,
-        settings.timezone.key,
-        stalled,
-    )
-    content = digest(state)
-    tag = validator(server.version, content)
-    headers = base_headers(tag, pagination(query.page, query.limit, server.summary.total))
-    intervals = [
-        interval
-        for job in server.jobs
-        if (
-            interval := poll_interval(
-                job.status, settings.poll_active_seconds, settings.poll_waiting_seconds
-            )
-        )
-        is not None
-    ]
+    now, stall = datetime.now(UTC), settings.stall_seconds
+    stalled = [is_stalled(job, now, stall) for job in server.jobs] if query.detail else None
+    jobs = [TAGGED_FIELDS(job) for job in server.jobs]
+    content = digest((TAGGED_SUMMARY(server.summary), jobs, query, settings.timezone.key, stalled))
+    pages = pagination(query.page, query.limit, server.summary.total)
+    headers = base_headers(validator(server.version, content), pages)
+    paces = (settings.poll_active_seconds, settings.poll_waiting_seconds)
+    intervals = [i for job in server.jobs if (i := poll_interval(job.status, *paces)) is not None]
     if intervals:
         headers["X-Poll-Interval"] = str(min(intervals))
-    return ServerPoll(headers, stalled, client.holds(content))
+    return Poll(headers, stalled, client.holds(content))
 
 
 def not_modified(headers: dict[str, str]) -> Response:
@@ -178,20 +146,6 @@ def not_modified(headers: dict[str, str]) -> Response:
     del response.headers["Content-Type"]
     response.headers.pop("X-Log-Gap", None)
     return response
-
-
-def entity_tag(
-    job: JobSnapshot, query: MonitoringQuery, cursor: int | None, zone: str, stalled: bool | None
-) -> str:
-    """Digest this answer's content: the job's halves, its log's ends, the query, the zone.
-
-    With after, the tag names where the answer leaves the client (its X-Log-Cursor), not where
-    it started: the poll after a batch of new lines, finding nothing newer, matches the tag of
-    that batch's answer and is a 304.
-    """
-    if query.after is not None:
-        query = replace(query, after=cursor)
-    return digest((TAGGED_FIELDS(job), query, zone, stalled))
 
 
 def digest(state: Any) -> str:
@@ -214,14 +168,8 @@ def log_pages(job: JobSnapshot, query: MonitoringQuery) -> dict[str, int]:
 
 
 def log_cursor(job: JobSnapshot, after: int | None) -> tuple[int, bool]:
-    """Return (X-Log-Cursor, X-Log-Gap) for the returned lines.
-
-    The cursor is the newest line delivered. With nothing delivered: with after, the newest line
-    (a page past the end: the pages before it reach that line), or after itself when the log
-    is empty or behind it (a replica's); without, 0 for an empty log, or for a page past the end
-    the line before the oldest (what follows the page). The gap says lines after `after` were
-    pruned unseen.
-    """
+    """Return (X-Log-Cursor, X-Log-Gap) for the returned lines, as openapi.RESPONSE_HEADERS
+    describes them; after itself when the log is empty or behind it (a replica's)."""
     gap = after is not None and job.log_first is not None and job.log_first > after + 1
     if job.log_lines and job.first_line is not None:
         return job.first_line + len(job.log_lines) - 1, gap

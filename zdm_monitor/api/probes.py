@@ -26,11 +26,8 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Answer 200 when the database answers within a second and no shutdown has begun.
-
-    With read replicas, "the database" is the one reads go to (a replica, else the primary), and
-    the body lists each replica's state and lag.
-    """
+    """Answer 200 when the database reads go to (a replica, else the primary) answers within a
+    second and no shutdown has begun; with replicas, list each one's state and lag."""
     current = state.of()
     if current.draining:
         raise ServiceUnavailable(say("draining"))

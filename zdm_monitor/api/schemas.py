@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import marshmallow as ma
 from flask import Request
-from marshmallow import Schema, ValidationError, fields, post_load, pre_load
+from marshmallow import Schema, ValidationError, post_load, pre_load
 from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import MultiDict
 
 from ..data.repository import JobFilters
+from .fields import Bounded, Choice, Drive, Flag, Partition, Text
 from .messages import Message, say
 
 MODES = ("full", "increment", "smart")
@@ -29,130 +28,16 @@ STATUSES = (
     "error",
 )
 REPOSITORY_TYPES = ("smb", "nfs")
-MAX_NAME_LENGTH = 255
 MAX_PATH_LENGTH = 4096
 MAX_PAGE = 100_000
-MAX_LIMIT = 1000
 DEFAULT_LIMIT = 20
 MAX_LINE = 2**31 - 1  # backup_log.line is an integer
-SORT_ORDERS = ("asc", "desc")
-DRIVE_PATTERN = re.compile(r"([A-Za-z])(:\\?)?")
+PARSED_QUERIES = 1024
 
 
 def doc(description: str, example: Any, **more: Any) -> dict[str, Any]:
     """A query field's metadata for the OpenAPI document: what it means and a value to try."""
     return {"description": description, "example": example, **more}
-
-
-ANY_CASE = "Case-insensitive; surrounding spaces are ignored."
-# The documented form of text_refusal: no NUL, no U+FFFD (what undecodable bytes become).
-TEXT_PATTERN = "^[^\\u0000\\uFFFD]*$"
-
-
-def text_refusal(value: str, max_length: int) -> Message | None:
-    """Why text is refused that the database cannot hold or the client did not mean, if it is."""
-    if "\x00" in value or "\ufffd" in value:
-        return say("bad_text")
-    if len(value) > max_length:
-        return say("too_long", length=max_length)
-    return None
-
-
-class Text(fields.String):
-    """A string with a length bound and no NUL or undecodable bytes."""
-
-    def __init__(self, max_length: int = MAX_NAME_LENGTH, **kwargs: Any) -> None:
-        kwargs.setdefault("metadata", {}).update(maxLength=max_length)
-        kwargs["metadata"].setdefault("pattern", TEXT_PATTERN)
-        super().__init__(**kwargs)
-        self.max_length = max_length
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        refusal = text_refusal(text, self.max_length)
-        if refusal is not None:
-            raise ValidationError([refusal])
-        return text
-
-
-class Choice(fields.String):
-    """One of a fixed set of lower-case names; case-insensitive, with aliases."""
-
-    def __init__(
-        self, choices: tuple[str, ...], aliases: Mapping[str, str] | None = None, **kwargs: Any
-    ) -> None:
-        names = ", ".join(choices)
-        # Documented with its aliases: what the API accepts, as sent; the leniency for case and
-        # spaces is said in words, which a schema's enum cannot carry.
-        metadata = kwargs.setdefault("metadata", {})
-        metadata["enum"] = [*choices, *(aliases or {})]
-        metadata["description"] = f"{metadata['description']} {ANY_CASE}"
-        super().__init__(**kwargs)
-        self.choices = choices
-        self.aliases = dict(aliases or {})
-        self.reason = say("one_of", names=names)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        name = super()._deserialize(value, attr, data, **kwargs).strip().lower()
-        name = self.aliases.get(name, name)
-        if name not in self.choices:
-            raise ValidationError([self.reason])
-        return name
-
-
-class Bounded(fields.Integer):
-    """A whole number in ASCII digits within [minimum, maximum]."""
-
-    def __init__(self, maximum: int, minimum: int = 1, **kwargs: Any) -> None:
-        kwargs.setdefault("metadata", {}).update(minimum=minimum, maximum=maximum)
-        super().__init__(**kwargs)
-        self.minimum = minimum
-        self.maximum = maximum
-        self.reason = say("whole_number", minimum=minimum, maximum=maximum)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        text = str(value)
-        # The length check keeps int() away from huge digit strings.
-        if not (text.isascii() and text.isdigit() and len(text) <= len(str(self.maximum))):
-            raise ValidationError([self.reason])
-        number = int(text)
-        if not self.minimum <= number <= self.maximum:
-            raise ValidationError([self.reason])
-        return number
-
-
-class Flag(Choice):
-    """true or false, case-insensitive; 1 and 0 too."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(("true", "false"), aliases={"1": "true", "0": "false"}, **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:  # type: ignore[override]
-        return super()._deserialize(value, attr, data, **kwargs) == "true"
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        """Write the documented default as the query string spells it."""
-        return None if value is None else "true" if value else "false"
-
-
-class Partition(Text):
-    """A Linux mount point; a trailing slash other than the root is ignored."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        path = super()._deserialize(value, attr, data, **kwargs)
-        if not path.startswith("/"):
-            raise ValidationError([say("mount_point")])
-        return path.rstrip("/") or "/"
-
-
-class Drive(fields.String):
-    """A Windows drive letter: C, c, C: and c: all mean C:."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        match = DRIVE_PATTERN.fullmatch(super()._deserialize(value, attr, data, **kwargs))
-        if match is None:
-            raise ValidationError([say("drive_letter")])
-        return f"{match.group(1).upper()}:"
 
 
 @dataclass(frozen=True)
@@ -195,12 +80,10 @@ class FilterSchema(ma.Schema):
     repositoryType = Choice(
         REPOSITORY_TYPES,
         aliases={"cifs": "smb"},
-        data_key="repositoryType",
         metadata=doc("Repository type; `cifs` means `smb`.", "nfs"),
     )
     repositoryPath = Text(
         max_length=MAX_PATH_LENGTH,
-        data_key="repositoryPath",
         metadata=doc("Repository path, exact.", "/backup/linux-server-01"),
     )
     status = Choice(
@@ -208,19 +91,17 @@ class FilterSchema(ma.Schema):
         aliases={"run": "processing", "running": "processing"},
         metadata=doc("Job status filter; `run` and `running` mean `processing`.", "processing"),
     )
-    jobName = Text(data_key="jobName", metadata=doc("Job name, exact.", "daily-backup"))
+    jobName = Text(metadata=doc("Job name, exact.", "daily-backup"))
 
     @pre_load
     def single_values(self, data: Any, **kwargs: Any) -> dict[str, str]:
-        """Drop empty values (dashboard forms send them) and refuse a parameter given twice,
-        or as a list or an object (`partition[]=/`, `partition[0]=/`, as jQuery and qs write
-        them)."""
+        """Drop empty values (forms send them); refuse a parameter given twice, or as a list or
+        an object (`partition[]=/`, `partition[0]=/`, as jQuery and qs write them)."""
         getlist = getattr(data, "getlist", None)
         found: dict[str, str] = {}
         refused: dict[str, list[Message]] = {}
-        keys = [field.data_key or field.name for field in self.fields.values()]  # in order
+        keys = list(self.fields)  # the parameters' names, in order
         for key in keys:
-            assert key is not None
             values = getlist(key) if getlist else [data[key]] if key in data else []
             values = [v for v in values if v != ""]
             if len(values) > 1:
@@ -271,11 +152,7 @@ class MonitoringQuerySchema(FilterSchema):
             2,
         ),
     )
-    limit = Bounded(
-        MAX_LIMIT,
-        load_default=DEFAULT_LIMIT,
-        metadata=doc("Log lines per page.", 50),
-    )
+    limit = Bounded(1000, load_default=DEFAULT_LIMIT, metadata=doc("Log lines per page.", 50))
     after = Bounded(
         MAX_LINE,
         minimum=0,
@@ -287,7 +164,7 @@ class MonitoringQuerySchema(FilterSchema):
         ),
     )
     sort = Choice(
-        SORT_ORDERS,
+        ("asc", "desc"),
         load_default="asc",
         metadata=doc("Order of the returned log lines: `asc` (oldest first) or `desc`.", "desc"),
     )
@@ -305,11 +182,6 @@ class MonitoringQuerySchema(FilterSchema):
         )
 
 
-MAX_SERVER_LIMIT = 100
-MAX_LOG_LIMIT = 100
-DEFAULT_LOG_LIMIT = 10
-
-
 @dataclass(frozen=True)
 class ServerQuery:
     filters: JobFilters
@@ -324,23 +196,17 @@ class ServerQuerySchema(FilterSchema):
     """Query parameters of the server view: the job filters, pages of jobs, lines per job."""
 
     page = Bounded(
-        MAX_PAGE,
-        metadata=doc("Page of the server's jobs, in job ID order.", 1, default=1),
+        MAX_PAGE, metadata=doc("Page of the server's jobs, in job ID order.", 1, default=1)
     )
-    limit = Bounded(
-        MAX_SERVER_LIMIT,
-        metadata=doc("Jobs per page.", 12, default=DEFAULT_LIMIT),
-    )
+    limit = Bounded(100, metadata=doc("Jobs per page.", 12, default=DEFAULT_LIMIT))
     logLimit = Bounded(
-        MAX_LOG_LIMIT,
+        100,
         minimum=0,
-        load_default=DEFAULT_LOG_LIMIT,
-        data_key="logLimit",
+        load_default=10,
         metadata=doc("How many of each job's newest log lines, oldest first.", 5),
     )
     detail = Flag(
-        load_default=False,
-        metadata=doc(DETAIL_DESCRIPTION.replace("job.", "each job's "), "true"),
+        load_default=False, metadata=doc(DETAIL_DESCRIPTION.replace("job.", "each job's "), "true")
     )
 
     @post_load
@@ -355,15 +221,9 @@ class ServerQuerySchema(FilterSchema):
         )
 
 
-PARSED_QUERIES = 1024
-
-
 class QueryParser(FlaskParser):
-    """Decode the query string strictly as UTF-8, marking undecodable bytes.
-
-    Werkzeug keeps an undecodable escape such as %FF as the literal text "%FF"; decoding with
-    errors="replace" turns it into U+FFFD, which the schema refuses by parameter name.
-    """
+    """Decode the query string strictly as UTF-8: an undecodable escape such as %FF, which
+    Werkzeug keeps as the text "%FF", becomes U+FFFD, which the schema refuses by name."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -375,10 +235,8 @@ class QueryParser(FlaskParser):
 
     def parse(self, argmap: Any, req: Request | None = None, **kwargs: Any) -> Any:
         """Validate each distinct query string once: a dashboard repeats its own on every poll.
-
-        Only valid queries are kept (an invalid one raises), results are immutable, and the
-        cache is emptied when full, so unique query strings cannot grow it without bound.
-        """
+        Only valid ones are kept (their results are immutable), and all are dropped when full,
+        so unique query strings cannot grow the memo without bound."""
         request = req or self.get_default_request()
         key = (id(argmap), request.query_string, tuple(sorted(kwargs.items())))
         result = self._parsed.get(key)

@@ -1,0 +1,143 @@
+"""The documented response bodies: the envelopes and their data, as the OpenAPI document shows
+them (payloads.py, envelope.py and errors.py build the real ones)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+
+from .schemas import MODES, REPOSITORY_TYPES, STATUSES
+
+DETAIL = "With detail=true only."
+TIME = "In ZDM_TIMEZONE; also `20000-01-01 00:00:00`, `0044-03-15 00:00:00 BC`, `infinity`."
+
+
+class JobInfoSchema(ma.Schema):
+    name = fields.String(required=True)
+    partition = fields.String(metadata={"description": "Linux jobs only."})
+    drive = fields.String(metadata={"description": "Windows jobs only."})
+    id = fields.Integer(metadata={"description": DETAIL})
+    mode = fields.String(metadata={"enum": list(MODES), "description": DETAIL})
+
+
+class ProgressInfoSchema(ma.Schema):
+    status = fields.String(required=True, metadata={"enum": list(STATUSES)})
+    percent = fields.String(required=True, metadata={"example": "60%"})
+    message = fields.String(required=True, metadata={"description": "`-` when none."})
+    start = fields.String(
+        required=True,
+        metadata={"description": f"`-` before the start. {TIME}", "example": "2025-01-15 02:00:00"},
+    )
+    elapsed = fields.String(required=True, metadata={"example": "00:20:00"})
+    end = fields.String(required=True, metadata={"description": f"`-` while not finished. {TIME}"})
+    lastReport = fields.String(
+        metadata={"description": f"Last progress report; `-`. {TIME} {DETAIL}"}
+    )
+    stalled = fields.Boolean(
+        metadata={
+            "description": "Preparing or processing with no report for ZDM_STALL_SECONDS. " + DETAIL
+        }
+    )
+
+
+class RepositorySchema(ma.Schema):
+    type = fields.String(required=True, metadata={"enum": list(REPOSITORY_TYPES)})
+    path = fields.String(required=True)
+
+
+class LogEntrySchema(ma.Schema):
+    line = fields.Integer(required=True, metadata={"description": "1, 2, 3... within the job."})
+    time = fields.String(required=True, metadata={"description": TIME})
+    message = fields.String(required=True)
+
+
+class JobSchema(ma.Schema):
+    info = fields.Nested(JobInfoSchema, required=True)
+    progressInfo = fields.Nested(ProgressInfoSchema, required=True)
+    log = fields.List(fields.String(), required=True)
+    repository = fields.Nested(RepositorySchema, allow_none=True, metadata={"description": DETAIL})
+    logEntries = fields.List(
+        fields.Nested(LogEntrySchema), metadata={"description": "The lines of `log`. " + DETAIL}
+    )
+
+
+class SystemSchema(ma.Schema):
+    name = fields.String(required=True)
+    id = fields.Integer(metadata={"description": DETAIL})
+    os = fields.String(metadata={"enum": ["linux", "windows"], "description": DETAIL})
+
+
+class MonitoringDataSchema(ma.Schema):
+    system = fields.Nested(SystemSchema, required=True)
+    job = fields.Nested(JobSchema, required=True)
+
+
+class MonitoringResponseSchema(ma.Schema):
+    success = fields.Boolean(required=True)
+    requestID = fields.String(required=True)
+    data = fields.Nested(MonitoringDataSchema, required=True)
+    message = fields.String(required=True)
+    timestamp = fields.String(required=True)
+
+
+class SummarySchema(ma.Schema):
+    total = fields.Integer(required=True, metadata={"description": "Jobs the filters select."})
+    completed = fields.Integer(required=True, metadata={"description": "complete"})
+    inProgress = fields.Integer(
+        required=True, metadata={"description": "preparing, processing, canceling"}
+    )
+    failed = fields.Integer(required=True, metadata={"description": "error, canceled"})
+    pending = fields.Integer(required=True, metadata={"description": "scheduled, registered"})
+    overallProgress = fields.String(
+        required=True,
+        metadata={"description": "Mean of their percents, to the nearest whole.", "example": "48%"},
+    )
+    incomplete = fields.Integer(
+        required=True,
+        metadata={"description": "Jobs the filters select with one half missing: not in `job`."},
+    )
+
+
+class PaginationSchema(ma.Schema):
+    currentPage = fields.Integer(required=True)
+    totalPages = fields.Integer(required=True)
+    totalItems = fields.Integer(required=True)
+    itemsPerPage = fields.Integer(required=True)
+    hasNextPage = fields.Boolean(required=True)
+    hasPreviousPage = fields.Boolean(required=True)
+
+
+class ServerDataSchema(ma.Schema):
+    system = fields.Nested(SystemSchema, required=True)
+    summary = fields.Nested(SummarySchema, required=True)
+    job = fields.List(
+        fields.Nested(JobSchema),
+        required=True,
+        metadata={"description": "The page's jobs in ID order, each as the job endpoint's."},
+    )
+    pagination = fields.Nested(
+        PaginationSchema, metadata={"description": "When the request gives page or limit."}
+    )
+
+
+class ServerResponseSchema(MonitoringResponseSchema):
+    data = fields.Nested(ServerDataSchema, required=True)
+
+
+class ErrorResponseSchema(ma.Schema):
+    requestID = fields.String(required=True)
+    success = fields.Boolean(required=True)
+    error = fields.String(
+        required=True,
+        metadata={
+            "description": "For people: the contract's Korean, or English when Accept-Language "
+            "prefers it. Clients key on `code`, the same in both."
+        },
+    )
+    timestamp = fields.String(required=True)
+    code = fields.String(required=True)
+    details = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "Validation errors: parameter -> reasons."},
+    )
