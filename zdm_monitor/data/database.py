@@ -1,4 +1,4 @@
-"""The database the service reads: the primary's pool and the replicas."""
+"""The database the service reads: the primary's pool and the replicas, within deadlines."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from .replicas import NoUsableReplica, Replicas
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PRIMARY = "primary"
-
-
 # Past its statement_timeout a read gets this much longer to come back, then it is cut off.
 DEADLINE_GRACE_S = 1.0
 # While the primary is known not to answer, one read this often tries it; the others are 503s.
@@ -48,13 +46,12 @@ class NotStarted(RuntimeError):
 
 
 class Slots:
-    """How many threads of this process may wait on the database at once: a read, or a request
-    waiting for another's read of the same key (cache.py), each holds a slot while it waits.
+    """How many threads of this process may wait on the database at once: fewer than gunicorn's
+    threads, so one is always free for the probes and for answers from memory.
 
-    gunicorn's gthread has a fixed number of threads; sized one less than that, one thread is
-    always free for the probes and for answers from memory, however long the database keeps the
-    others. A request that finds every slot taken waits for one only while some holder is young
-    (YOUNG_S): when all have waited longer, the database is not answering, and it is the 503 now.
+    A read holds a slot, and so does a request waiting for another's read of the same key
+    (cache.py). One that finds every slot taken waits only while some holder is young (YOUNG_S):
+    when all have waited longer, the database is not answering, and it is the 503 now.
     """
 
     def __init__(self, size: int) -> None:
@@ -90,24 +87,18 @@ class Slots:
 
 
 class CircuitBreaker:
-    """Open from a read of the primary that missed its deadline until one that succeeds.
-
-    While open, reads fail at once, but for one trial a second, so a frozen server holds at most
-    one more thread a second per process and the others keep answering (503) in time.
-    """
+    """Open from a read of the primary that missed its deadline until one that succeeds: while
+    open, reads fail at once but for one trial a second, so a frozen server holds at most one
+    more thread a second per process."""
 
     def __init__(self) -> None:
-        self._opened: float | None = None
+        self.is_open = False
         self._next_trial = 0.0
         self._lock = threading.Lock()
 
-    @property
-    def open(self) -> bool:
-        return self._opened is not None
-
     def admit(self) -> bool:
         """Whether a read may go ahead: the breaker is closed, or this is the trial."""
-        if self._opened is None:
+        if not self.is_open:
             return True
         with self._lock:
             now = time.monotonic()
@@ -117,32 +108,21 @@ class CircuitBreaker:
             return True
 
     def trip(self) -> None:
-        """A read missed its deadline: open, and wait a trial interval before the next try."""
+        """Open, and wait a trial interval before the next try."""
         with self._lock:
-            now = time.monotonic()
-            if self._opened is None:
-                self._opened = now
-            self._next_trial = max(self._next_trial, now + TRIAL_INTERVAL_S)
+            self.is_open = True
+            self._next_trial = max(self._next_trial, time.monotonic() + TRIAL_INTERVAL_S)
 
     def close(self) -> None:
-        """A read succeeded."""
-        self._opened = None
+        self.is_open = False
 
 
 class Database:
     """This process's reads: on a usable replica when there are any, else on the primary.
 
-    Every read holds one of the process's slots, and has a deadline (statement_timeout plus
-    DEADLINE_GRACE_S unless given): connect, send and receive included, enforced on the client
-    side (deadlines.py), so a frozen server is a 503 too, and then the circuit breaker keeps the
-    next reads from waiting on it.
-
-    On the primary a read uses the request's connection, checked out on first use and given
-    back at teardown (release). A read whose connection was lost (a server restart, a killed
-    backend) is retried once on a new connection, after dropping the idle ones, which most
-    likely died too; if that fails as well, the server is really down: the 503.
-
-    Nothing runs until start(), which a worker calls after fork (state.start).
+    Every read holds a slot and has a deadline (read_deadline_s unless given), enforced on the
+    client's side (deadlines.py), so a frozen server is a 503 too; then the circuit breaker keeps
+    the next reads from waiting on it. Nothing runs until start() (state.start, after fork).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -157,9 +137,9 @@ class Database:
         self.started = False
 
     def start(self, threads: int | None) -> None:
-        """Start this process's watchdog and replica monitor, and size its slots: one less than
-        gunicorn's threads, or without gunicorn the pool's size. Anything the process inherited
-        from a parent (gunicorn's master imports the app, then forks) is dropped, not closed."""
+        """Size the slots, one less than gunicorn's threads (without gunicorn: the pool's size),
+        and start the watchdog and the replica monitor. Connections a parent process opened
+        (gunicorn's master forks) are dropped, not closed: they are the parent's sessions."""
         self.slots.size = self.settings.db_pool_size if threads is None else max(1, threads - 1)
         self.primary.forget()
         parts = [("the deadline watchdog", self.watchdog.start)]
@@ -193,6 +173,9 @@ class Database:
             return result
 
     def _read_primary(self, query: Callable[[connection], T], deadline: Deadline) -> T:
+        """Run the read on the request's connection. One that was lost (a server restart, a
+        killed backend) is retried once on a new connection, after dropping the idle ones, which
+        most likely died too; lost again, the server is really down: the 503."""
         for retry in (False, True):
             conn = self.connection(deadline)
             try:
@@ -228,8 +211,8 @@ class Database:
         return None if self.replicas is None else self.replicas.describe()
 
     def close(self) -> None:
-        """Close this process's connections, stop the replica monitor and the watchdog: no
-        read after this, until start() again."""
+        """Close this process's connections, stop the replica monitor and the watchdog: no read
+        after this, until start() again."""
         self.started = False
         self.primary.close()
         if self.replicas is not None:

@@ -1,11 +1,8 @@
 """timestamptz as this service reads it: every value PostgreSQL can hold, none an error.
 
-PostgreSQL's timestamptz holds 4714 BC to 294276 AD, infinity and -infinity; Python's datetime
-holds years 1 to 9999. psycopg2's own cast raises ValueError outside that range (and reads
-infinity as datetime.max), which failed the whole read: one job's odd value was a 500 for the
-job and for its server's wall. ZDM's agents write these columns, so an odd value is that job's
-to show, not the request's to fail on. Here a value datetime can hold reads as that datetime,
-any other as a Beyond.
+PostgreSQL holds 4714 BC to 294276 AD and the infinities, datetime years 1 to 9999, where
+psycopg2's own cast raises: one odd value that ZDM's agents wrote failed the whole read. Here a
+value datetime can hold reads as that datetime, any other as a Beyond.
 """
 
 from __future__ import annotations
@@ -29,13 +26,9 @@ ISO = re.compile(
 
 
 class Beyond(datetime):
-    """An instant datetime cannot hold.
-
-    As a datetime it is the nearest instant that it can hold (its first or last microsecond,
-    UTC), so comparisons and the stall check see it as the far past or future. near keeps the
-    instant itself: the same wall time and offset a whole number of 400-year cycles away
-    (instant = near + cycles * 400 years), or None for infinity and -infinity.
-    """
+    """An instant datetime cannot hold: as a datetime the nearest it can (its first or last
+    microsecond, UTC), so comparisons see the far past or future. The instant itself is near
+    (the same wall time and offset) plus cycles 400-year cycles; near is None for infinities."""
 
     near: datetime | None
     cycles: int
