@@ -1,8 +1,5 @@
-"""Snapshots kept per worker for at most ZDM_CACHE_MAX_AGE_MS, bounded in entries and bytes.
-
-The rules, each with its test, are in docs/performance.md (The snapshot cache): how old an
-answer may be, one read a key, never backwards, the bounds, and what is kept.
-"""
+"""Snapshots kept per worker for at most ZDM_CACHE_MAX_AGE_MS, bounded in entries and bytes;
+its rules are in docs/performance.md (The snapshot cache)."""
 
 from __future__ import annotations
 
@@ -24,8 +21,8 @@ from .repository import JobSnapshot, ServerSnapshot
 Snapshot = JobSnapshot | ServerSnapshot
 # No kept snapshot may take more than this share of ZDM_CACHE_MAX_BYTES.
 SHARE = 16
-# What an entry costs besides its log lines: the entry, the snapshot's other fields, the
-# headers made from it. A line costs its string and its place in the list, a time its datetime.
+# An entry's cost besides its log lines (itself, the snapshot's other fields, its headers); a
+# line's besides its string (its place in the list); a time's.
 ENTRY_BYTES = 2048
 LINE_BYTES = 8
 TIME_BYTES = sys.getsizeof(datetime.now(UTC)) + LINE_BYTES
@@ -63,9 +60,8 @@ class SnapshotCache:
     def get(
         self, key: Hashable, read: Callable[[], Snapshot | None], fresh: bool = False
     ) -> tuple[Entry, bool]:
-        """The entry for key and whether this call read it: the kept one while it is younger
-        than the max age, else a read's, this call's or one in progress (begun before this call:
-        not this call's). fresh: a read of this call's own, whatever is kept or in progress."""
+        """The entry for key, kept, read by a read in progress or by this call (fresh: by this
+        call, whatever is kept or in progress), and whether this call read it."""
         if not self.on:
             return Entry(key, read(), 0.0), True
         if not fresh:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -46,26 +45,20 @@ class NotStarted(RuntimeError):
 
 
 class Slots:
-    """How many threads of this process may wait on the database at once: fewer than gunicorn's
-    threads, so one is always free for the probes and for answers from memory.
-
-    A read holds a slot, and so does a request waiting for another's read of the same key
-    (cache.py). One that finds every slot taken waits only while some holder is young (YOUNG_S):
-    when all have waited longer, the database is not answering, and it is the 503 now.
-    """
+    """How many threads may wait on the database at once, a read or a wait for one (cache.py):
+    fewer than gunicorn's, so one is always free for the probes (docs/reliability.md)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._held: dict[int, float] = {}  # token: when it was taken
-        self._tokens = itertools.count()
+        self._held: dict[int, float] = {}  # the holding threads, each with when it took its slot
         self._freed = threading.Condition()
-        self._mine = threading.local()  # whether this thread holds one
 
     @contextmanager
     def hold(self) -> Iterator[None]:
-        """Hold a slot while the block runs (one a thread: a holder's read takes no other);
-        DatabaseUnavailable when none comes in time."""
-        if getattr(self._mine, "holding", False):
+        """Hold a slot while the block runs, one a thread; DatabaseUnavailable when every slot is
+        held longer than YOUNG_S: then the database is not answering."""
+        me = threading.get_ident()
+        if me in self._held:  # only this thread adds or removes its own
             yield
             return
         with self._freed:
@@ -74,15 +67,12 @@ class Slots:
                 if wait <= 0:
                     raise DatabaseUnavailable("every slot waits on a database that does not answer")
                 self._freed.wait(wait)
-            token = next(self._tokens)
-            self._held[token] = time.monotonic()
-        self._mine.holding = True
+            self._held[me] = time.monotonic()
         try:
             yield
         finally:
-            self._mine.holding = False
             with self._freed:
-                del self._held[token]
+                del self._held[me]
                 self._freed.notify()
 
 
@@ -118,12 +108,8 @@ class CircuitBreaker:
 
 
 class Database:
-    """This process's reads: on a usable replica when there are any, else on the primary.
-
-    Every read holds a slot and has a deadline (read_deadline_s unless given), enforced on the
-    client's side (deadlines.py), so a frozen server is a 503 too; then the circuit breaker keeps
-    the next reads from waiting on it. Nothing runs until start() (state.start, after fork).
-    """
+    """This process's reads, on a usable replica if any, else the primary; each holds a slot
+    and has a deadline kept on the client's side (deadlines.py), so a frozen server is a 503 too."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -137,9 +123,8 @@ class Database:
         self.started = False
 
     def start(self, threads: int | None) -> None:
-        """Size the slots, one less than gunicorn's threads (without gunicorn: the pool's size),
-        and start the watchdog and the replica monitor. Connections a parent process opened
-        (gunicorn's master forks) are dropped, not closed: they are the parent's sessions."""
+        """Size the slots, one less than gunicorn's threads (else the pool's size), drop what a
+        parent process opened and start the watchdog and the replica monitor, after fork."""
         self.slots.size = self.settings.db_pool_size if threads is None else max(1, threads - 1)
         self.primary.forget()
         parts = [("the deadline watchdog", self.watchdog.start)]
@@ -173,9 +158,8 @@ class Database:
             return result
 
     def _read_primary(self, query: Callable[[connection], T], deadline: Deadline) -> T:
-        """Run the read on the request's connection. One that was lost (a server restart, a
-        killed backend) is retried once on a new connection, after dropping the idle ones, which
-        most likely died too; lost again, the server is really down: the 503."""
+        """Run the read on the request's connection; one lost (a restart, a killed backend) is
+        retried once on a new one, the idle ones dropped as most likely dead too."""
         for retry in (False, True):
             conn = self.connection(deadline)
             try:
@@ -211,8 +195,7 @@ class Database:
         return None if self.replicas is None else self.replicas.describe()
 
     def close(self) -> None:
-        """Close this process's connections, stop the replica monitor and the watchdog: no read
-        after this, until start() again."""
+        """Close the connections and stop the threads: no read after this until start()."""
         self.started = False
         self.primary.close()
         if self.replicas is not None:

@@ -54,11 +54,11 @@ class Watchdog:
     def __init__(self) -> None:
         self._tokens = itertools.count()
         self._thread: threading.Thread | None = None
-        self._begin()
+        self.forget()
 
-    def _begin(self) -> None:
-        # Anew in each process: after fork the lock may be held for good by a parent's thread
-        # that is not here, and what the parent watched is not this process's to shut.
+    def forget(self) -> None:
+        """Start from scratch, in a new process too: a parent's thread may have held the lock
+        at fork, and what the parent watched is not this process's to shut."""
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._watched: dict[int, tuple[float, connection]] = {}
@@ -83,7 +83,7 @@ class Watchdog:
         """Start the thread unless it runs in this process already (after fork it does not)."""
         if self._thread is not None and self._thread.is_alive():
             return
-        self._begin()
+        self.forget()
         self._thread = threading.Thread(target=self._run, name="zdm-db-watchdog", daemon=True)
         self._thread.start()
 
@@ -120,9 +120,12 @@ def shut(conn: connection) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def connect_within(url: str, kwargs: dict[str, Any], deadline: Deadline) -> connection:
-    """psycopg2.connect, given up (DeadlineExceeded) when the deadline passes first; a connection
-    that comes after that is closed."""
+def connect_within(url: str, kwargs: dict[str, Any], deadline: Deadline | None) -> connection:
+    """psycopg2.connect, given up (DeadlineExceeded) when the deadline, if any, passes first; a
+    connection that comes after that is closed."""
+    if deadline is None:
+        conn: connection = psycopg2.connect(url, **kwargs)
+        return conn
     attempt: Future[connection] = Future()
 
     def connect() -> None:

@@ -87,17 +87,16 @@ class Pool:
         if idle is not None:
             return idle
         try:
-            kwargs = connect_kwargs(self.settings)
-            conn = (
-                psycopg2.connect(self.url, **kwargs)
-                if deadline is None
-                else connect_within(self.url, kwargs, deadline)
-            )
+            return self.connect(deadline)
         except BaseException:
             with self._lock:
                 self._in_use -= 1
                 self._report()
             raise
+
+    def connect(self, deadline: Deadline | None = None) -> connection:
+        """A new connection to the pool's server, outside the pool (before the deadline, if any)."""
+        conn = connect_within(self.url, connect_kwargs(self.settings), deadline)
         # One statement per request needs no transaction block around it.
         conn.autocommit = True
         timestamps.register(conn)

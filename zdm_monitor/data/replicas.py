@@ -1,10 +1,5 @@
-"""Reads spread over PostgreSQL streaming replicas; failed and lagging ones are skipped.
-
-Each worker keeps a pool per replica and a monitor thread, from state.start, that asks each
-replica about once a second how far behind it is, whatever the request rate. A read takes the
-next usable replica; one that cannot be reached is marked so at once and the read moves on, to
-the primary last (docs/scaling-out.md).
-"""
+"""Reads spread over PostgreSQL streaming replicas, skipping failed and lagging ones: a thread
+asks each about once a second how far behind it is, whatever the request rate."""
 
 from __future__ import annotations
 
@@ -20,18 +15,16 @@ from psycopg2.extensions import connection
 
 from .. import metrics
 from ..config import Settings
-from .deadlines import STOP_WAIT_S, Deadline, DeadlineExceeded, Watchdog, connect_within
-from .pool import Pool, connect_kwargs, connection_lost
+from .deadlines import STOP_WAIT_S, Deadline, DeadlineExceeded, Watchdog
+from .pool import Pool, connection_lost
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHECK_INTERVAL_S = 1.0
 CHECK_TIMEOUT_MS = 1000
-# The replica's lag in seconds, NULL when not known. One that has replayed all it received, its
-# WAL receiver connected, is current: the time since the last replayed transaction alone grows
-# while the primary is idle. (After a restart the receiver reports the start of the segment it
-# streams from, before what was already replayed: hence <=.)
+# The lag in seconds, NULL when not known (docs/scaling-out.md). After a restart the receiver
+# reports the start of the segment it streams from, before what was already replayed: hence <=.
 LAG_QUERY = """
 SET LOCAL statement_timeout = %(timeout_ms)s;
 SELECT CASE
@@ -41,8 +34,7 @@ SELECT CASE
     ELSE EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())
 END
 """
-# "canceling statement due to conflict with recovery": the replica's replay needed what the read
-# held. The primary or another replica answers the same read.
+# "canceling statement due to conflict with recovery": another target answers the same read.
 RECOVERY_CONFLICT = "40001"
 # A replica's states: only "ok" takes reads.
 STARTING, OK, LAGGING, UNREACHABLE = "starting", "ok", "lagging", "unreachable"
@@ -65,17 +57,18 @@ class NoUsableReplica(Exception):
 class Replica:
     """One replica: its pool, its last known state and the monitor's own connection to it."""
 
+    state: State
+    _monitor_conn: connection | None
+
     def __init__(self, name: str, url: str, settings: Settings, watchdog: Watchdog) -> None:
         self.name = name
         self.settings = settings
         self.watchdog = watchdog
         self.pool = Pool(settings, url, name)
-        self.state = State(STARTING, None)
-        self._monitor_conn: connection | None = None
+        self.forget()
 
     def read(self, query: Callable[[connection], T], deadline: Deadline) -> T:
-        """Run the read here; Skipped when the replica is unreachable (so marked at once) or
-        cancelled the read for its replay."""
+        """Run the read here; Skipped when the replica is unreachable or cancels it."""
         try:
             conn = self.pool.getconn(deadline)
         except (psycopg2.OperationalError, DeadlineExceeded) as exc:
@@ -110,14 +103,11 @@ class Replica:
             return State(UNREACHABLE, None)
 
     def measure(self) -> float | None:
-        """The lag in seconds (None: not known) on the monitor's connection, opened again when
-        it broke; raises when the replica does not answer within CHECK_TIMEOUT_MS."""
+        """The lag in seconds (None: not known), within CHECK_TIMEOUT_MS, on the monitor's own
+        connection."""
         deadline = Deadline(CHECK_TIMEOUT_MS / 1000)
         if self._monitor_conn is None or self._monitor_conn.closed:
-            self._monitor_conn = connect_within(
-                self.pool.url, connect_kwargs(self.settings), deadline
-            )
-            self._monitor_conn.autocommit = True
+            self._monitor_conn = self.pool.connect(deadline)
         with self.watchdog.watch(self._monitor_conn, deadline), self._monitor_conn.cursor() as cur:
             cur.execute(LAG_QUERY, {"timeout_ms": CHECK_TIMEOUT_MS})
             row = cur.fetchone()
@@ -146,9 +136,8 @@ class Replica:
             self._monitor_conn.close()
             self._monitor_conn = None
 
-    def forget_parent(self) -> None:
-        """Start from scratch after fork, dropping the parent's connections unclosed: closing
-        would end the parent's sessions on the sockets both processes share."""
+    def forget(self) -> None:
+        """Start from scratch, in a new process too (Pool.forget)."""
         self.state = State(STARTING, None)
         self.pool.forget()
         self._monitor_conn = None
@@ -182,10 +171,8 @@ class Replicas:
     def _rotation(self) -> list[Replica]:
         """The usable replicas, starting one further along at each read."""
         usable = [r for r in self.replicas if r.state.status == OK]
-        if len(usable) > 1:
-            turn = next(self._turn) % len(usable)
-            usable = usable[turn:] + usable[:turn]
-        return usable
+        turn = next(self._turn) % len(usable) if len(usable) > 1 else 0
+        return usable[turn:] + usable[:turn]
 
     def describe(self) -> list[dict[str, Any]]:
         """Each replica's state and lag as this process last saw them (for /readyz)."""
@@ -199,13 +186,12 @@ class Replicas:
         ]
 
     def start(self) -> None:
-        """Start the monitor unless it runs in this process already (a child of fork runs none of
-        its parent's threads), after one check of each replica, a millisecond each, so that a new
-        worker's first reads go to a replica too."""
+        """Start the monitor unless it runs in this process already (after fork it does not),
+        once each replica is checked, so that a new worker's first reads go to one too."""
         if self._thread is not None and self._thread.is_alive():
             return
         for replica in self.replicas:
-            replica.forget_parent()
+            replica.forget()
         self._check_all()
         self._stop = threading.Event()
         self._thread = threading.Thread(

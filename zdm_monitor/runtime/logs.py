@@ -1,9 +1,5 @@
-"""JSON logs: one line per request and every error's traceback, all under the request ID.
-
-A request the app answers is logged by the app (log_request), with what gunicorn would have
-said of it too; gunicorn's access log writes only the requests it answered itself (a bad
-request line, headers too large): one line per request either way.
-"""
+"""JSON logs: one line per request, by the app or else by gunicorn, and every error's traceback,
+all under the request ID."""
 
 from __future__ import annotations
 
@@ -91,7 +87,13 @@ def peer(environ: dict[str, Any]) -> dict[str, Any]:
 
 
 class GunicornLogger(GunicornBaseLogger):  # type: ignore[misc]
-    """gunicorn's access log as JSON, for the requests the app did not log itself."""
+    """gunicorn's logs as JSON, the access log for the requests the app did not log itself."""
+
+    def setup(self, cfg: Any) -> None:
+        """Set gunicorn's handlers up at its log targets, to write JSON."""
+        super().setup(cfg)
+        for handler in (*self.error_log.handlers, *self.access_log.handlers):
+            handler.setFormatter(JsonFormatter())
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not self.cfg.accesslog or environ.get(LOGGED):
