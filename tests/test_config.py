@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from support.api import SECRET
 
 from zdm_monitor import create_app, state
-from zdm_monitor.config import ConfigError, Settings, load_settings
+from zdm_monitor.config import Settings, load_settings
+from zdm_monitor.environment import ConfigError
 
 DB = "postgresql://zdm@127.0.0.1:5432/zdm"
 BASE = {"DATABASE_URL": DB, "ZDM_JWT_SECRET": SECRET}

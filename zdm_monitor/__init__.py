@@ -1,8 +1,7 @@
 """zdm-monitor: the monitoring API of ZDM backup jobs.
 
-Importing the package loads nothing more: its gunicorn settings (zdm_monitor.runtime.gunicorn_conf)
-must set PROMETHEUS_MULTIPROC_DIR before the app's metrics import prometheus_client, which
-reads it once. The app's modules load with the first create_app (zdm_monitor/app.py).
+Importing the package loads nothing more: gunicorn's settings must set PROMETHEUS_MULTIPROC_DIR
+before the app's metrics import prometheus_client, which reads it once.
 """
 
 from __future__ import annotations
@@ -17,10 +16,9 @@ if TYPE_CHECKING:
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment (or the given mapping), failing fast on bad settings."""
-    from .config import ConfigError, metrics_folder
+    from .environment import ConfigError, metrics_folder
 
-    # prometheus_client writes into PROMETHEUS_MULTIPROC_DIR as soon as the metrics are imported:
-    # an empty or relative value (the working folder) is refused first.
+    # prometheus_client writes into that folder once imported: an empty or relative one is refused.
     problems: list[str] = []
     metrics_folder(os.environ, problems)
     if problems:

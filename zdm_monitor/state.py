@@ -25,10 +25,9 @@ class State:
     offered_token: str | None = None
 
 
-def install(app: Flask, settings: Settings) -> State:
+def install(app: Flask, settings: Settings) -> None:
     database = Database(settings)
-    state = app.extensions[KEY] = State(settings, database, SnapshotCache(settings, database.slots))
-    return state
+    app.extensions[KEY] = State(settings, database, SnapshotCache(settings, database.slots))
 
 
 def of(app: Flask | None = None) -> State:
@@ -49,10 +48,8 @@ def cache() -> SnapshotCache:
 
 
 def start(app: Flask, threads: int | None = None) -> None:
-    """Start what the app runs beside its requests, in this process: the deadline watchdog and
-    the replica monitor, and the slots sized for gunicorn's threads (None: no gunicorn, the
-    pool's size). gunicorn's post_worker_init calls it in each worker, after fork, never in the
-    master; an app never started refuses to read (database.NotStarted)."""
+    """Start the watchdog and the replica monitor, and size the slots for gunicorn's threads
+    (None: the pool's size), in each worker after fork; an app never started refuses to read."""
     of(app).database.start(threads)
 
 

@@ -27,7 +27,7 @@ from zdm_monitor.ops.cli import (
     ttl_option,
     variable,
 )
-from zdm_monitor.ops.preflight import first_line
+from zdm_monitor.ops.report import first_line
 
 from .agent import Agent, MovingMark, NotTheDemo, restore_left_demo
 from .cluster import Cluster

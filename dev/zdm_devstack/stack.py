@@ -20,7 +20,7 @@ from typing import IO
 import psycopg2
 from psycopg2 import sql
 
-from zdm_monitor.config import blank_settings
+from zdm_monitor.environment import blank_settings
 from zdm_monitor.ops.cli import DEFAULT_TOKEN_TTL, make_token
 from zdm_monitor.ops.nginx import render_site
 

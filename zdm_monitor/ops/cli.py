@@ -1,8 +1,5 @@
-"""The zdm-monitor command: what an operator runs against a production database.
-
-The development workshop (serve, cluster, demo data, ...) has a command of its own, zdm-dev, in a
-distribution of its own (dev/).
-"""
+"""The zdm-monitor command: what an operator runs against a production database (the workshop's
+is zdm-dev, dev/)."""
 
 from __future__ import annotations
 
@@ -12,6 +9,7 @@ import sys
 import time
 from collections.abc import Mapping
 from contextlib import closing
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -19,17 +17,18 @@ import jwt
 import psycopg2
 import psycopg2.errors
 
-from ..config import setting
 from ..data.schema import apply_schema
-from . import preflight
+from ..environment import setting
 from .envfile import read_env_file
 from .nginx import render_site
+from .preflight import Preflight
+from .report import OK, WARN, Result, passed, summary
 
 DEFAULT_TOKEN_TTL = 7 * 24 * 3600
 
 
 def variable(name: str) -> str | None:
-    """An environment variable by the service's rule (config.setting): blank is refused."""
+    """An environment variable by the service's rule (environment.setting): blank is refused."""
     problems: list[str] = []
     value = setting(os.environ, name, problems)
     if problems:
@@ -155,23 +154,18 @@ def check(token: str | None, allow_writer: bool, as_json: bool, env_file: Path |
     if token == "-":
         token = sys.stdin.readline().strip()
     env: Mapping[str, str] = os.environ
-    results: list[preflight.Result] = []
+    results: list[Result] = []
     if env_file is not None:
         read = read_env_file(env_file.read_text(encoding="utf-8"))
         env = read.variables
         results.append(
-            preflight.Result(
-                "env-file", preflight.OK, f"{env_file}: {len(env)} variables, as systemd reads them"
-            )
+            Result("env-file", OK, f"{env_file}: {len(env)} variables, as systemd reads them")
         )
-        results += [preflight.Result("env-file", preflight.WARN, d) for d in read.disagreements]
-    results += preflight.run(env, token=token, allow_writer=allow_writer)
-    ok = preflight.passed(results)
+        results += [Result("env-file", WARN, d) for d in read.disagreements]
+    results += Preflight(env, token, allow_writer).run()
     if as_json:
-        checks = [{"name": r.name, "status": r.status, "message": r.message} for r in results]
-        click.echo(json.dumps({"ok": ok, "checks": checks}, ensure_ascii=False))
+        checks = [asdict(r) for r in results]
+        click.echo(json.dumps({"ok": passed(results), "checks": checks}, ensure_ascii=False))
     else:
-        for result in results:
-            click.echo(result.line())
-        click.echo(preflight.summary(results))
-    sys.exit(0 if ok else 1)
+        click.echo("\n".join([*(r.line() for r in results), summary(results)]))
+    sys.exit(0 if passed(results) else 1)

@@ -1,14 +1,5 @@
-"""An environment file read as systemd's EnvironmentFile= reads it (systemd.exec(5)).
-
-`zdm-monitor check --env-file` checks the very variables the unit will get. The grammar: a line
-whose first character (after blanks) is # or ; is a comment; a line without = is ignored; blanks
-around the name and before the value are dropped. A value may start in single quotes (taken as
-written) or double quotes (a backslash escapes " \\ ` $, and a backslash-newline continues the
-line); after the closing quote, what follows joins the value. A bare value runs to the end of
-the line, a backslash taking the next character as written (a backslash-newline continues the
-line), its trailing blanks dropped; quotes inside it are characters like any other. Nothing is
-expanded, and a value in quotes may span lines.
-"""
+"""An environment file read as systemd's EnvironmentFile= reads it (systemd.exec(5)), so that
+`check --env-file` checks what the unit will get; docs/configuration.md gives the grammar."""
 
 from __future__ import annotations
 

@@ -1,158 +1,54 @@
-"""zdm-monitor check: what would keep the service from serving, found before a dashboard does.
-
-Each check gives one result. One that needs what an earlier check could not give (settings that
-parse, a database that answers) says so instead of running, and one that breaks is a failure
-said in one line, never a traceback. Every query is a read-only transaction under the service's
-own read deadline (deadline.py). No result holds the secret, a password or the token.
-"""
+"""zdm-monitor check: the checks of docs/deploying.md's Preflight, one result each; one that
+needs what an earlier one could not give is not run, and every query only reads."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
+from importlib.resources import files
 from typing import Any
 
 import jwt
 import psycopg2
-from psycopg2.extensions import connection, parse_dsn
+from psycopg2.extensions import connection
 
 from ..api.auth import TokenRejected, verify
-from ..config import (
-    HMAC_ALGORITHMS,
-    MIN_SECRET_BYTES,
-    OBSOLETE,
-    ConfigError,
-    Settings,
-    load_settings,
-    token_key,
-)
+from ..config import HMAC_ALGORITHMS, MIN_SECRET_BYTES, OBSOLETE, Settings, load_settings, token_key
 from ..data.database import DEADLINE_GRACE_S, read_deadline_s
 from ..data.deadlines import Deadline, DeadlineExceeded, Watchdog, connect_within
 from ..data.pool import connect_kwargs
 from ..data.replicas import CHECK_TIMEOUT_MS, Replica, Replicas
 from ..data.repository import READ_GUARD, ZDM_TABLES
 from ..data.schema import FUNCTIONS, RELEASE_FUNCTION, read_sql, release
+from ..environment import ConfigError
+from .report import FAIL, OK, SKIP, WARN, Result, describe, first_line, unreachable, why_rejected
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
-TAGS = {OK: "ok  ", WARN: "WARN", FAIL: "FAIL", SKIP: "skip"}
-# The read functions say how new an answer is with pg_current_snapshot() and
-# pg_snapshot_xmax() (sql/job_snapshot.sql), which came with PostgreSQL 13.
+# The read functions' pg_current_snapshot() and pg_snapshot_xmax() came with PostgreSQL 13.
 MIN_SERVER_VERSION = 130000
 INIT_DB = "run `zdm-monitor init-db` as the tables' owner"
 ROLE_DOC = "docs/deploying.md, Database role"
 WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
-# The token key has a line of its own: the other settings are loaded with this in its place,
-# so that a bad key alone still lets the database be checked.
+# The key has a check of its own: the others run with this stand-in, so a bad key stops nothing.
 KEY_SETTINGS = ("ZDM_JWT_SECRET", "ZDM_JWT_PUBLIC_KEY", "ZDM_JWT_ALGORITHMS")
 STAND_IN_KEY = {"ZDM_JWT_SECRET": "0" * MIN_SECRET_BYTES}
-
-
-@dataclass(frozen=True)
-class Result:
-    name: str
-    status: str
-    message: str
-
-    def line(self) -> str:
-        return f"{TAGS[self.status]} {self.name}: {self.message}"
 
 
 class NotRun(Exception):
     """What the check needs did not come: an earlier check failed."""
 
 
-def passed(results: list[Result]) -> bool:
-    return all(r.status in (OK, WARN) for r in results)
-
-
-def summary(results: list[Result]) -> str:
-    """The last line, as nginx -t ends with whether the test was successful."""
-    counts = {status: sum(r.status == status for r in results) for status in TAGS}
-    if passed(results):
-        warned = f" ({counts[WARN]} with a warning)" if counts[WARN] else ""
-        return f"zdm-monitor check: all {len(results)} passed{warned}."
-    skipped = f", {counts[SKIP]} not run" if counts[SKIP] else ""
-    return f"zdm-monitor check: {counts[FAIL]} of {len(results)} failed{skipped}."
-
-
-def run(env: Mapping[str, str], *, token: str | None, allow_writer: bool) -> list[Result]:
-    """Every check, in order."""
-    return Preflight(env, token, allow_writer).run()
-
-
-ROLE = """
-SELECT current_user, r.rolsuper,
-    array(SELECT t FROM unnest(%(tables)s::text[]) t WHERE to_regclass(t) IS NULL),
-    array(SELECT t FROM unnest(%(tables)s::text[]) t
-          WHERE NOT has_table_privilege(to_regclass(t), 'SELECT')),
-    array(SELECT array[t, string_agg(w, ', ' ORDER BY j)]
-          FROM unnest(%(tables)s::text[]) WITH ORDINALITY AS a(t, i),
-               unnest(%(writes)s::text[]) WITH ORDINALITY AS b(w, j)
-          WHERE CASE WHEN w IN ('INSERT', 'UPDATE')
-                     THEN has_any_column_privilege(to_regclass(t), w)
-                     ELSE has_table_privilege(to_regclass(t), w) END
-          GROUP BY t, i ORDER BY i),
-    array(SELECT t FROM unnest(%(tables)s::text[]) WITH ORDINALITY AS a(t, i)
-          JOIN pg_class c ON c.oid = to_regclass(t)
-          WHERE pg_has_role(c.relowner, 'USAGE') ORDER BY i)
-FROM pg_roles r WHERE r.rolname = current_user
-"""
-# Of this release's functions (in order), which are missing and which the role may not execute;
-# and what an older release left: other zdm_monitor_* functions, triggers (this one creates none).
-HELD = """
-SELECT
-    array(SELECT f FROM unnest(%(ours)s::text[]) WITH ORDINALITY AS a(f, i)
-          WHERE NOT EXISTS (SELECT FROM pg_proc p
-                            WHERE p.proname = f AND pg_function_is_visible(p.oid))
-          ORDER BY i),
-    array(SELECT f FROM unnest(%(ours)s::text[]) WITH ORDINALITY AS a(f, i)
-          WHERE EXISTS (SELECT FROM pg_proc p
-                        WHERE p.proname = f AND pg_function_is_visible(p.oid)
-                          AND NOT has_function_privilege(p.oid, 'EXECUTE'))
-          ORDER BY i),
-    array(SELECT p.oid::regprocedure::text FROM pg_proc p
-          WHERE p.proname LIKE 'zdm\\_monitor\\_%%' AND p.proname <> ALL (%(ours)s)
-            AND pg_function_is_visible(p.oid) ORDER BY 1),
-    array(SELECT t.tgname || ' on ' || t.tgrelid::regclass::text FROM pg_trigger t
-          WHERE NOT t.tgisinternal AND t.tgname LIKE 'zdm\\_monitor\\_%%' ORDER BY 1)
-"""
-
-
-def describe(url: str) -> str:
-    """Where a URL points, without its password: user@host:port/dbname."""
-    try:
-        parts = parse_dsn(url)
-    except psycopg2.ProgrammingError:
-        return "(unreadable)"
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    where = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}"
-    return f"{user}{where}/{parts.get('dbname') or '?'}"
-
-
-def first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
-def unreachable(where: str, error: BaseException, within: str, setting: str, then: str) -> str:
-    """Why a server did not answer and what to do, without echoing its URL (libpq may quote it,
-    password and all)."""
-    if isinstance(error, psycopg2.ProgrammingError):
-        return f"{setting} holds a URL libpq does not accept: postgresql://user@host:port/dbname"
-    if isinstance(error, DeadlineExceeded):
-        return f"{where} did not answer within {within}: {then}"
-    return f"{where}: {first_line(error)}: {then}"
+def query(name: str) -> str:
+    """One of the checks' queries, kept as SQL in ops/sql/."""
+    return files("zdm_monitor.ops").joinpath("sql", name).read_text(encoding="utf-8")
 
 
 class Preflight:
     """One run of the checks; the later ones use what the earlier ones found."""
 
     def __init__(self, env: Mapping[str, str], token: str | None, allow_writer: bool) -> None:
-        self.env = env
-        self.token = token
-        self.allow_writer = allow_writer
+        self.env, self.token, self.allow_writer = env, token, allow_writer
         self.settings: Settings | None = None  # every setting, the key a stand-in
         self.full: Settings | None = None  # with the real key
         self.conn: connection | None = None
@@ -161,11 +57,12 @@ class Preflight:
         self.results: list[Result] = []
 
     def run(self) -> list[Result]:
+        """Every check, in order."""
         try:
             self.attempt("settings", self.check_settings)
             self.attempt("key", self.check_key)
             if self.token is not None:
-                self.attempt("token", self.check_token)
+                self.attempt("token", partial(self.check_token, self.token))
             self.attempt("database", self.check_database)
             self.attempt("functions", self.check_functions)
             self.attempt("role", self.check_role)
@@ -180,6 +77,8 @@ class Preflight:
             status, message = check()
         except NotRun as exc:
             status, message = SKIP, f"not run: {exc}"
+        except ConfigError as exc:
+            status, message = FAIL, " ".join(exc.problems) + " (docs/configuration.md)"
         except (psycopg2.Error, DeadlineExceeded) as exc:
             status, message = FAIL, "the database stopped answering: " + first_line(exc)
         except Exception as exc:  # a check that breaks is a failure in one line, not a traceback
@@ -187,11 +86,8 @@ class Preflight:
         self.results.append(Result(name, status, message))
 
     def check_settings(self) -> tuple[str, str]:
-        try:
-            others = {k: v for k, v in self.env.items() if k not in KEY_SETTINGS}
-            self.settings = load_settings({**others, **STAND_IN_KEY})
-        except ConfigError as exc:
-            return FAIL, " ".join(exc.problems) + " (docs/configuration.md)"
+        others = {k: v for k, v in self.env.items() if k not in KEY_SETTINGS}
+        self.settings = load_settings({**others, **STAND_IN_KEY})
         replicas = len(self.settings.database_replica_urls)
         message = f"they parse: DATABASE_URL {describe(self.settings.database_url)}, "
         message += f"{replicas} replica{'' if replicas == 1 else 's'}"
@@ -201,10 +97,7 @@ class Preflight:
         return (WARN, "; ".join([message, *ignored]) + ".") if ignored else (OK, message)
 
     def check_key(self) -> tuple[str, str]:
-        try:
-            key, algorithms = token_key(self.env)
-        except ConfigError as exc:
-            return FAIL, " ".join(exc.problems) + " (docs/configuration.md)"
+        key, algorithms = token_key(self.env)
         if self.settings is not None:
             self.full = replace(self.settings, jwt_key=key, jwt_algorithms=algorithms)
         names = ", ".join(algorithms)
@@ -214,17 +107,13 @@ class Preflight:
         bits = getattr(jwt.get_algorithm_by_name(algorithms[0]).prepare_key(key), "key_size", "?")
         return OK, f"ZDM_JWT_PUBLIC_KEY, a {bits}-bit public key, for {names}"
 
-    def check_token(self) -> tuple[str, str]:
+    def check_token(self, token: str) -> tuple[str, str]:
         if self.full is None:
             raise NotRun("the settings and the key must be valid first")
-        assert self.token is not None
         try:
-            claims = verify(f"Bearer {self.token}", self.full)
+            claims = verify(f"Bearer {token}", self.full)
         except TokenRejected as exc:
-            return (
-                FAIL,
-                f"{exc.description}: {why_rejected(exc.description, self.token, self.full)}",
-            )
+            return FAIL, f"{exc.description}: {why_rejected(exc.description, token, self.full)}"
         left = claims["exp"] - time.time()
         return OK, f"it verifies: sub {claims.get('sub')!r}, expires in {left / 3600:.1f} h"
 
@@ -239,10 +128,7 @@ class Preflight:
             )
             conn.autocommit = True
             self.conn = conn
-            number, version, self.role = self.rows(
-                "SELECT current_setting('server_version_num')::int,"
-                " current_setting('server_version'), current_user"
-            )[0]
+            number, version, self.role = self.rows(query("version.sql"))[0]
         except (psycopg2.Error, DeadlineExceeded) as exc:
             self.conn = None
             within = f"the read deadline, {seconds:g} s (ZDM_DB_STATEMENT_TIMEOUT_MS + "
@@ -265,7 +151,7 @@ class Preflight:
     def check_functions(self) -> tuple[str, str]:
         self.need_database()
         ours = [RELEASE_FUNCTION, *FUNCTIONS]
-        missing, denied, leftovers, triggers = self.rows(HELD, ours=ours)[0]
+        missing, denied, leftovers, triggers = self.rows(query("held.sql"), ours=ours)[0]
         shipped = release(read_sql())
         redo = [f"{name} is missing" for name in missing]  # what init-db puts right
         if RELEASE_FUNCTION in missing:
@@ -297,10 +183,9 @@ class Preflight:
 
     def check_role(self) -> tuple[str, str]:
         self.need_database()
-        tables = list(ZDM_TABLES)
-        role, superuser, missing, unreadable, writes, owned = self.rows(
-            ROLE, tables=tables, writes=list(WRITES)
-        )[0]
+        tables, role = list(ZDM_TABLES), self.role
+        row = self.rows(query("role.sql"), tables=tables, writes=list(WRITES))[0]
+        superuser, missing, unreadable, writes, owned = row
         if missing:
             return FAIL, (
                 f"{role} cannot see {', '.join(missing)} (missing, or no USAGE on the schema):"
@@ -369,47 +254,16 @@ class Preflight:
         if self.conn is None:
             raise NotRun("the database must answer first")
 
-    def rows(self, query: str, **params: Any) -> list[Any]:
+    def rows(self, sql: str, **params: Any) -> list[Any]:
         """One read-only query on the primary, within the service's read deadline."""
         assert self.conn is not None and self.settings is not None
         deadline = Deadline(read_deadline_s(self.settings))
         params["timeout_ms"] = self.settings.db_statement_timeout_ms
         try:
             with self.watchdog.watch(self.conn, deadline), self.conn.cursor() as cur:
-                cur.execute(READ_GUARD + query, params)
+                cur.execute(READ_GUARD + sql, params)
                 return cur.fetchall()
         except psycopg2.Error as exc:
             if deadline.expired:
                 raise DeadlineExceeded from exc
             raise
-
-
-def why_rejected(description: str, token: str, settings: Settings) -> str:
-    """What to do about a token the service refuses, from its unverified header and claims."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-        algorithm = jwt.get_unverified_header(token).get("alg")
-    except jwt.InvalidTokenError:
-        claims, algorithm = {}, None
-    key = (
-        "ZDM_JWT_SECRET" if settings.jwt_algorithms[0] in HMAC_ALGORITHMS else "ZDM_JWT_PUBLIC_KEY"
-    )
-    expired = claims.get("exp")
-    ago = f", {time.time() - expired:.0f} s ago" if isinstance(expired, int | float) else ""
-    allowed = ", ".join(settings.jwt_algorithms)
-    hints = {
-        "token expired": f"its exp is {expired}{ago} (leeway {settings.jwt_leeway} s):"
-        " have a new one issued",
-        "token not yet valid": "its nbf or iat is ahead of this host's clock: check both clocks",
-        "wrong audience": f"its aud is {claims.get('aud')!r},"
-        f" ZDM_JWT_AUDIENCE {settings.jwt_audience!r}",
-        "wrong issuer": f"its iss is {claims.get('iss')!r}, ZDM_JWT_ISSUER {settings.jwt_issuer!r}",
-        "missing claim": "it lacks exp, or aud or iss while ZDM_JWT_AUDIENCE or ZDM_JWT_ISSUER"
-        " is set",
-        "bad signature": f"it was signed with another key than {key}: set the key the ZDM API"
-        " signs with",
-        "algorithm not allowed": f"it is signed with {algorithm}; ZDM_JWT_ALGORITHMS allows"
-        f" {allowed}",
-        "malformed token": "it is not a JWT (header.payload.signature, base64url)",
-    }
-    return hints.get(description, "see the ZDM_JWT_* settings in docs/configuration.md")

@@ -10,7 +10,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from zdm_monitor.config import METRICS_FILE, metrics_folder, refuse, setting
+from zdm_monitor.environment import METRICS_FILE, metrics_folder, refuse, setting
 
 # Every problem found below, refused at the end in one line each, before gunicorn starts.
 problems: list[str] = []

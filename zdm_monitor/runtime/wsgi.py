@@ -1,7 +1,7 @@
 """The production entry point, `zdm_monitor.runtime.wsgi:app` (see gunicorn_conf.py)."""
 
 from .. import create_app
-from ..config import ConfigError, refuse
+from ..environment import ConfigError, refuse
 
 try:
     app = create_app()
