@@ -1,10 +1,5 @@
-"""Client-side deadlines for database work: a server that does not answer cannot hold a thread.
-
-statement_timeout runs inside PostgreSQL, so a frozen server never applies it, and libpq waits
-for its answer without limit. So a watchdog thread shuts the socket of a read past its deadline
-(libpq's wait returns at once), and connecting runs in a helper thread the caller stops waiting
-for, since libpq counts connect_timeout in whole seconds, two at the least.
-"""
+"""Client-side deadlines for database work: a frozen server, which never applies its own
+statement_timeout, cannot hold a thread (docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -45,11 +40,8 @@ class Deadline:
 
 
 class Watchdog:
-    """Shuts the sockets of reads past their deadline, from one thread per process.
-
-    The thread sleeps until the earliest deadline it knows of (woken when an earlier one comes),
-    not on a tick: under load it wakes about once a deadline's length.
-    """
+    """Shuts the sockets of reads past their deadline, so libpq's wait returns at once; its
+    thread sleeps until the earliest deadline it knows of, not on a tick."""
 
     def __init__(self) -> None:
         self._tokens = itertools.count()
@@ -121,8 +113,8 @@ def shut(conn: connection) -> None:
 
 
 def connect_within(url: str, kwargs: dict[str, Any], deadline: Deadline | None) -> connection:
-    """psycopg2.connect, given up (DeadlineExceeded) when the deadline, if any, passes first; a
-    connection that comes after that is closed."""
+    """psycopg2.connect, given up (DeadlineExceeded) when the deadline, if any, passes first: a
+    thread connects, since libpq counts connect_timeout in whole seconds, two at the least."""
     if deadline is None:
         conn: connection = psycopg2.connect(url, **kwargs)
         return conn

@@ -24,12 +24,8 @@ CONNECTION_FAILURES = (psycopg2.DatabaseError, psycopg2.OperationalError, psycop
 
 
 def connect_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection options: a bounded connect, and TCP that notices a dead or silent peer.
-
-    Nothing session-level (repository.READ_GUARD). Keepalives find a peer gone quiet on an idle
-    connection, tcp_user_timeout (ms) bounds data sent and not acknowledged; on a Unix socket,
-    which ignores both, the watchdog does it (deadlines.py).
-    """
+    """Connection options, nothing session-level (repository.READ_GUARD): keepalives find a
+    silent peer, tcp_user_timeout bounds data not acknowledged (on TCP; else the watchdog)."""
     return {
         "connect_timeout": settings.db_connect_timeout,
         "application_name": "zdm-monitor",
@@ -55,10 +51,7 @@ class PoolExhausted(Exception):
 
 class Pool:
     """At most db_pool_size connections to one server, idle ones kept for the next request
-    (psycopg2's own pools close those above their minimum: a connection per request).
-
-    It reports its counts to the metrics under its target's name.
-    """
+    (psycopg2's pools close those above their minimum), counted in the metrics."""
 
     def __init__(self, settings: Settings, url: str, target: str) -> None:
         self.settings = settings

@@ -1,9 +1,6 @@
-"""timestamptz as this service reads it: every value PostgreSQL can hold, none an error.
-
-PostgreSQL holds 4714 BC to 294276 AD and the infinities, datetime years 1 to 9999, where
-psycopg2's own cast raises: one odd value that ZDM's agents wrote failed the whole read. Here a
-value datetime can hold reads as that datetime, any other as a Beyond.
-"""
+"""timestamptz as this service reads it: every value PostgreSQL holds (4714 BC to 294276 AD,
+the infinities), those outside datetime's years 1-9999 as a Beyond, where psycopg2 would fail the
+whole read on one odd value written by ZDM's agents."""
 
 from __future__ import annotations
 

@@ -37,7 +37,6 @@ def choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 
 
 def log_target(name: str) -> str:
-    """A log file gunicorn appends to: `-` (the standard stream) or an absolute path."""
     target = env(name, "-")
     if target != "-" and not os.path.isabs(target):
         problems.append(
@@ -54,9 +53,8 @@ if bind.startswith("unix:") and not os.path.isabs(bind[5:]):
 # 2 x cores + 1: a request spends part of its time waiting on PostgreSQL.
 workers = number("GUNICORN_WORKERS", 2 * (os.cpu_count() or 1) + 1)
 
-# gthread, not sync, which closes the connection after every response (nginx's keepalive
-# wasted). At most threads - 1 wait on the database (data/database.py Slots): one is always free
-# for the probes; more than a few would only contend for the GIL.
+# gthread: sync closes the connection after every response. At most threads - 1 wait on the
+# database (data/database.py Slots), so one is always free for the probes (docs/reliability.md).
 worker_class = "gthread"
 threads = number("GUNICORN_THREADS", 4)
 if threads < 2:
@@ -89,19 +87,11 @@ limit_request_fields = 100
 limit_request_field_size = 16380
 permit_unconventional_http_method = True
 
-# Every line JSON: gunicorn's own at its log targets (logger_class), other loggers' on stderr.
+# Every line JSON (logger_class): gunicorn's own at these targets, other libraries' on stderr.
 accesslog = log_target("GUNICORN_ACCESS_LOG")
 errorlog = log_target("GUNICORN_ERROR_LOG")
 loglevel = choice("GUNICORN_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical"))
 logger_class = "zdm_monitor.runtime.logs.GunicornLogger"
-logconfig_dict: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "zdm_monitor.runtime.logs.JsonFormatter"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
-    "root": {"handlers": ["stderr"], "level": "WARNING"},
-    "loggers": {},  # in place of gunicorn's defaults for its own, which logger_class sets up
-}
 
 # gunicorn 27 opens a control socket at one path per user; instances would share it.
 control_socket_disable = True
@@ -110,15 +100,14 @@ control_socket_disable = True
 # the workers share a private temporary folder, removed at exit.
 _given = metrics_folder(os.environ, problems)
 refuse(problems)
-_private = _given is None
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = _given or tempfile.mkdtemp(prefix="zdm-metrics-")
-Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+METRICS = Path(_given or tempfile.mkdtemp(prefix="zdm-metrics-"))
+METRICS.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS)
 
 
 def remove_metrics_files() -> None:
     """Remove the metrics files of earlier processes, and nothing else of the folder."""
-    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    for path in folder.iterdir():
+    for path in METRICS.iterdir():
         if METRICS_FILE.fullmatch(path.name) and path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
 
@@ -130,10 +119,10 @@ def on_starting(server: Any) -> None:
 
 def on_exit(server: Any) -> None:
     """Take away the private metrics folder this start made; an operator's folder stays."""
-    if _private:
+    if _given is None:
         remove_metrics_files()
         with suppress(OSError):  # not empty: something else wrote there; leave it
-            Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).rmdir()
+            METRICS.rmdir()
 
 
 def post_worker_init(worker: Any) -> None:

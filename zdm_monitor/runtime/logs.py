@@ -1,5 +1,4 @@
-"""JSON logs: one line per request, by the app or else by gunicorn, and every error's traceback,
-all under the request ID."""
+"""JSON logs: a line per request, the app's or else gunicorn's, and tracebacks, by request ID."""
 
 from __future__ import annotations
 
@@ -45,8 +44,7 @@ def configure_logging() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    # The lines carry none of the caller's file, thread or process: do not look them up for
-    # every record (the logging HOWTO's "Optimization").
+    # The lines carry no caller's file, thread or process: not looked up (logging HOWTO).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
@@ -90,9 +88,12 @@ class GunicornLogger(GunicornBaseLogger):  # type: ignore[misc]
     """gunicorn's logs as JSON, the access log for the requests the app did not log itself."""
 
     def setup(self, cfg: Any) -> None:
-        """Set gunicorn's handlers up at its log targets, to write JSON."""
+        """Have gunicorn's handlers at its log targets, and the root logger's on stderr (other
+        libraries' warnings), write JSON."""
         super().setup(cfg)
-        for handler in (*self.error_log.handlers, *self.access_log.handlers):
+        logging.root.handlers = [logging.StreamHandler()]
+        handlers = self.error_log.handlers + self.access_log.handlers + logging.root.handlers
+        for handler in handlers:
             handler.setFormatter(JsonFormatter())
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
