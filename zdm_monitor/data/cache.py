@@ -86,20 +86,18 @@ class SnapshotCache:
         self, key: Hashable, read: Callable[[], Snapshot | None], fresh: bool
     ) -> tuple[Entry, bool]:
         """The entry kept meanwhile, else a read in progress waited for, else this call's."""
-        with self._lock:
-            kept = None if fresh else self._young(key)
-            if kept is not None:
-                return kept, False
-            flight = None if fresh else self._flights.get(key)
-            if flight is None:
-                leader: Future[Entry] = Future()
-                if not fresh:
-                    self._flights[key] = leader
-        if flight is not None:
-            try:
-                return flight.result(self.wait_s), False
-            except TimeoutError:
-                raise DeadlineExceeded("a shared read did not end in time") from None
+        leader: Future[Entry] = Future()
+        if not fresh:
+            with self._lock:
+                kept = self._young(key)
+                if kept is not None:
+                    return kept, False
+                flight = self._flights.setdefault(key, leader)
+            if flight is not leader:
+                try:
+                    return flight.result(self.wait_s), False
+                except TimeoutError:
+                    raise DeadlineExceeded("a shared read did not end in time") from None
         try:
             read_at = self.clock()
             entry = self._keep(Entry(key, read(), read_at))

@@ -45,7 +45,6 @@ def log_target(name: str) -> str:
     return target
 
 
-# nginx talks to gunicorn over loopback; never expose gunicorn itself.
 bind = env("GUNICORN_BIND", f"127.0.0.1:{number('PORT', 8000)}")
 if bind.startswith("unix:") and not os.path.isabs(bind[5:]):
     problems.append(f"GUNICORN_BIND={bind!r}: a unix socket needs an absolute path.")
@@ -62,11 +61,10 @@ if threads < 2:
         f"GUNICORN_THREADS={threads} leaves no thread free for the probes: give it 2 or more."
     )
 
-# A worker silent for this long is killed: above a read's deadline, below nginx's timeout.
+# The timeout ladder (docs/deploying.md): a silent worker is killed after a read's deadline and
+# before nginx's; SIGTERM waits out any request; nginx closes an idle connection first.
 timeout = number("GUNICORN_TIMEOUT", 10)
-# SIGTERM lets in-flight requests finish for this long (longer than any request can take).
 graceful_timeout = number("GUNICORN_GRACEFUL_TIMEOUT", 15)
-# Longer than nginx's upstream keepalive_timeout (60 s), so nginx always closes first.
 keepalive = number("GUNICORN_KEEPALIVE", 75)
 
 # Import the app once in the master: a worker starts by forking, in milliseconds, and a bad
