@@ -234,3 +234,33 @@ def test_each_worker_starts_its_database_side_and_the_master_starts_nothing(
         assert [task.name for task in master.iterdir()] == [str(server.process.pid)]
     finally:
         server.stop()
+
+
+def json_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_log_files_named_get_gunicorn_s_own_lines_as_json(tmp_path: Path) -> None:
+    """GUNICORN_ERROR_LOG and GUNICORN_ACCESS_LOG, when they name files, are where gunicorn's
+    lines go, one JSON object each; the access log holds only what gunicorn answered itself."""
+    work, errors, access = tmp_path / "work", tmp_path / "error.log", tmp_path / "access.log"
+    work.mkdir()
+    env = environment(tmp_path, GUNICORN_ERROR_LOG=str(errors), GUNICORN_ACCESS_LOG=str(access))
+    output = tmp_path / "gunicorn.log"
+    server = Gunicorn(work, env, output)
+    try:
+        server.get("/healthz")  # the app's to log, on stderr
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            # gunicorn's own 400, which it logs
+            raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n")
+            raw.recv(4096)
+        assert wait_until(lambda: access.exists() and access.read_text(), 5)
+    finally:
+        server.stop()
+    messages = [line["message"] for line in json_lines(errors)]
+    assert any(m.startswith("Booting worker") for m in messages), messages
+    (line,) = json_lines(access)
+    assert (line["logger"], line["status"]) == ("gunicorn.access", 400)
+    said = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["route"] for r in said if r["logger"] == "zdm_monitor.request"] == ["/healthz"]
+    assert not [r for r in said if r["logger"].startswith("gunicorn.")]

@@ -107,7 +107,12 @@ def test_gunicorn_logs_only_what_the_app_did_not(caplog: pytest.LogCaptureFixtur
 
     cfg = Config()
     cfg.set("accesslog", "-")
+    kept = logging.root.handlers[:]
     logger = GunicornLogger(cfg)
+    try:  # other libraries' warnings, through the root logger, are JSON too
+        assert [type(h.formatter) for h in logging.root.handlers] == [JsonFormatter]
+    finally:
+        logging.root.handlers = kept
     logger.access_log.addHandler(caplog.handler)
     answer = SimpleNamespace(
         headers=[("X-Request-ID", "req-own")], status="431 Request Header Fields Too Large"

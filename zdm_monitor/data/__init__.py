@@ -1,2 +1,1 @@
-"""The data the service reads: SQL and the repository, the snapshot cache, the pool, replicas,
-deadlines."""
+"""The data the service reads: SQL and the repository, the cache, the pool, replicas, deadlines."""

@@ -1,8 +1,7 @@
-"""The database the service reads: the primary's pool and the replicas."""
+"""The database the service reads: the primary's pool and the replicas, within deadlines."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -23,8 +22,6 @@ from .replicas import NoUsableReplica, Replicas
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PRIMARY = "primary"
-
-
 # Past its statement_timeout a read gets this much longer to come back, then it is cut off.
 DEADLINE_GRACE_S = 1.0
 # While the primary is known not to answer, one read this often tries it; the others are 503s.
@@ -48,27 +45,20 @@ class NotStarted(RuntimeError):
 
 
 class Slots:
-    """How many threads of this process may wait on the database at once: a read, or a request
-    waiting for another's read of the same key (cache.py), each holds a slot while it waits.
-
-    gunicorn's gthread has a fixed number of threads; sized one less than that, one thread is
-    always free for the probes and for answers from memory, however long the database keeps the
-    others. A request that finds every slot taken waits for one only while some holder is young
-    (YOUNG_S): when all have waited longer, the database is not answering, and it is the 503 now.
-    """
+    """How many threads may wait on the database at once, a read or a wait for one (cache.py):
+    fewer than gunicorn's, so one is always free for the probes (docs/reliability.md)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._held: dict[int, float] = {}  # token: when it was taken
-        self._tokens = itertools.count()
+        self._held: dict[int, float] = {}  # the holding threads, each with when it took its slot
         self._freed = threading.Condition()
-        self._mine = threading.local()  # whether this thread holds one
 
     @contextmanager
     def hold(self) -> Iterator[None]:
-        """Hold a slot while the block runs (one a thread: a holder's read takes no other);
-        DatabaseUnavailable when none comes in time."""
-        if getattr(self._mine, "holding", False):
+        """Hold a slot while the block runs, one a thread; DatabaseUnavailable when every slot is
+        held longer than YOUNG_S: then the database is not answering."""
+        me = threading.get_ident()
+        if me in self._held:  # only this thread adds or removes its own
             yield
             return
         with self._freed:
@@ -77,37 +67,28 @@ class Slots:
                 if wait <= 0:
                     raise DatabaseUnavailable("every slot waits on a database that does not answer")
                 self._freed.wait(wait)
-            token = next(self._tokens)
-            self._held[token] = time.monotonic()
-        self._mine.holding = True
+            self._held[me] = time.monotonic()
         try:
             yield
         finally:
-            self._mine.holding = False
             with self._freed:
-                del self._held[token]
+                del self._held[me]
                 self._freed.notify()
 
 
 class CircuitBreaker:
-    """Open from a read of the primary that missed its deadline until one that succeeds.
-
-    While open, reads fail at once, but for one trial a second, so a frozen server holds at most
-    one more thread a second per process and the others keep answering (503) in time.
-    """
+    """Open from a read of the primary that missed its deadline until one that succeeds: while
+    open, reads fail at once but for one trial a second, so a frozen server holds at most one
+    more thread a second per process."""
 
     def __init__(self) -> None:
-        self._opened: float | None = None
+        self.is_open = False
         self._next_trial = 0.0
         self._lock = threading.Lock()
 
-    @property
-    def open(self) -> bool:
-        return self._opened is not None
-
     def admit(self) -> bool:
         """Whether a read may go ahead: the breaker is closed, or this is the trial."""
-        if self._opened is None:
+        if not self.is_open:
             return True
         with self._lock:
             now = time.monotonic()
@@ -117,33 +98,18 @@ class CircuitBreaker:
             return True
 
     def trip(self) -> None:
-        """A read missed its deadline: open, and wait a trial interval before the next try."""
+        """Open, and wait a trial interval before the next try."""
         with self._lock:
-            now = time.monotonic()
-            if self._opened is None:
-                self._opened = now
-            self._next_trial = max(self._next_trial, now + TRIAL_INTERVAL_S)
+            self.is_open = True
+            self._next_trial = max(self._next_trial, time.monotonic() + TRIAL_INTERVAL_S)
 
     def close(self) -> None:
-        """A read succeeded."""
-        self._opened = None
+        self.is_open = False
 
 
 class Database:
-    """This process's reads: on a usable replica when there are any, else on the primary.
-
-    Every read holds one of the process's slots, and has a deadline (statement_timeout plus
-    DEADLINE_GRACE_S unless given): connect, send and receive included, enforced on the client
-    side (deadlines.py), so a frozen server is a 503 too, and then the circuit breaker keeps the
-    next reads from waiting on it.
-
-    On the primary a read uses the request's connection, checked out on first use and given
-    back at teardown (release). A read whose connection was lost (a server restart, a killed
-    backend) is retried once on a new connection, after dropping the idle ones, which most
-    likely died too; if that fails as well, the server is really down: the 503.
-
-    Nothing runs until start(), which a worker calls after fork (state.start).
-    """
+    """This process's reads, on a usable replica if any, else the primary; each holds a slot
+    and has a deadline kept on the client's side (deadlines.py), so a frozen server is a 503 too."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -157,9 +123,8 @@ class Database:
         self.started = False
 
     def start(self, threads: int | None) -> None:
-        """Start this process's watchdog and replica monitor, and size its slots: one less than
-        gunicorn's threads, or without gunicorn the pool's size. Anything the process inherited
-        from a parent (gunicorn's master imports the app, then forks) is dropped, not closed."""
+        """Size the slots, one less than gunicorn's threads (else the pool's size), drop what a
+        parent process opened and start the watchdog and the replica monitor, after fork."""
         self.slots.size = self.settings.db_pool_size if threads is None else max(1, threads - 1)
         self.primary.forget()
         parts = [("the deadline watchdog", self.watchdog.start)]
@@ -193,6 +158,8 @@ class Database:
             return result
 
     def _read_primary(self, query: Callable[[connection], T], deadline: Deadline) -> T:
+        """Run the read on the request's connection; one lost (a restart, a killed backend) is
+        retried once on a new one, the idle ones dropped as most likely dead too."""
         for retry in (False, True):
             conn = self.connection(deadline)
             try:
@@ -228,8 +195,7 @@ class Database:
         return None if self.replicas is None else self.replicas.describe()
 
     def close(self) -> None:
-        """Close this process's connections, stop the replica monitor and the watchdog: no
-        read after this, until start() again."""
+        """Close the connections and stop the threads: no read after this until start()."""
         self.started = False
         self.primary.close()
         if self.replicas is not None:

@@ -1,12 +1,5 @@
-"""Client-side deadlines for database work: a server that does not answer cannot hold a thread.
-
-statement_timeout runs inside PostgreSQL, so a frozen server (SIGSTOP, a hung host, a
-black-holed network) never applies it, and libpq waits for an answer without limit. Here a
-watchdog thread per process shuts the socket of a read that outlives its deadline: libpq's wait
-returns at once ("server closed the connection"), and the caller, seeing its deadline passed,
-answers 503. Connecting is bounded by a helper thread the caller stops waiting for, since libpq
-counts its own connect_timeout in whole seconds, two at the least.
-"""
+"""Client-side deadlines for database work: a frozen server, which never applies its own
+statement_timeout, cannot hold a thread (docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -17,11 +10,15 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg2
 from psycopg2.extensions import connection
+
+# How long stopping a thread waits for it (it wakes at once).
+STOP_WAIT_S = 5.0
 
 
 class DeadlineExceeded(Exception):
@@ -42,24 +39,22 @@ class Deadline:
         return self.remaining() <= 0
 
 
-# How long stop() waits for the thread, which wakes at once.
-STOP_WAIT_S = 5.0
-
-
 class Watchdog:
-    """Shuts the sockets of reads past their deadline: one thread per process, from start().
-
-    The thread sleeps until the earliest deadline it knows of (woken when an earlier one comes),
-    not on a tick: under load it wakes about once a deadline's length, not many times a second.
-    """
+    """Shuts the sockets of reads past their deadline, so libpq's wait returns at once; its
+    thread sleeps until the earliest deadline it knows of, not on a tick."""
 
     def __init__(self) -> None:
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+        self.forget()
+
+    def forget(self) -> None:
+        """Start from scratch, in a new process too: a parent's thread may have held the lock
+        at fork, and what the parent watched is not this process's to shut."""
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._watched: dict[int, tuple[float, connection]] = {}
         self._next = math.inf  # when the thread wakes next
-        self._tokens = itertools.count()
-        self._thread: threading.Thread | None = None
         self._stopping = False
 
     @contextmanager
@@ -77,18 +72,10 @@ class Watchdog:
                 self._watched.pop(token, None)
 
     def start(self) -> None:
-        """Start the thread, unless it runs in this process already (after fork it does not).
-
-        After fork the lock may be held for good, by a parent's thread that is not here, and
-        what the parent watched is not this process's to shut: both start anew.
-        """
+        """Start the thread unless it runs in this process already (after fork it does not)."""
         if self._thread is not None and self._thread.is_alive():
             return
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._watched.clear()
-        self._next = math.inf
-        self._stopping = False
+        self.forget()
         self._thread = threading.Thread(target=self._run, name="zdm-db-watchdog", daemon=True)
         self._thread.start()
 
@@ -121,50 +108,34 @@ def shut(conn: connection) -> None:
         fd = conn.fileno()
     except psycopg2.Error:
         return
-    try:
-        with socket.socket(fileno=os.dup(fd)) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+    with suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Attempt:
-    """One connect in a helper thread; a connection that arrives after the caller left is closed."""
+def connect_within(url: str, kwargs: dict[str, Any], deadline: Deadline | None) -> connection:
+    """psycopg2.connect, given up (DeadlineExceeded) when the deadline, if any, passes first: a
+    thread connects, since libpq counts connect_timeout in whole seconds, two at the least."""
+    if deadline is None:
+        conn: connection = psycopg2.connect(url, **kwargs)
+        return conn
+    attempt: Future[connection] = Future()
 
-    def __init__(self, url: str, kwargs: dict[str, Any]) -> None:
-        self.url, self.kwargs = url, kwargs
-        self.done = threading.Event()
-        self.lock = threading.Lock()
-        self.abandoned = False
-        self.outcome: connection | BaseException | None = None
-
-    def run(self) -> None:
+    def connect() -> None:
         try:
-            outcome: connection | BaseException = psycopg2.connect(self.url, **self.kwargs)
+            conn = psycopg2.connect(url, **kwargs)
         except BaseException as exc:  # handed to the caller, who raises it
-            outcome = exc
-        with self.lock:
-            if self.abandoned:
-                if isinstance(outcome, connection):
-                    outcome.close()
-                return
-            self.outcome = outcome
-        self.done.set()
+            if attempt.set_running_or_notify_cancel():
+                attempt.set_exception(exc)
+            return
+        if attempt.set_running_or_notify_cancel():
+            attempt.set_result(conn)
+        else:  # the caller has given up
+            conn.close()
 
-    def abandon(self) -> connection | BaseException | None:
-        with self.lock:
-            self.abandoned = True
-            return self.outcome
-
-
-def connect_within(url: str, kwargs: dict[str, Any], deadline: Deadline) -> connection:
-    """psycopg2.connect, given up (DeadlineExceeded) when the deadline passes first."""
-    attempt = _Attempt(url, kwargs)
-    threading.Thread(target=attempt.run, name="zdm-db-connect", daemon=True).start()
-    attempt.done.wait(max(0.0, deadline.remaining()))
-    outcome = attempt.abandon()
-    if outcome is None:
-        raise DeadlineExceeded
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+    threading.Thread(target=connect, name="zdm-db-connect", daemon=True).start()
+    try:
+        return attempt.result(max(0.0, deadline.remaining()))
+    except TimeoutError:
+        if attempt.cancel():
+            raise DeadlineExceeded from None
+        return attempt.result()  # it came as the deadline passed

@@ -1,4 +1,4 @@
-"""A small connection pool per worker process, opened lazily, never carried across fork."""
+"""A small connection pool per worker process and server, its connections opened on demand."""
 
 from __future__ import annotations
 
@@ -15,15 +15,17 @@ from . import timestamps
 from .deadlines import Deadline, connect_within
 
 IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+# Errors that say the server is going away or not there, though the connection may still look
+# open (PgBouncer relays them): connection exceptions, shutdowns, "the database is starting up".
+GONE = ("08", "57P")
+# Without a SQLSTATE these are libpq's own: "server closed the connection unexpectedly" is a
+# plain DatabaseError, raised before psycopg2 marks the connection closed.
+CONNECTION_FAILURES = (psycopg2.DatabaseError, psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
 def connect_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection options: a bounded connect, and TCP that notices a dead or silent peer.
-
-    Nothing session-level (see repository.READ_GUARD). keepalives find a peer gone quiet on an
-    idle connection; tcp_user_timeout (ms) bounds data sent and not acknowledged. Both are the
-    client's socket options, ignored on a Unix socket, where deadline.py's watchdog does it.
-    """
+    """Connection options, nothing session-level (repository.READ_GUARD): keepalives find a
+    silent peer, tcp_user_timeout bounds data not acknowledged (on TCP; else the watchdog)."""
     return {
         "connect_timeout": settings.db_connect_timeout,
         "application_name": "zdm-monitor",
@@ -33,14 +35,6 @@ def connect_kwargs(settings: Settings) -> dict[str, Any]:
         "keepalives_count": 3,
         "tcp_user_timeout": settings.db_statement_timeout_ms + 1000,
     }
-
-
-# Errors that say the server is going away or not there, though the connection may still look
-# open (PgBouncer relays them): connection exceptions, shutdowns, "the database is starting up".
-GONE = ("08", "57P")
-# Without a SQLSTATE these are libpq's own: "server closed the connection unexpectedly" is a
-# plain DatabaseError, raised before psycopg2 marks the connection closed.
-CONNECTION_FAILURES = (psycopg2.DatabaseError, psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
 def connection_lost(conn: connection, error: psycopg2.Error) -> bool:
@@ -56,26 +50,21 @@ class PoolExhausted(Exception):
 
 
 class Pool:
-    """At most db_pool_size connections to one server, idle ones kept for the next request.
-
-    psycopg2's own pools close any idle connection above their minimum, which would mean a new
-    connection per request. The pool reports its counts to the metrics under its target's name.
-    """
+    """At most db_pool_size connections to one server, idle ones kept for the next request
+    (psycopg2's pools close those above their minimum), counted in the metrics."""
 
     def __init__(self, settings: Settings, url: str, target: str) -> None:
         self.settings = settings
         self.url = url
         self.target = target
-        self._idle: list[connection] = []
-        self._in_use = 0
-        self._lock = threading.Lock()
+        self.forget()
 
     def forget(self) -> None:
-        """Drop what a parent process opened (the worker starts after fork), without closing:
-        closing would end the parent's sessions on the sockets both processes share. The lock
-        starts anew too: a parent's thread may have held it at fork."""
+        """Drop what a parent process opened, unclosed: closing would end the parent's sessions
+        on the sockets both processes share. The lock too: a parent's thread may have held it."""
         self._lock = threading.Lock()
-        self._idle, self._in_use = [], 0
+        self._idle: list[connection] = []
+        self._in_use = 0
 
     def _report(self) -> None:
         metrics.record_pool(self.target, len(self._idle), self._in_use)
@@ -83,27 +72,24 @@ class Pool:
     def getconn(self, deadline: Deadline | None = None) -> connection:
         """An idle connection, else a new one (connected before the deadline, if one is given)."""
         with self._lock:
-            if self._idle:
-                self._in_use += 1
-                idle = self._idle.pop()
-                self._report()
-                return idle
-            if self._in_use >= self.settings.db_pool_size:
+            if not self._idle and self._in_use >= self.settings.db_pool_size:
                 raise PoolExhausted
             self._in_use += 1
+            idle = self._idle.pop() if self._idle else None
             self._report()
+        if idle is not None:
+            return idle
         try:
-            kwargs = connect_kwargs(self.settings)
-            conn = (
-                psycopg2.connect(self.url, **kwargs)
-                if deadline is None
-                else connect_within(self.url, kwargs, deadline)
-            )
+            return self.connect(deadline)
         except BaseException:
             with self._lock:
                 self._in_use -= 1
                 self._report()
             raise
+
+    def connect(self, deadline: Deadline | None = None) -> connection:
+        """A new connection to the pool's server, outside the pool (before the deadline, if any)."""
+        conn = connect_within(self.url, connect_kwargs(self.settings), deadline)
         # One statement per request needs no transaction block around it.
         conn.autocommit = True
         timestamps.register(conn)

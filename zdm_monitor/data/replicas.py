@@ -1,12 +1,5 @@
-"""Reads spread over PostgreSQL streaming replicas; failed and lagging ones are skipped.
-
-Each worker process keeps one pool per replica and one monitor thread, started with the worker
-(state.start, after fork; never at import), that asks every replica about once a second how far
-behind the primary it is: one small query per replica per second, whatever the
-request rate. A read goes to the next usable replica in turn; a replica that cannot be reached
-is marked down at once and the read moves on. When none can take it, NoUsableReplica says so
-and the database (db.py) reads the primary.
-"""
+"""Reads spread over PostgreSQL streaming replicas, skipping failed and lagging ones: a thread
+asks each about once a second how far behind it is, whatever the request rate."""
 
 from __future__ import annotations
 
@@ -22,21 +15,16 @@ from psycopg2.extensions import connection
 
 from .. import metrics
 from ..config import Settings
-from .deadlines import Deadline, DeadlineExceeded, Watchdog, connect_within
-from .pool import Pool, connect_kwargs, connection_lost
+from .deadlines import STOP_WAIT_S, Deadline, DeadlineExceeded, Watchdog
+from .pool import Pool, connection_lost
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHECK_INTERVAL_S = 1.0
 CHECK_TIMEOUT_MS = 1000
-# How long close() waits for the monitor's check in progress.
-STOP_WAIT_S = 5.0
-# How far the replica's data is behind the primary, in seconds. The time since the last replayed
-# transaction alone would grow while the primary is idle; so a replica that has replayed all it
-# received, with its WAL receiver connected, is current. (After a restart the receiver reports
-# the start of the segment it streams from, before what was already replayed: hence <=.)
-# NULL: not known, e.g. behind with no transaction replayed yet.
+# The lag in seconds, NULL when not known (docs/scaling-out.md). After a restart the receiver
+# reports the start of the segment it streams from, before what was already replayed: hence <=.
 LAG_QUERY = """
 SET LOCAL statement_timeout = %(timeout_ms)s;
 SELECT CASE
@@ -46,11 +34,8 @@ SELECT CASE
     ELSE EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())
 END
 """
-
-# "canceling statement due to conflict with recovery": the replica's replay needed what the read
-# held. The primary or another replica answers the same read.
+# "canceling statement due to conflict with recovery": another target answers the same read.
 RECOVERY_CONFLICT = "40001"
-
 # A replica's states: only "ok" takes reads.
 STARTING, OK, LAGGING, UNREACHABLE = "starting", "ok", "lagging", "unreachable"
 
@@ -61,12 +46,8 @@ class State:
     lag_s: float | None
 
 
-class Unreachable(Exception):
-    """The replica could not be reached; the read moves on to the next target."""
-
-
-class Conflict(Exception):
-    """The replica cancelled the read for its replay; the read moves on, the replica stays."""
+class Skipped(Exception):
+    """The replica could not take the read: the next target takes it."""
 
 
 class NoUsableReplica(Exception):
@@ -76,32 +57,42 @@ class NoUsableReplica(Exception):
 class Replica:
     """One replica: its pool, its last known state and the monitor's own connection to it."""
 
+    state: State
+    _monitor_conn: connection | None
+
     def __init__(self, name: str, url: str, settings: Settings, watchdog: Watchdog) -> None:
         self.name = name
         self.settings = settings
         self.watchdog = watchdog
         self.pool = Pool(settings, url, name)
-        self.state = State(STARTING, None)
-        self._monitor_conn: connection | None = None
+        self.forget()
 
     def read(self, query: Callable[[connection], T], deadline: Deadline) -> T:
-        """Run the read here; Unreachable or Conflict when another should take it."""
+        """Run the read here; Skipped when the replica is unreachable or cancels it."""
         try:
             conn = self.pool.getconn(deadline)
         except (psycopg2.OperationalError, DeadlineExceeded) as exc:
-            raise Unreachable from exc
+            self.unreachable()
+            raise Skipped from exc
         try:
             with self.watchdog.watch(conn, deadline):
                 return query(conn)
         except psycopg2.Error as exc:
             if connection_lost(conn, exc):
                 conn.close()
-                raise Unreachable from exc
+                self.unreachable()
+                raise Skipped from exc
             if exc.pgcode == RECOVERY_CONFLICT:
-                raise Conflict from exc
+                log.info("read cancelled by recovery, moving on", extra=self.fields())
+                raise Skipped from exc
             raise  # it answered, e.g. a statement timeout, which another would not answer faster
         finally:
             self.pool.putconn(conn)
+
+    def unreachable(self) -> None:
+        """Mark the replica unreachable, and close its idle connections: most likely dead too."""
+        self.update(State(UNREACHABLE, None))
+        self.pool.close()
 
     def check(self) -> State:
         """Measure the lag and judge it; a replica that does not answer is unreachable."""
@@ -112,14 +103,11 @@ class Replica:
             return State(UNREACHABLE, None)
 
     def measure(self) -> float | None:
-        """The lag in seconds (None: not known) on the monitor's connection, opened again when
-        it broke; raises when the replica does not answer within CHECK_TIMEOUT_MS."""
+        """The lag in seconds (None: not known), within CHECK_TIMEOUT_MS, on the monitor's own
+        connection."""
         deadline = Deadline(CHECK_TIMEOUT_MS / 1000)
         if self._monitor_conn is None or self._monitor_conn.closed:
-            self._monitor_conn = connect_within(
-                self.pool.url, connect_kwargs(self.settings), deadline
-            )
-            self._monitor_conn.autocommit = True
+            self._monitor_conn = self.pool.connect(deadline)
         with self.watchdog.watch(self._monitor_conn, deadline), self._monitor_conn.cursor() as cur:
             cur.execute(LAG_QUERY, {"timeout_ms": CHECK_TIMEOUT_MS})
             row = cur.fetchone()
@@ -130,17 +118,28 @@ class Replica:
         usable = lag is not None and lag <= self.settings.replica_max_lag_s
         return State(OK if usable else LAGGING, lag)
 
+    def update(self, state: State) -> None:
+        """Take the new state: logged when it changes, reported to the metrics."""
+        if state.status != self.state.status:
+            level = logging.INFO if state.status == OK else logging.WARNING
+            log.log(level, "replica %s", state.status, extra=self.fields(state))
+        self.state = state
+        metrics.record_replica(self.name, state.status == OK, state.lag_s)
+
+    def fields(self, state: State | None = None) -> dict[str, Any]:
+        """The `extra` of a log record about the replica."""
+        state = state or self.state
+        return {"fields": {"replica": self.name, "state": state.status, "lag_s": state.lag_s}}
+
     def close_monitor_connection(self) -> None:
         if self._monitor_conn is not None:
             self._monitor_conn.close()
             self._monitor_conn = None
 
-    def forget_parent(self) -> None:
-        """After fork, start from scratch without touching the parent's connections."""
+    def forget(self) -> None:
+        """Start from scratch, in a new process too (Pool.forget)."""
         self.state = State(STARTING, None)
         self.pool.forget()
-        # Dropped, not closed: close() would end the parent's session on the socket both
-        # processes share (psycopg2 closes nothing it collects in another process).
         self._monitor_conn = None
 
 
@@ -153,26 +152,27 @@ class Replicas:
             for number, url in enumerate(settings.database_replica_urls, start=1)
         ]
         self._turn = itertools.count()
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def read(self, query: Callable[[connection], T], deadline: Deadline) -> T:
-        """Run the read on the next usable replica, moving on past unreachable ones."""
+        """Run the read on the next usable replica, moving on past those that cannot take it."""
         for replica in self._rotation():
             if deadline.expired:
                 break
             try:
                 result = replica.read(query, deadline)
-            except Unreachable:
-                self._mark_unreachable(replica)
-                continue
-            except Conflict:
-                log.info("read cancelled by recovery, moving on", extra=fields(replica))
+            except Skipped:
                 continue
             metrics.record_read(replica.name)
             return result
         raise NoUsableReplica
+
+    def _rotation(self) -> list[Replica]:
+        """The usable replicas, starting one further along at each read."""
+        usable = [r for r in self.replicas if r.state.status == OK]
+        turn = next(self._turn) % len(usable) if len(usable) > 1 else 0
+        return usable[turn:] + usable[:turn]
 
     def describe(self) -> list[dict[str, Any]]:
         """Each replica's state and lag as this process last saw them (for /readyz)."""
@@ -185,41 +185,28 @@ class Replicas:
             for r in self.replicas
         ]
 
+    def start(self) -> None:
+        """Start the monitor unless it runs in this process already (after fork it does not),
+        once each replica is checked, so that a new worker's first reads go to one too."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        for replica in self.replicas:
+            replica.forget()
+        self._check_all()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, args=(self._stop,), name="zdm-replica-monitor", daemon=True
+        )
+        self._thread.start()
+
     def close(self) -> None:
         """Stop the monitor and close this process's replica connections."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-            self._stop.set()
-        if thread is not None:
-            thread.join(STOP_WAIT_S)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(STOP_WAIT_S)
+            self._thread = None
         for replica in self.replicas:
             replica.pool.close()
-
-    def _rotation(self) -> list[Replica]:
-        """The usable replicas, starting one further along at each read."""
-        usable = [r for r in self.replicas if r.state.status == OK]
-        if len(usable) > 1:
-            turn = next(self._turn) % len(usable)
-            usable = usable[turn:] + usable[:turn]
-        return usable
-
-    def start(self) -> None:
-        """Start this process's monitor, unless it runs here already (after fork it does not).
-
-        What the process inherited is forgotten first, and every replica checked once (a
-        millisecond each), so even a new worker's first reads go to a replica.
-        """
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            for replica in self.replicas:
-                replica.forget_parent()
-            self._check_all()
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self._watch, args=(self._stop,), name="zdm-replica-monitor", daemon=True
-            )
-            self._thread.start()
 
     def _watch(self, stop: threading.Event) -> None:
         while not stop.wait(CHECK_INTERVAL_S):
@@ -230,24 +217,6 @@ class Replicas:
     def _check_all(self) -> None:
         for replica in self.replicas:
             try:
-                self._update(replica, replica.check())
+                replica.update(replica.check())
             except Exception:  # the monitor must outlive any surprise
-                log.exception("replica check failed", extra=fields(replica))
-
-    def _mark_unreachable(self, replica: Replica) -> None:
-        self._update(replica, State(UNREACHABLE, None))
-        # Its idle connections are most likely dead too.
-        replica.pool.close()
-
-    def _update(self, replica: Replica, state: State) -> None:
-        if state.status != replica.state.status:
-            level = logging.INFO if state.status == OK else logging.WARNING
-            log.log(level, "replica %s", state.status, extra=fields(replica, state))
-        replica.state = state
-        metrics.record_replica(replica.name, state.status == OK, state.lag_s)
-
-
-def fields(replica: Replica, state: State | None = None) -> dict[str, Any]:
-    """The `extra` of a log record about a replica."""
-    state = state or replica.state
-    return {"fields": {"replica": replica.name, "state": state.status, "lag_s": state.lag_s}}
+                log.exception("replica check failed", extra=replica.fields())

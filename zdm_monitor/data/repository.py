@@ -78,16 +78,8 @@ class JobRead:
 
 
 # The time bound and read-only mode travel with each read, in the same message (still one round
-# trip), not as connection settings: a transaction-pooling PgBouncer gives every transaction
-# whichever server connection is free and refuses session options at connect.
+# trip), not as connection settings, which a transaction-pooling PgBouncer refuses.
 READ_GUARD = "SET LOCAL statement_timeout = %(timeout_ms)s; SET TRANSACTION READ ONLY;"
-
-# One round trip answers the whole request: which halves exist, whether every filter holds, the
-# log's size and the requested page. The statements live in sql/job_snapshot.sql. The call names
-# each argument (p_<name> => %(name)s): the read's fields, its filters' in place of filters, and
-# skip in place of page; it selects JobSnapshot's fields by column name. So a new argument or
-# column is one edit in the SQL and one here (JobRead, JobFilters, JobSnapshot), and the row
-# arrives in the dataclass's order.
 # Where the row was read: a streaming replica is in recovery.
 ON_REPLICA = "pg_is_in_recovery()"
 
@@ -99,8 +91,8 @@ def argument_names(read: type) -> list[str]:
 
 
 def selected(*records: type) -> list[str]:
-    """What a call selects for the records' fields, in their order: the column of the field's
-    name, but for on_replica, where the row was read."""
+    """What a call selects for the records' fields, in order: each field's column, but for
+    on_replica, where the row was read."""
     return [
         ON_REPLICA if f.name == "on_replica" else f.name
         for record in records
@@ -109,8 +101,8 @@ def selected(*records: type) -> list[str]:
 
 
 def call(function: str, read: type, *records: type) -> str:
-    """The guarded call of a read function by named arguments, selecting the records' fields
-    by column name."""
+    """The guarded call of a read function: its arguments by name (p_<name> => %(name)s), its
+    columns by the records' field names, so that a new one is an edit here and in the SQL."""
     named = ", ".join(f"p_{name} => %({name})s" for name in argument_names(read))
     return f"{READ_GUARD} SELECT {', '.join(selected(*records))} FROM {function}({named})"
 
@@ -125,10 +117,8 @@ def parameters(read: JobRead | ServerRead, timeout_ms: int) -> dict[str, Any]:
 
 
 def get_job_snapshot(conn: connection, read: JobRead, *, timeout_ms: int) -> JobSnapshot | None:
-    """Return the job by ID or name with one log page; None when neither half exists.
-
-    With after, the page is the first limit lines after that line number instead.
-    """
+    """Return the job by ID or name with one log page (with after: the first limit lines after
+    that line number); None when neither half exists."""
     with conn.cursor() as cur:
         cur.execute(GET_JOB_SNAPSHOT, parameters(read, timeout_ms))
         row = cur.fetchone()
@@ -208,7 +198,6 @@ def get_server_snapshot(
 def ping(conn: connection, *, timeout_ms: int) -> None:
     """Raise unless the database answers within the timeout."""
     with conn.cursor() as cur:
-        # One round trip: the statements run as one implicit transaction, so SET LOCAL bounds
-        # the SELECT only and nothing outlives it on a pooled connection.
+        # One implicit transaction: SET LOCAL bounds the SELECT and nothing outlives it.
         cur.execute(f"{READ_GUARD} SELECT 1", {"timeout_ms": timeout_ms})
         cur.fetchone()

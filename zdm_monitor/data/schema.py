@@ -20,10 +20,9 @@ FUNCTIONS = (*READ_FUNCTIONS, "zdm_monitor_written")
 # zdm-monitor check compares one value with what this package would install.
 RELEASE_FUNCTION = "zdm_monitor_release"
 STAMP = f"CREATE OR REPLACE FUNCTION {RELEASE_FUNCTION}() RETURNS text LANGUAGE sql IMMUTABLE AS "
-# A step that must lock one of ZDM's tables (dropping an old release's trigger, creating a
-# missing index) waits for the writers' open transactions on it, and while it waits every new
-# writer of that table queues behind it. So each attempt gives up after LOCK_TIMEOUT_MS, rolls
-# back and tries again: ZDM's writers wait that long at most.
+# A step that locks one of ZDM's tables waits for its writers' open transactions, and every new
+# writer queues behind it: so each attempt gives up after LOCK_TIMEOUT_MS, rolls back and tries
+# again, and ZDM's writers wait that long at most.
 LOCK_TIMEOUT_MS = 200
 RETRY_PAUSE_S = 0.5
 

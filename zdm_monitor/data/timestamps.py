@@ -1,17 +1,11 @@
-"""timestamptz as this service reads it: every value PostgreSQL can hold, none an error.
-
-PostgreSQL's timestamptz holds 4714 BC to 294276 AD, infinity and -infinity; Python's datetime
-holds years 1 to 9999. psycopg2's own cast raises ValueError outside that range (and reads
-infinity as datetime.max), which failed the whole read: one job's odd value was a 500 for the
-job and for its server's wall. ZDM's agents write these columns, so an odd value is that job's
-to show, not the request's to fail on. Here a value datetime can hold reads as that datetime,
-any other as a Beyond.
-"""
+"""timestamptz as this service reads it: every value PostgreSQL holds (4714 BC to 294276 AD,
+the infinities), those outside datetime's years 1-9999 as a Beyond, where psycopg2 would fail the
+whole read on one odd value written by ZDM's agents."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg2.extensions
 from psycopg2.extensions import connection, cursor
@@ -20,22 +14,14 @@ from psycopg2.extensions import connection, cursor
 CYCLE_YEARS = 400
 CYCLE = timedelta(days=146_097)
 # PostgreSQL's ISO output (psycopg2 sets DateStyle ISO on connect): a year of 4 to 6 digits, an
-# offset of hours[:minutes[:seconds]] (old dates carry a zone's local mean time), " BC" before
-# year 1.
-ISO = re.compile(
-    r"(\d{4,6})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?"
-    r"([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?( BC)?"
-)
+# offset of hours[:minutes[:seconds]] (old dates carry a zone's local mean time), " BC" before 1.
+ISO = re.compile(r"(\d{4,6})(-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?[+-]\d\d(?::\d\d){0,2})( BC)?")
 
 
 class Beyond(datetime):
-    """An instant datetime cannot hold.
-
-    As a datetime it is the nearest instant that it can hold (its first or last microsecond,
-    UTC), so comparisons and the stall check see it as the far past or future. near keeps the
-    instant itself: the same wall time and offset a whole number of 400-year cycles away
-    (instant = near + cycles * 400 years), or None for infinity and -infinity.
-    """
+    """An instant datetime cannot hold: as a datetime the nearest it can (its first or last
+    microsecond, UTC), so comparisons see the far past or future. The instant itself is near
+    (the same wall time and offset) plus cycles 400-year cycles; near is None for infinities."""
 
     near: datetime | None
     cycles: int
@@ -94,18 +80,12 @@ def far(text: str) -> Beyond:
     match = ISO.fullmatch(text)
     if match is None:
         raise psycopg2.DataError(f"unreadable timestamptz: {text!r}")
-    year_text, *clock, fraction, sign, oh, om, osec, bc = match.groups()
+    year_text, rest, bc = match.groups()
     year = 1 - int(year_text) if bc else int(year_text)  # 1 BC is year 0
     # Into years 400-799 or 8000-8399: clear of datetime's ends, and where a zone has the rules
     # of the instant's own year (its first offset before any change, its standing rule after).
     cycles = (year - (400 if year < 1 else 8000)) // CYCLE_YEARS
-    offset = timedelta(hours=int(oh), minutes=int(om or 0), seconds=int(osec or 0))
-    month, day, hour, minute, second = map(int, clock)
-    microsecond = int((fraction or "0").ljust(6, "0"))
-    zone = timezone(-offset if sign == "-" else offset)
-    near = datetime(
-        year - cycles * CYCLE_YEARS, month, day, hour, minute, second, microsecond, zone
-    )
+    near = datetime.fromisoformat(f"{year - cycles * CYCLE_YEARS:04d}{rest}")
     return beyond(near, cycles, future=year > 0)
 
 

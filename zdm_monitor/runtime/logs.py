@@ -1,9 +1,4 @@
-"""JSON logs: one line per request and every error's traceback, all under the request ID.
-
-A request the app answers is logged by the app (log_request), with what gunicorn would have
-said of it too; gunicorn's access log writes only the requests it answered itself (a bad
-request line, headers too large): one line per request either way.
-"""
+"""JSON logs: a line per request, the app's or else gunicorn's, and tracebacks, by request ID."""
 
 from __future__ import annotations
 
@@ -49,8 +44,7 @@ def configure_logging() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    # The lines carry none of the caller's file, thread or process: do not look them up for
-    # every record (the logging HOWTO's "Optimization").
+    # The lines carry no caller's file, thread or process: not looked up (logging HOWTO).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
@@ -91,7 +85,16 @@ def peer(environ: dict[str, Any]) -> dict[str, Any]:
 
 
 class GunicornLogger(GunicornBaseLogger):  # type: ignore[misc]
-    """gunicorn's access log as JSON, for the requests the app did not log itself."""
+    """gunicorn's logs as JSON, the access log for the requests the app did not log itself."""
+
+    def setup(self, cfg: Any) -> None:
+        """Have gunicorn's handlers at its log targets, and the root logger's on stderr (other
+        libraries' warnings), write JSON."""
+        super().setup(cfg)
+        logging.root.handlers = [logging.StreamHandler()]
+        handlers = self.error_log.handlers + self.access_log.handlers + logging.root.handlers
+        for handler in handlers:
+            handler.setFormatter(JsonFormatter())
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not self.cfg.accesslog or environ.get(LOGGED):

@@ -1,6 +1,4 @@
-"""The production entry point:
-gunicorn -c python:zdm_monitor.runtime.gunicorn_conf zdm_monitor.runtime.wsgi:app
-"""
+"""The production entry point, `zdm_monitor.runtime.wsgi:app` (see gunicorn_conf.py)."""
 
 from .. import create_app
 from ..environment import ConfigError, refuse
