@@ -426,6 +426,34 @@ def test_a_database_that_never_answers_fails_at_the_read_deadline(
 
 
 @pytest.mark.slow
+def test_a_database_that_freezes_after_connecting_fails_each_check_at_its_deadline(
+    proxy: CountingProxy,
+) -> None:
+    """The server answers the connect and the version, then nothing: a real process, each
+    later check cut off at the read deadline by the watchdog, never waiting for ever."""
+    proxy.silent_from = 2  # the query after the version's
+    started = time.monotonic()
+    try:
+        ran = subprocess.run(
+            [str(OPERATOR), "check"],
+            env=clean_env(
+                DATABASE_URL=proxy.url, ZDM_JWT_SECRET=SECRET, ZDM_DB_STATEMENT_TIMEOUT_MS="300"
+            ),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        proxy.silent.clear()
+    seconds = time.monotonic() - started
+    lines = {line.split(":", 1)[0]: line for line in ran.stdout.splitlines()[:-1]}
+    assert ran.returncode == 1, ran.stdout
+    assert lines["ok   database"].startswith("ok   database: PostgreSQL")
+    assert lines["FAIL functions"].startswith("FAIL functions: the database stopped answering")
+    assert seconds < 10, seconds  # two reads cut off at 1.3 s each, not a wait for ever
+
+
+@pytest.mark.slow
 def test_nothing_set_says_what_is_missing_and_runs_nothing_else() -> None:
     """A real process, as an operator runs it: one line each, no traceback, exit 1."""
     ran = subprocess.run(

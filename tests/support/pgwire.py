@@ -2,7 +2,8 @@
 
 It reads the frontend side of protocol 3.0 (the startup message, then typed messages) and
 forwards every byte unchanged, so what it counts is what really crossed the wire. Set `silent`
-and it passes nothing more back to its clients, as a frozen server or a black-holed network;
+(or have it set by the query that makes `silent_from` queries) and it passes nothing more back
+to its clients, as a frozen server or a black-holed network;
 set `refuse` and drop() and its clients lose their connections and cannot open new ones.
 """
 
@@ -28,6 +29,7 @@ class CountingProxy:
         self.queries: list[str] = []
         self._lock = threading.Lock()
         self.silent = threading.Event()
+        self.silent_from: int | None = None  # the query at which silent is set, if any
         self.refuse = threading.Event()
         self._clients: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -133,4 +135,6 @@ class CountingProxy:
                 text = body.split(b"\0", 1)[0] if kind == b"Q" else body.split(b"\0")[1]
                 with self._lock:
                     self.queries.append(text.decode("utf-8", "replace"))
+                    if self.silent_from is not None and len(self.queries) >= self.silent_from:
+                        self.silent.set()
             buffer = buffer[1 + length :]

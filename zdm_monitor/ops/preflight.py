@@ -58,6 +58,7 @@ class Preflight:
 
     def run(self) -> list[Result]:
         """Every check, in order."""
+        self.watchdog.start()
         try:
             self.attempt("settings", self.check_settings)
             self.attempt("key", self.check_key)
@@ -68,6 +69,7 @@ class Preflight:
             self.attempt("role", self.check_role)
             self.check_replicas()
         finally:
+            self.watchdog.stop()
             if self.conn is not None:
                 self.conn.close()
         return self.results
