@@ -198,7 +198,7 @@ def report(
 ) -> None:
     workers = 2 * (os.cpu_count() or 1) + 1
     rows = [
-        f"| nginx -> gunicorn ({workers} workers x 4 threads each) | req/s | p50 ms | p99 ms"
+        f"| nginx -> gunicorn ({workers} workers x 8 threads each) | req/s | p50 ms | p99 ms"
         f" | dashboards at one poll / {POLL_S} s | non-2xx |",
         "|---|---:|---:|---:|---:|---:|",
     ]

@@ -1235,7 +1235,7 @@ def header(m: Measured) -> list[str]:
         f"Data: demo set; generated {JOBS:,} jobs x {LINES} log lines over {SERVERS:,} servers, "
         f"job 1 with {DEEP_LINES:,} lines. PostgreSQL 16, shared_buffers {SHARED_BUFFERS}. "
         "Every server is gunicorn with config/gunicorn.conf.py's defaults "
-        f"({workers} workers x 4 threads), reading as a role that may only read; the ceiling is "
+        f"({workers} workers x 8 threads), reading as a role that may only read; the ceiling is "
         "bench/ceiling.py (a hello-world Flask app) under the same config, and so is the lean "
         "bound, bench/lean.py (the token verified, the service's read function called with the "
         "service's call, the row as JSON: the least an uncached job read needs). wrk: 2 "

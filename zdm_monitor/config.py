@@ -96,7 +96,7 @@ PLAIN: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "ZDM_TIMEZONE": ("UTC", ZoneInfo, "an IANA time zone name such as Asia/Seoul"),
     "ZDM_DB_CONNECT_TIMEOUT": ("3", _whole, SECONDS),
     "ZDM_DB_STATEMENT_TIMEOUT_MS": ("5000", _whole, "a whole number of milliseconds"),
-    "ZDM_DB_POOL_SIZE": ("4", _whole, "a whole number"),
+    "ZDM_DB_POOL_SIZE": ("8", _whole, "a whole number"),
     "ZDM_CACHE_SIZE": ("4096", _whole, "a whole number of snapshots (0: off)"),
     "ZDM_CACHE_MAX_AGE_MS": ("1000", _whole, "a whole number of milliseconds (0: off)"),
     "ZDM_CACHE_MAX_BYTES": (str(64 * 2**20), _whole, "a whole number of bytes (0: off)"),

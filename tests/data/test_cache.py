@@ -36,7 +36,7 @@ from zdm_monitor.data.database import YOUNG_S
 MakeApp = Callable[..., Flask]
 SERVER_URL = "/api/backups/monitoring/system/"
 MAX_AGE_S = 1.0
-# ZDM_DB_POOL_SIZE's default: the slots of an app started without gunicorn.
+# The slots of an app started without gunicorn are its pool's size: these tests set it.
 POOL_SIZE = 4
 
 
@@ -52,6 +52,7 @@ class Clock:
 
 def cached(make_app: MakeApp, clock: Clock | None = None, **env: str) -> Flask:
     """An app with the cache on (max age MAX_AGE_S), on the given clock if any."""
+    env = {"ZDM_DB_POOL_SIZE": str(POOL_SIZE), **env}
     app = make_app(ZDM_CACHE_MAX_AGE_MS=str(int(MAX_AGE_S * 1000)), **env)
     if clock is not None:
         state.of(app).cache.clock = clock

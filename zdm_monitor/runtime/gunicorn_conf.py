@@ -55,7 +55,7 @@ workers = number("GUNICORN_WORKERS", 2 * (os.cpu_count() or 1) + 1)
 # gthread: sync closes the connection after every response. At most threads - 1 wait on the
 # database (data/database.py Slots), so one is always free for the probes (docs/reliability.md).
 worker_class = "gthread"
-threads = number("GUNICORN_THREADS", 4)
+threads = number("GUNICORN_THREADS", 8)
 if threads < 2:
     problems.append(
         f"GUNICORN_THREADS={threads} leaves no thread free for the probes: give it 2 or more."
