@@ -263,9 +263,38 @@ EXCLUDING = [
 ]
 
 
+MISMATCHED_FILTER = "이 작업과 일치하지 않습니다."
+
+
+def failed_filters(query: str) -> dict[str, list[str]]:
+    """The details of a mismatch: each filter of the query the job fails (here, all but
+    mode=full, which job 1 matches), with why."""
+    names = [pair.split("=", 1)[0] for pair in query.split("&") if pair != "mode=full"]
+    return {name: [MISMATCHED_FILTER] for name in names}
+
+
 @pytest.mark.parametrize(("identifier", "query"), EXCLUDING)
 def test_filter_that_excludes_by_id(get_job: GetJob, identifier: str, query: str) -> None:
-    assert_error(get_job(identifier, query), 404, "JOB-ERROR-01", mismatch(identifier))
+    body = assert_error(get_job(identifier, query), 404, "JOB-ERROR-01", mismatch(identifier))
+    assert body["details"] == failed_filters(query)
+
+
+def test_a_mismatch_names_every_filter_the_job_fails_and_none_it_holds(get_job: GetJob) -> None:
+    """Job 1 is daily-backup on linux-server-01, partition /, nfs, full, complete."""
+    query = "partition=/&drive=C:&server=1&status=error&repositoryType=smb&jobName=x&mode=full"
+    body = assert_error(get_job("1", query), 404, "JOB-ERROR-01", mismatch("1"))
+    assert body["details"] == {
+        name: [MISMATCHED_FILTER] for name in ("drive", "repositoryType", "status", "jobName")
+    }
+    english = get_job("daily-backup", query, **{"Accept-Language": "en"})
+    body = assert_error(english, 404, "JOB-ERROR-01")
+    assert body["error"] == (
+        "The backup job named 'daily-backup' exists, but does not match the given filters."
+    )
+    assert body["details"] == {
+        name: ["Does not match this job."]
+        for name in ("drive", "repositoryType", "status", "jobName")
+    }
 
 
 NAMES = {"1": "daily-backup", "2": "daily-backup-win", "3": "weekly-smart", "4": "bulk-data"}
@@ -276,7 +305,8 @@ NAMES = {"1": "daily-backup", "2": "daily-backup-win", "3": "weekly-smart", "4":
 )
 def test_filter_that_excludes_by_name(get_job: GetJob, identifier: str, query: str) -> None:
     name = NAMES[identifier]
-    assert_error(get_job(name, query), 404, "JOB-ERROR-01", mismatch(name))
+    body = assert_error(get_job(name, query), 404, "JOB-ERROR-01", mismatch(name))
+    assert body["details"] == failed_filters(query)
 
 
 def test_filter_excludes_korean_name(get_job: GetJob) -> None:

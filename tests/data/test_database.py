@@ -195,6 +195,30 @@ def test_init_db_replaces_a_read_function_whose_columns_changed(db: connection) 
     assert "version" in names[0]
 
 
+@pytest.mark.parametrize("function", ["zdm_monitor_job_snapshot", "zdm_monitor_server_snapshot"])
+def test_init_db_replaces_a_read_function_that_said_only_whether_the_filters_matched(
+    db: connection, function: str
+) -> None:
+    """0.2.0's read functions returned `matches`, not the filters a job fails (`mismatched`)."""
+    with db.cursor() as cur:
+        cur.execute(
+            "SELECT pg_get_function_identity_arguments(oid) FROM pg_proc WHERE proname = %s",
+            (function,),
+        )
+        (arguments,) = cur.fetchone()  # type: ignore[misc]
+        cur.execute(f"DROP FUNCTION {function}({arguments})")
+        cur.execute(
+            f"CREATE FUNCTION {function}({arguments})"
+            " RETURNS TABLE (matches boolean, version bigint)"
+            " LANGUAGE sql AS 'SELECT true, 1::bigint WHERE false'"
+        )
+    apply_schema(db)
+    with db.cursor() as cur:
+        cur.execute("SELECT proargnames FROM pg_proc WHERE proname = %s", (function,))
+        (names,) = cur.fetchall()
+    assert "mismatched" in names[0] and "matches" not in names[0]
+
+
 # What a database holds of zdm-monitor's own: triggers on any table, and its functions.
 TRIGGERS = "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal"
 FUNCTIONS = """

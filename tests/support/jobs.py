@@ -19,7 +19,7 @@ def snapshot(**changes: Any) -> JobSnapshot:
     base = JobSnapshot(
         has_definition=True,
         has_runtime=True,
-        matches=True,
+        mismatched=[],
         name="daily-backup",
         server_name="linux-server-01",
         os="linux",

@@ -139,5 +139,8 @@ class ErrorResponseSchema(ma.Schema):
     details = fields.Dict(
         keys=fields.String(),
         values=fields.List(fields.String()),
-        metadata={"description": "Validation errors: parameter -> reasons."},
+        metadata={
+            "description": "REQUEST-ERROR-01: each bad parameter -> what it accepts. "
+            "JOB-ERROR-01 of a job that exists but fails a filter: each filter it fails -> why."
+        },
     )

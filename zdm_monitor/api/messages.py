@@ -93,6 +93,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "없습니다.",
         "The backup job named '{identifier}' exists, but does not match the given filters.",
     ),
+    # In a 404's details, beside each filter the job exists but does not match.
+    "filter_mismatch": ("이 작업과 일치하지 않습니다.", "Does not match this job."),
     "job_without_definition": (
         "작업 데이터가 불완전합니다. backup 정보가 누락되었습니다.",
         "The job's data is incomplete: its backup record (the definition) is missing.",

@@ -90,9 +90,10 @@ def check_answer(job: JobSnapshot | None, identifier: str, by_id: bool) -> JobSn
         raise JobIncomplete(say("job_without_definition"))
     if not job.has_runtime:
         raise JobIncomplete(say("job_without_runtime"))
-    if not job.matches:
+    if job.mismatched:
         name = "job_filtered_id" if by_id else "job_filtered_name"
-        raise JobNotFound(say(name, identifier=identifier))
+        details = {filter: [say("filter_mismatch")] for filter in job.mismatched}
+        raise JobNotFound(say(name, identifier=identifier), details=details)
     return job
 
 

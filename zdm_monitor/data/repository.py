@@ -31,11 +31,11 @@ class JobFilters:
 
 @dataclass(frozen=True)
 class JobSnapshot:
-    """Both halves of one job as far as they exist, whether the filters hold, one log page."""
+    """Both halves of one job as far as they exist, the filters it fails, one log page."""
 
     has_definition: bool
     has_runtime: bool
-    matches: bool
+    mismatched: list[str]  # the query parameters of the filters the job does not match
     name: str | None
     server_name: str | None
     os: str | None

@@ -38,7 +38,7 @@ CREATE OR REPLACE FUNCTION zdm_monitor_job_snapshot(
 RETURNS TABLE (
     has_definition boolean,
     has_runtime boolean,
-    matches boolean,
+    mismatched text[],  -- the query parameters of the filters the job does not match
     name text,
     server_name text,
     os text,
@@ -109,16 +109,20 @@ BEGIN
     SELECT
         b.id IS NOT NULL,
         i.backup_id IS NOT NULL,
-        (    (p_mode IS NULL OR b.mode = p_mode)
-         AND (p_partition IS NULL OR b.partition = p_partition)
-         AND (p_drive IS NULL OR b.drive = p_drive)
-         AND (p_server_id IS NULL OR s.id = p_server_id)
-         AND (p_server_name IS NULL OR s.name = p_server_name)
-         AND (p_repository_type IS NULL OR r.type = p_repository_type)
-         AND (p_repository_path IS NULL OR r.path = p_repository_path)
-         AND (p_status IS NULL OR i.status = p_status)
-         AND (p_job_name IS NULL OR b.name = p_job_name)
-        ) IS TRUE,
+        array_remove(ARRAY[
+            CASE WHEN b.mode IS DISTINCT FROM coalesce(p_mode, b.mode) THEN 'mode' END,
+            CASE WHEN b.partition IS DISTINCT FROM coalesce(p_partition, b.partition)
+                 THEN 'partition' END,
+            CASE WHEN b.drive IS DISTINCT FROM coalesce(p_drive, b.drive) THEN 'drive' END,
+            CASE WHEN s.id IS DISTINCT FROM coalesce(p_server_id, s.id)
+                   OR s.name IS DISTINCT FROM coalesce(p_server_name, s.name) THEN 'server' END,
+            CASE WHEN r.type IS DISTINCT FROM coalesce(p_repository_type, r.type)
+                 THEN 'repositoryType' END,
+            CASE WHEN r.path IS DISTINCT FROM coalesce(p_repository_path, r.path)
+                 THEN 'repositoryPath' END,
+            CASE WHEN i.status IS DISTINCT FROM coalesce(p_status, i.status) THEN 'status' END,
+            CASE WHEN b.name IS DISTINCT FROM coalesce(p_job_name, b.name) THEN 'jobName' END
+        ], NULL),
         b.name, s.name, s.os, b.partition, b.drive,
         i.status, i.percent, i.message, i.started_at, i.ended_at, i.last_report_at,
         COALESCE(v_last - v_first + 1, 0),

@@ -48,7 +48,7 @@ RETURNS TABLE (
     -- One job of the page.
     has_definition boolean,
     has_runtime boolean,
-    matches boolean,
+    mismatched text[],
     name text,
     server_name text,
     os text,
@@ -166,7 +166,7 @@ BEGIN
     SELECT v_server.id, v_server.name, v_server.os,
            su.total, su.completed, su.in_progress, su.failed, su.pending, su.percent_sum,
            pl.incomplete, pl.on_place, pl.incomplete_on_place, pl.written,
-           pg.id IS NOT NULL, pg.id IS NOT NULL, pg.id IS NOT NULL,
+           pg.id IS NOT NULL, pg.id IS NOT NULL, '{}'::text[],  -- the page's jobs match
            pg.name, v_server.name, v_server.os, pg.partition, pg.drive,
            pg.status, pg.percent, pg.message, pg.started_at, pg.ended_at, pg.last_report_at,
            COALESCE(ends.log_last - ends.log_first + 1, 0),

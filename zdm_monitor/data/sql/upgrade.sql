@@ -5,8 +5,9 @@
 -- CREATE OR REPLACE keeps a function's grants, but cannot change its arguments or result
 -- columns: an old signature must be dropped here, or it would stay beside the new one.
 
--- 0.1.0 before the log cursor took 13 arguments; 0.1.0 with it returned no version column:
--- every signature of the two read functions without that column goes.
+-- 0.1.0 before the log cursor took 13 arguments; 0.1.0 with it returned no version column;
+-- 0.2.0 returned whether the filters matched, not which did not: every signature of the two
+-- read functions without the mismatched column goes.
 DO $$
 DECLARE
     v_function regprocedure;
@@ -15,7 +16,7 @@ BEGIN
         SELECT p.oid::regprocedure FROM pg_proc p
         WHERE p.proname IN ('zdm_monitor_job_snapshot', 'zdm_monitor_server_snapshot')
           AND pg_function_is_visible(p.oid)
-          AND NOT 'version' = ANY (coalesce(p.proargnames, '{}'))
+          AND NOT 'mismatched' = ANY (coalesce(p.proargnames, '{}'))
     LOOP
         EXECUTE format('DROP FUNCTION %s', v_function);
     END LOOP;
