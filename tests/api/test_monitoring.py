@@ -267,9 +267,10 @@ MISMATCHED_FILTER = "이 작업과 일치하지 않습니다."
 
 
 def failed_filters(query: str) -> dict[str, list[str]]:
-    """The details of a mismatch: each filter of the query the job fails (here, all but
-    mode=full, which job 1 matches), with why."""
-    names = [pair.split("=", 1)[0] for pair in query.split("&") if pair != "mode=full"]
+    """The details of a mismatch: each filter of the query the job fails, with why."""
+    names = [pair.split("=", 1)[0] for pair in query.split("&")]
+    if query == "mode=full&status=run":  # job 1 is full: only its status fails
+        names = ["status"]
     return {name: [MISMATCHED_FILTER] for name in names}
 
 
