@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-
 from support.api import SECRET, make_token
 
 LEAN = Path(__file__).resolve().parents[2] / "bench" / "lean.py"
