@@ -1297,8 +1297,8 @@ def checks(m: Measured) -> list[tuple[str, Ratio, str]]:
 
     found: list[tuple[str, Ratio | None, str]] = [
         ("C. wall / ceiling (req/s)", of("C", "ceiling"), ">= 0.85"),
-        ("B. hot job / ceiling (req/s)", of("B", "ceiling"), ">= 0.75"),
-        ("A. cold random / ceiling (req/s)", of("A", "ceiling"), ">= 0.45"),
+        ("B. hot job / ceiling (req/s)", of("B", "ceiling"), ">= 0.80"),
+        ("A. cold random / ceiling (req/s)", of("A", "ceiling"), ">= 0.40"),
     ]
     found += [
         (
