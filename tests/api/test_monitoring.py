@@ -17,6 +17,7 @@ from support.api import (
     JOB_URL,
     LINUX_EXAMPLE,
     PROGRESS_KEYS,
+    SCHEDULED_EXAMPLE,
     SUCCESS_KEYS,
     TIMESTAMP,
     WINDOWS_EXAMPLE,
@@ -31,21 +32,6 @@ from support.api import (
     pagination,
 )
 
-SCHEDULED_EXAMPLE = {
-    "system": {"name": "linux-server-01"},
-    "job": {
-        "info": {"name": "weekly-smart", "partition": "/var/log"},
-        "progressInfo": {
-            "status": "scheduled",
-            "percent": "0%",
-            "message": "-",
-            "start": "-",
-            "elapsed": "-",
-            "end": "-",
-        },
-        "log": [],
-    },
-}
 KOREAN_NAME = "일일-백업"
 KOREAN_EXAMPLE = {
     "system": {"name": "windows-server-01"},

@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from psycopg2.extensions import connection
-from support.api import JOB_URL, TIMESTAMP, add_job, assert_error, assert_invalid, bearer
+from support.api import (
+    JOB_URL,
+    LINUX_EXAMPLE,
+    SCHEDULED_EXAMPLE,
+    TIMESTAMP,
+    add_job,
+    assert_error,
+    assert_invalid,
+    bearer,
+)
 
 SERVER_URL = "/api/backups/monitoring/system/"
 SUCCESS_KEYS = ["success", "requestID", "data", "message", "timestamp"]
@@ -32,30 +41,8 @@ WINDOWS_SUMMARY = {
     "incomplete": 0,
 }
 LINUX_JOBS = [
-    {
-        "info": {"name": "daily-backup", "partition": "/"},
-        "progressInfo": {
-            "status": "complete",
-            "percent": "100%",
-            "message": "Backup completed successfully",
-            "start": "2025-01-15 02:00:00",
-            "elapsed": "00:30:00",
-            "end": "2025-01-15 02:30:00",
-        },
-        "log": ["Starting backup...", "Processing files...", "Backup completed"],
-    },
-    {
-        "info": {"name": "weekly-smart", "partition": "/var/log"},
-        "progressInfo": {
-            "status": "scheduled",
-            "percent": "0%",
-            "message": "-",
-            "start": "-",
-            "elapsed": "-",
-            "end": "-",
-        },
-        "log": [],
-    },
+    LINUX_EXAMPLE["job"],
+    SCHEDULED_EXAMPLE["job"],
     {
         "info": {"name": "bulk-data", "partition": "/data"},
         "progressInfo": {

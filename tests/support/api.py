@@ -54,6 +54,24 @@ WINDOWS_EXAMPLE: dict[str, Any] = {
 }
 
 
+# The demo's scheduled job (3), not started yet: every time is its placeholder.
+SCHEDULED_EXAMPLE: dict[str, Any] = {
+    "system": {"name": "linux-server-01"},
+    "job": {
+        "info": {"name": "weekly-smart", "partition": "/var/log"},
+        "progressInfo": {
+            "status": "scheduled",
+            "percent": "0%",
+            "message": "-",
+            "start": "-",
+            "elapsed": "-",
+            "end": "-",
+        },
+        "log": [],
+    },
+}
+
+
 # The keys of progressInfo and the monitoring endpoint's query parameters, in the contract's order.
 PROGRESS_KEYS = ["status", "percent", "message", "start", "elapsed", "end"]
 
