@@ -12,15 +12,14 @@ from support.api import (
     JOB_URL,
     LINUX_EXAMPLE,
     SCHEDULED_EXAMPLE,
-    TIMESTAMP,
     add_job,
     assert_error,
     assert_invalid,
+    assert_success,
     bearer,
 )
 
 SERVER_URL = "/api/backups/monitoring/system/"
-SUCCESS_KEYS = ["success", "requestID", "data", "message", "timestamp"]
 
 LINUX_SUMMARY = {
     "total": 3,
@@ -64,15 +63,7 @@ def get(client: FlaskClient, identifier: str, query: str = "", **headers: str) -
 
 
 def data_of(response: Any) -> dict[str, Any]:
-    assert response.status_code == 200, response.get_json()
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert list(body) == SUCCESS_KEYS
-    assert body["success"] is True
-    assert body["message"] == "Server backup monitoring info"
-    assert body["requestID"] == response.headers["X-Request-ID"]
-    assert TIMESTAMP.fullmatch(body["timestamp"])
-    return body["data"]  # type: ignore[no-any-return]
+    return assert_success(response, "Server backup monitoring info")
 
 
 @pytest.mark.parametrize("identifier", ["linux-server-01", "1", "001"])
