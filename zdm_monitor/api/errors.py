@@ -86,9 +86,10 @@ class ServiceUnavailable(ApiError):
 
 
 def error_codes() -> dict[str, tuple[int, str]]:
-    """Every code an error answer carries, the nginx site's included, with its status and what
-    it means: the API's own errors, then the HTTP layer's by status (500 and 503 are the API's
-    INTERNAL-ERROR and SERVICE-UNAVAILABLE, in the nginx site too)."""
+    """List every code an error answer carries, the nginx site's too, with status and meaning.
+
+    The API's own errors first, then the HTTP layer's by status; its 500 and 503 are the API's
+    INTERNAL-ERROR and SERVICE-UNAVAILABLE, in the nginx site too."""
     kinds = [ApiError]
     for kind in kinds:
         kinds.extend(kind.__subclasses__())
@@ -102,6 +103,7 @@ def error_codes() -> dict[str, tuple[int, str]]:
 
 
 def http_code(status: int) -> str:
+    """Name the HTTP layer's error of this status."""
     return f"HTTP-{status}"
 
 
