@@ -13,12 +13,11 @@ from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics, state
-from .api import docs, live, monitoring, probes
+from .api import docs, live, monitoring, openapi, probes
 from .api.bodies import ErrorResponseSchema
 from .api.context import begin_request, echo_request_id
 from .api.cors import register_cors
 from .api.errors import register_error_handlers
-from .api.openapi import query_parameter
 from .config import OBSOLETE, load_settings
 from .runtime.logs import configure_logging, log_request
 
@@ -76,10 +75,11 @@ def register_blueprints(app: Flask) -> None:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={"info": {"description": openapi.DESCRIPTION}},
     )
     api = MonitorApi(app)
     # One parameter per query field, as apispec writes them, with what it leaves out.
-    api.ma_plugin.converter.add_parameter_attribute_function(query_parameter)
+    api.ma_plugin.converter.add_parameter_attribute_function(openapi.query_parameter)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jsonschema_rs
 import pytest
+from flask import abort
 from flask.testing import FlaskClient
-from support.api import PROGRESS_KEYS, QUERY_PARAMETERS
+from support.api import JOB_URL, PROGRESS_KEYS, QUERY_PARAMETERS, MakeApp, bearer
+from werkzeug.exceptions import default_exceptions
+
+from zdm_monitor.api.payloads import format_elapsed, format_time
+
+SERVICE = Path(__file__).resolve().parents[2] / "zdm_monitor"
 
 PATH = "/api/backups/monitoring/job/{identifier}"
 SERVER_PATH = "/api/backups/monitoring/system/{identifier}"
@@ -295,6 +304,123 @@ def test_openapi_needs_no_token_and_is_stable(client: FlaskClient) -> None:
     first = client.get("/api/openapi.json").get_json()
     second = client.get("/api/openapi.json").get_json()
     assert first == second
+
+
+def documented_codes(spec: dict[str, Any]) -> dict[str, int]:
+    """Each code of the error body's enum, with the status its description gives it."""
+    code = spec["components"]["schemas"]["ErrorResponse"]["properties"]["code"]
+    assert len(set(code["enum"])) == len(code["enum"])
+    meanings = zip(code["enum"], code["x-enum-descriptions"], strict=True)
+    statuses = {name: int(meaning.split(":", 1)[0]) for name, meaning in meanings}
+    for name, status in statuses.items():
+        assert f"- `{name}` ({status}): " in code["description"], name
+    return statuses
+
+
+def test_every_code_the_app_answers_is_documented_with_its_status(
+    spec: dict[str, Any], make_app: MakeApp
+) -> None:
+    """Each of the API's errors, the routing's, and any status Flask or werkzeug can raise."""
+
+    def explode() -> str:
+        raise RuntimeError("unexpected")
+
+    def refuse(status: int) -> str:
+        abort(status)
+
+    app = make_app()
+    app.add_url_rule("/explode", view_func=explode)
+    app.add_url_rule("/refuse/<int:status>", view_func=refuse)
+    client = app.test_client()
+    no_database = make_app(DATABASE_URL="postgresql://u@127.0.0.1:1/x", ZDM_DB_CONNECT_TIMEOUT="1")
+    answers = [
+        client.get(f"{JOB_URL}1?limit=0", headers=bearer()),
+        client.get(f"{JOB_URL}1"),
+        client.get(f"{JOB_URL}999", headers=bearer()),
+        client.get(f"{JOB_URL}1?mode=smart", headers=bearer()),
+        client.get(f"{JOB_URL}6", headers=bearer()),
+        client.get("/api/nope", headers=bearer()),
+        client.delete(f"{JOB_URL}1", headers=bearer()),
+        client.get("/explode"),
+        no_database.test_client().get(f"{JOB_URL}1", headers=bearer()),
+        *(client.get(f"/refuse/{status}") for status in sorted(default_exceptions)),
+    ]
+    documented = documented_codes(spec)
+    for answer in answers:
+        body = answer.get_json()
+        assert body["success"] is False
+        assert documented[body["code"]] == answer.status_code, body
+    api_codes = {"JOB-ERROR-01", "JOB-ERROR-20", "REQUEST-ERROR-01", "AUTH-ERROR-01"}
+    answered = {answer.get_json()["code"] for answer in answers}
+    assert answered >= api_codes | {"INTERNAL-ERROR", "SERVICE-UNAVAILABLE", "HTTP-405"}
+    # A filter that excludes a job is named in details.
+    assert set(answers[3].get_json()["details"]) == {"mode"}
+
+
+def test_every_code_the_nginx_site_answers_is_documented_with_its_status(
+    spec: dict[str, Any],
+) -> None:
+    """The statuses of the site's error_page lines, as its map names them."""
+    site = (SERVICE / "ops" / "nginx-site.conf").read_text()
+    codes_map = re.search(r"map \$status \$zdm_error_code \{(.*?)\}", site, re.DOTALL)
+    assert codes_map
+    named = dict(re.findall(r"^\s*(\d+)\s+\"([A-Z-]+)\";", codes_map[1], re.MULTILINE))
+    statuses = set()
+    for line in re.findall(r"^\s*error_page ([^;]+) /zdm-error;", site, re.MULTILINE):
+        given = [int(word) for word in line.split() if word.isdigit()]
+        answered = line.split("=")[1] if "=" in line else None
+        statuses |= {int(answered)} if answered else set(given)
+    answered_codes = {named.get(str(status), f"HTTP-{status}"): status for status in statuses}
+    documented = documented_codes(spec)
+    assert answered_codes.items() <= documented.items()
+    assert {"HTTP-431", "INTERNAL-ERROR", "SERVICE-UNAVAILABLE"} <= set(answered_codes)
+
+
+def test_success_is_a_literal_on_each_side(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    for name in ("MonitoringResponse", "ServerResponse"):
+        assert schemas[name]["properties"]["success"] == {"type": "boolean", "enum": [True]}
+    assert schemas["ErrorResponse"]["properties"]["success"] == {"type": "boolean", "enum": [False]}
+
+
+def test_repository_is_a_plain_nullable_reference(spec: dict[str, Any]) -> None:
+    repository = spec["components"]["schemas"]["Job"]["properties"]["repository"]
+    assert repository["nullable"] is True
+    assert repository["allOf"] == [{"$ref": "#/components/schemas/Repository"}]
+    assert not {"anyOf", "oneOf", "type"} & set(repository)
+
+
+def test_the_placeholders_are_documented_and_match(spec: dict[str, Any]) -> None:
+    """Each field that holds `-` says until when, and its pattern takes every value the
+    payloads write."""
+    progress = spec["components"]["schemas"]["ProgressInfo"]["properties"]
+    for name, until in (("start", "starts"), ("end", "ends"), ("elapsed", "starts")):
+        assert f"`-` until it {until}" in progress[name]["description"], name
+    assert "`-` when there is none" in progress["message"]["description"]
+    assert "`-` until the first" in progress["lastReport"]["description"]
+    zone = ZoneInfo("Asia/Seoul")
+    moment = datetime(2025, 1, 15, 2, 0, tzinfo=UTC)
+    times = ["-", format_time(moment, zone), "infinity", "-infinity", "20000-01-01 00:00:00"]
+    times.append("0044-03-15 00:00:00 BC")
+    elapsed = ["-", format_elapsed(moment, moment + timedelta(hours=120, seconds=5), None)]
+    for name, values in (("start", times), ("end", times), ("lastReport", times)):
+        for value in values:
+            assert re.fullmatch(progress[name]["pattern"], value), (name, value)
+    for value in elapsed:
+        assert re.fullmatch(progress["elapsed"]["pattern"], value), value
+    assert not re.fullmatch(progress["start"]["pattern"], "2025-01-15T02:00:00")
+    assert not re.fullmatch(progress["elapsed"]["pattern"], "1:00")
+
+
+def test_operation_ids_read_as_function_names(spec: dict[str, Any]) -> None:
+    ids = {path: spec["paths"][path]["get"]["operationId"] for path in (PATH, SERVER_PATH)}
+    assert ids == {PATH: "getJobMonitoring", SERVER_PATH: "getServerMonitoring"}
+
+
+def test_the_description_says_how_to_get_and_send_a_token(spec: dict[str, Any]) -> None:
+    description = spec["info"]["description"]
+    for words in ("the ZDM API issues", "zdm-dev token", "Authorization: Bearer <token>", "`code`"):
+        assert words in description, words
 
 
 # --- Interactive docs, served without a CDN -----------------------------------------------------

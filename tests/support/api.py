@@ -14,6 +14,8 @@ from flask.testing import FlaskClient
 from psycopg2.extensions import connection
 from werkzeug.test import TestResponse
 
+from zdm_monitor.api.errors import error_codes
+
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JOB_URL = "/api/backups/monitoring/job/"
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
@@ -161,6 +163,7 @@ def assert_error(response: Any, status: int, code: str, error: str | None = None
     assert set(body) <= {*ERROR_KEYS, "details"}
     assert body["success"] is False
     assert body["code"] == code
+    assert error_codes()[code][0] == status, "as the OpenAPI document lists it"
     assert body["requestID"] == response.headers["X-Request-ID"]
     assert TIMESTAMP.fullmatch(body["timestamp"])
     if error is not None:

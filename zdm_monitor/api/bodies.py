@@ -6,10 +6,20 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
+from .errors import error_codes
 from .schemas import MODES, REPOSITORY_TYPES, STATUSES
 
 DETAIL = "With detail=true only."
 TIME = "In ZDM_TIMEZONE; also `20000-01-01 00:00:00`, `0044-03-15 00:00:00 BC`, `infinity`."
+# A time as payloads.format_time writes it, or its `-` placeholder; elapsed as format_elapsed.
+TIME_OR_NONE = r"^(-|-?infinity|[0-9]{4,}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}( BC)?)$"
+ELAPSED_OR_NONE = r"^(-|[0-9]{2,}:[0-9]{2}:[0-9]{2})$"
+CODES = error_codes()
+CODE_DESCRIPTION = (
+    "What went wrong, the same in both languages: key on it. The API's own codes, then the HTTP "
+    "layer's (the routing's, or nginx's in front) as `HTTP-<status>`; each with its status:\n\n"
+    + "\n".join(f"- `{code}` ({status}): {why}" for code, (status, why) in CODES.items())
+)
 
 
 class JobInfoSchema(ma.Schema):
@@ -23,15 +33,45 @@ class JobInfoSchema(ma.Schema):
 class ProgressInfoSchema(ma.Schema):
     status = fields.String(required=True, metadata={"enum": list(STATUSES)})
     percent = fields.String(required=True, metadata={"example": "60%"})
-    message = fields.String(required=True, metadata={"description": "`-` when none."})
+    message = fields.String(
+        required=True,
+        metadata={
+            "description": "The last progress message; `-` when there is none.",
+            "example": "Processing files...",
+        },
+    )
     start = fields.String(
         required=True,
-        metadata={"description": f"`-` before the start. {TIME}", "example": "2025-01-15 02:00:00"},
+        metadata={
+            "description": f"When the job started; `-` until it starts. {TIME}",
+            "pattern": TIME_OR_NONE,
+            "example": "2025-01-15 02:00:00",
+        },
     )
-    elapsed = fields.String(required=True, metadata={"example": "00:20:00"})
-    end = fields.String(required=True, metadata={"description": f"`-` while not finished. {TIME}"})
+    elapsed = fields.String(
+        required=True,
+        metadata={
+            "description": "HH:MM:SS (hours may pass 99) from the start to the end once the job "
+            "ended, else to the last progress report; `-` until it starts, and from or to "
+            "`infinity`.",
+            "pattern": ELAPSED_OR_NONE,
+            "example": "00:20:00",
+        },
+    )
+    end = fields.String(
+        required=True,
+        metadata={
+            "description": f"When the job ended; `-` until it ends. {TIME}",
+            "pattern": TIME_OR_NONE,
+            "example": "-",
+        },
+    )
     lastReport = fields.String(
-        metadata={"description": f"Last progress report; `-`. {TIME} {DETAIL}"}
+        metadata={
+            "description": f"The last progress report; `-` until the first. {TIME} {DETAIL}",
+            "pattern": TIME_OR_NONE,
+            "example": "2025-01-15 02:20:00",
+        }
     )
     stalled = fields.Boolean(
         metadata={
@@ -55,7 +95,12 @@ class JobSchema(ma.Schema):
     info = fields.Nested(JobInfoSchema, required=True)
     progressInfo = fields.Nested(ProgressInfoSchema, required=True)
     log = fields.List(fields.String(), required=True)
-    repository = fields.Nested(RepositorySchema, allow_none=True, metadata={"description": DETAIL})
+    # Nullable as OpenAPI 3.0 writes a nullable reference (allOf with nullable), which generators
+    # read as `Repository | null`; allow_none would add an empty object to it (anyOf).
+    repository = fields.Nested(
+        RepositorySchema,
+        metadata={"description": f"`null` when the job has none. {DETAIL}", "nullable": True},
+    )
     logEntries = fields.List(
         fields.Nested(LogEntrySchema), metadata={"description": "The lines of `log`. " + DETAIL}
     )
@@ -73,7 +118,8 @@ class MonitoringDataSchema(ma.Schema):
 
 
 class MonitoringResponseSchema(ma.Schema):
-    success = fields.Boolean(required=True)
+    # A literal, as the error body's `false`: generated types tell an answer from an error by it.
+    success = fields.Boolean(required=True, metadata={"enum": [True]})
     requestID = fields.String(required=True)
     data = fields.Nested(MonitoringDataSchema, required=True)
     message = fields.String(required=True)
@@ -126,7 +172,7 @@ class ServerResponseSchema(MonitoringResponseSchema):
 
 class ErrorResponseSchema(ma.Schema):
     requestID = fields.String(required=True)
-    success = fields.Boolean(required=True)
+    success = fields.Boolean(required=True, metadata={"enum": [False]})
     error = fields.String(
         required=True,
         metadata={
@@ -135,7 +181,14 @@ class ErrorResponseSchema(ma.Schema):
         },
     )
     timestamp = fields.String(required=True)
-    code = fields.String(required=True)
+    code = fields.String(
+        required=True,
+        metadata={
+            "description": CODE_DESCRIPTION,
+            "enum": list(CODES),
+            "x-enum-descriptions": [f"{status}: {why}" for status, why in CODES.values()],
+        },
+    )
     details = fields.Dict(
         keys=fields.String(),
         values=fields.List(fields.String()),

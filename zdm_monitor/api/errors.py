@@ -15,7 +15,7 @@ from ..data.pool import PoolExhausted
 from ..runtime.logs import in_request
 from .context import request_id
 from .envelope import timestamp
-from .messages import CATALOGUE, LANGUAGES, Message, say
+from .messages import CATALOGUE, ENGLISH, LANGUAGES, Message, say
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class ApiError(Exception):
 
     status = 500
     code = "INTERNAL-ERROR"
+    meaning = "Anything unexpected: the answer says nothing of what went wrong inside."
 
     def __init__(
         self,
@@ -48,29 +49,62 @@ class ApiError(Exception):
 class JobNotFound(ApiError):
     status = 404
     code = "JOB-ERROR-01"
+    meaning = (
+        "No such job or server, or none the filters select; of a job that exists but a filter "
+        "excludes, `details` names each filter it fails."
+    )
 
 
 class JobIncomplete(ApiError):
     status = 400
     code = "JOB-ERROR-20"
+    meaning = "The job's data is incomplete: its definition or its progress record is missing."
 
 
 class InvalidRequest(ApiError):
     status = 400
     code = "REQUEST-ERROR-01"
+    meaning = "A parameter is invalid: `details` names each one and what it accepts."
 
 
 class Unauthorized(ApiError):
     status = 401
     code = "AUTH-ERROR-01"
+    meaning = "The bearer token is missing, malformed, badly signed, expired or not yet valid."
 
 
 class ServiceUnavailable(ApiError):
     status = 503
     code = "SERVICE-UNAVAILABLE"
+    meaning = (
+        "The database cannot be reached or timed out, the instance is shutting down, or (from "
+        "nginx) no instance answered: try again after `Retry-After` seconds."
+    )
 
     def __init__(self, message: Message = DB_UNAVAILABLE) -> None:
         super().__init__(message, headers={"Retry-After": "5"})
+
+
+def error_codes() -> dict[str, tuple[int, str]]:
+    """List every code an error answer carries, the nginx site's too, with status and meaning.
+
+    The API's own errors first, then the HTTP layer's by status; its 500 and 503 are the API's
+    INTERNAL-ERROR and SERVICE-UNAVAILABLE, in the nginx site too."""
+    kinds = [ApiError]
+    for kind in kinds:
+        kinds.extend(kind.__subclasses__())
+    own = sorted({(kind.status, kind.code, kind.meaning) for kind in kinds})
+    codes = {code: (status, meaning) for status, code, meaning in own}
+    taken = {status for status, _, _ in own if status >= 500}
+    for status, message in sorted(HTTP_MESSAGES.items()):
+        if status not in taken:
+            codes[http_code(status)] = (status, message.text(ENGLISH))
+    return codes
+
+
+def http_code(status: int) -> str:
+    """Name the HTTP layer's error of this status."""
+    return f"HTTP-{status}"
 
 
 def invalid_parameters(details: dict[str, list[Message]]) -> InvalidRequest:
@@ -136,8 +170,10 @@ def handle_http_exception(error: HTTPException) -> Response:
         }
         return handle_api_error(invalid_parameters(details))
     headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
-    message = HTTP_MESSAGES.get(status, HTTP_MESSAGES[400])
-    return failure(status, f"HTTP-{status}", message, headers=headers)
+    # A status the catalogue does not name (none is raised today) is the plain 400, so that
+    # every code answered is one of error_codes().
+    status = status if status in HTTP_MESSAGES else 400
+    return failure(status, http_code(status), HTTP_MESSAGES[status], headers=headers)
 
 
 def handle_database_error(error: Exception) -> Response:
@@ -148,7 +184,7 @@ def handle_database_error(error: Exception) -> Response:
 
 def handle_unexpected(error: BaseException) -> Response:
     log.error("unexpected error", exc_info=error, extra=in_request())
-    return failure(500, "INTERNAL-ERROR", HTTP_MESSAGES[500])
+    return failure(ApiError.status, ApiError.code, HTTP_MESSAGES[500])
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -118,7 +118,11 @@ class JobMonitoring(MethodView):
         description="The job's server, partition or drive, progress and one page of its log.",
         success=True,
     )
-    @blp.doc(security=openapi.SECURITY, responses=openapi.ERROR_RESPONSES)
+    @blp.doc(
+        operationId="getJobMonitoring",
+        security=openapi.SECURITY,
+        responses=openapi.ERROR_RESPONSES,
+    )
     def get(self, query: MonitoringQuery, identifier: str) -> Response:
         """Monitoring info of one backup job, by ID or by name.
 
@@ -190,7 +194,11 @@ class ServerMonitoring(MethodView):
         "them with their newest log lines.",
         success=True,
     )
-    @blp.doc(security=openapi.SECURITY, responses=openapi.SERVER_ERROR_RESPONSES)
+    @blp.doc(
+        operationId="getServerMonitoring",
+        security=openapi.SECURITY,
+        responses=openapi.SERVER_ERROR_RESPONSES,
+    )
     def get(self, query: ServerQuery, identifier: str) -> Response:
         """Monitoring info of every backup job of one server, by ID or by name.
 

@@ -15,6 +15,22 @@ from .fields import MAX_NAME_LENGTH, TEXT_PATTERN
 from .polling import CACHE_CONTROL, HEADERS
 
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+# The document's info.description: what a dashboard developer needs before the first call.
+DESCRIPTION = """\
+The progress of ZDM's backup jobs, for dashboards that poll it: one job, or every job of one
+server.
+
+**The token.** Every call under `/api/backups/monitoring` needs a JWT that the ZDM API issues,
+signed with the key this service checks (`ZDM_JWT_SECRET` or `ZDM_JWT_PUBLIC_KEY`). In a checkout
+of zdm-monitor, `.venv/bin/zdm-dev token` prints one for `make run`; an operator with the secret
+gets one from `zdm-monitor token`. Send it on every call as `Authorization: Bearer <token>` (here:
+**Authorize**). A missing or bad token is a 401 with the code `AUTH-ERROR-01`.
+
+**Answers and errors.** `success` tells them apart: `true` in an answer, `false` in an error.
+Every error is one envelope (`ErrorResponse`): key on its `code`, which lists every code with
+its status; `error` (and `details`) are for people, in Korean, or in English when
+`Accept-Language` prefers it.
+"""
 
 
 def query_parameter(

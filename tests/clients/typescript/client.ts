@@ -1,10 +1,12 @@
 /*
  * A dashboard's calls to zdm-monitor through openapi-fetch, typed by openapi-typescript from the
  * service's own /api/openapi.json (schema.d.ts, generated next to this file by
- * tests/test_clients.py). It prints what each answer says; the test compares that with what
- * the parameters asked for, the same report as the Python client's.
+ * tests/system/test_clients.py). It prints what each answer says, and what the dashboard's tile
+ * (dashboard.ts) makes of it; the test compares that with what the parameters asked for, the
+ * same report as the Python client's.
  */
 import createClient from "openapi-fetch";
+import { type JobAnswer, tile } from "./dashboard.js";
 import type { paths } from "./schema.js";
 
 const JOB = "/api/backups/monitoring/job/{identifier}";
@@ -42,6 +44,13 @@ function job(identifier: string, query: paths[typeof JOB]["get"]["parameters"]["
   return client.GET(JOB, { params: { path: { identifier }, query } });
 }
 
+// The body of an answer or an error, as the dashboard takes it.
+function answerOf(result: { data?: JobAnswer; error?: JobAnswer }): JobAnswer {
+  const answer = result.data ?? result.error;
+  if (answer === undefined) throw new Error("an answer without a body");
+  return answer;
+}
+
 function lines(response: Response): Report {
   return {
     status: response.status,
@@ -51,8 +60,14 @@ function lines(response: Response): Report {
 }
 
 {
-  const { data, response } = await job("1");
-  report.byId = { ...lines(response), name: data?.data.job.info.name, log: data?.data.job.log };
+  const result = await job("1");
+  const { data, response } = result;
+  report.byId = {
+    ...lines(response),
+    name: data?.data.job.info.name,
+    log: data?.data.job.log,
+    tile: tile(answerOf(result)),
+  };
 }
 {
   const { data, response } = await job("daily-backup-win");
@@ -74,8 +89,14 @@ function lines(response: Response): Report {
   report.partition = { ...lines(response), partition: info?.partition, log: data?.data.job.log };
 }
 {
-  const { error, response } = await job("weekly-smart", { partition: "/" });
-  report.otherPartition = { ...lines(response), code: error?.code };
+  const result = await job("weekly-smart", { partition: "/" });
+  const { error, response } = result;
+  report.otherPartition = {
+    ...lines(response),
+    code: error?.code,
+    details: error?.details,
+    tile: tile(answerOf(result)),
+  };
 }
 {
   const { data, response } = await job("bulk-data", { after: 100, page: 2, limit: 10 });
@@ -94,8 +115,9 @@ function lines(response: Response): Report {
   };
 }
 {
-  const { error, response } = await job("999");
-  report.notFound = { ...lines(response), code: error?.code };
+  const result = await job("999");
+  const { error, response } = result;
+  report.notFound = { ...lines(response), code: error?.code, tile: tile(answerOf(result)) };
 }
 {
   const { data, response } = await client.GET(SERVER, {
