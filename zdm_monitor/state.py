@@ -48,9 +48,11 @@ def cache() -> SnapshotCache:
 
 
 def start(app: Flask, threads: int | None = None) -> None:
-    """Start the watchdog and the replica monitor, and size the slots for gunicorn's threads
-    (None: the pool's size), in each worker after fork; an app never started refuses to read."""
+    """Start the watchdog, the replica monitor and the cache's refresher, and size the slots for
+    gunicorn's threads (None: the pool's size), in each worker after fork; an app never started
+    refuses to read."""
     of(app).database.start(threads)
+    of(app).cache.start(app.app_context)
 
 
 def serves(app: object) -> bool:
@@ -64,7 +66,9 @@ def start_draining(app: Flask) -> None:
 
 
 def close(app: Flask) -> None:
-    """Close the app's database connections (the worker is exiting)."""
+    """Stop the cache's refresher and close the app's database connections (the worker is
+    exiting)."""
+    of(app).cache.stop()
     of(app).database.close()
 
 

@@ -30,8 +30,9 @@ from support.processes import clean_env, free_port, kill_leftovers, wait_until
 
 from zdm_devstack.stack import SERVICE_APP, spawn_gunicorn
 from zdm_monitor import state
-from zdm_monitor.data.cache import SHARE
+from zdm_monitor.data.cache import LEAD_SHARE, SHARE, SnapshotCache
 from zdm_monitor.data.database import YOUNG_S
+from zdm_monitor.data.repository import JobFilters, JobRead, get_job_snapshot
 
 MakeApp = Callable[..., Flask]
 SERVER_URL = "/api/backups/monitoring/system/"
@@ -51,10 +52,12 @@ class Clock:
 
 
 def cached(make_app: MakeApp, clock: Clock | None = None, **env: str) -> Flask:
-    """An app with the cache on (max age MAX_AGE_S), on the given clock if any."""
+    """An app with the cache on (max age MAX_AGE_S), on the given clock if any: then without its
+    refresher, whose thread waits in real time (the refresh tests drive it by hand)."""
     env = {"ZDM_DB_POOL_SIZE": str(POOL_SIZE), **env}
     app = make_app(ZDM_CACHE_MAX_AGE_MS=str(int(MAX_AGE_S * 1000)), **env)
     if clock is not None:
+        state.of(app).cache.stop()
         state.of(app).cache.clock = clock
     return app
 
@@ -385,6 +388,225 @@ def test_the_cache_keeps_at_most_its_bytes_and_no_answer_above_its_share(
     assert max(entry.size for entry in cache._entries.values()) <= budget // SHARE
 
 
+# --- Refresh ahead: the hot keys read again before they expire, off the request path --------
+
+DUE_S = MAX_AGE_S * (1 - 1 / LEAD_SHARE)
+
+
+def by_hand(app: Flask) -> SnapshotCache:
+    """The app's cache, planning refreshes that only the test runs (refresh_due, on its clock)."""
+    cache = state.of(app).cache
+    cache._context = app.app_context
+    return cache
+
+
+def test_a_hot_key_is_read_again_before_it_expires_and_its_requests_never_read(
+    counted: Callable[..., FlaskClient], proxy: CountingProxy, db: connection
+) -> None:
+    """The refresh reads within the app's context: with one connection in the pool, a request
+    for another key reads after it, so the refresh gave its connection back."""
+    clock = Clock()
+    client = counted(clock, ZDM_DB_POOL_SIZE="1")
+    cache = by_hand(client.application)
+    job(client)
+    clock.now += MAX_AGE_S / 2
+    job(client)  # asked for from memory: the key is hot
+    assert len(proxy.take()) == 1
+    execute(db, "UPDATE backup_info SET percent = 61 WHERE backup_id = 2")
+    clock.now += DUE_S - MAX_AGE_S / 2 - 0.001
+    assert cache.refresh_due() == 0  # not due yet
+    clock.now += 0.002
+    assert cache.refresh_due() == 1
+    assert len(proxy.take()) == 1
+    clock.now += MAX_AGE_S / 2  # past the first read's max age
+    assert progress(job(client))["percent"] == "61%"
+    assert proxy.take() == []  # answered from the refresh's read
+    assert progress(job(client, "1"))["percent"] == "100%"
+    assert len(proxy.take()) == 1
+
+
+def test_the_reads_of_a_hot_key_are_one_a_max_age_and_stop_with_its_requests(
+    counted: Callable[..., FlaskClient], proxy: CountingProxy
+) -> None:
+    """While a dashboard polls, a key costs a worker one read per max age, less the lead, all
+    but the first the refresher's; a max age after its last request, none: and a key asked for
+    once is never read again."""
+    clock = Clock()
+    client = counted(clock)
+    cache = by_hand(client.application)
+    step = MAX_AGE_S / 40
+    job(client, "1")  # asked for once: let go
+    refreshed = 0
+    for _ in range(400):  # ten max ages of polls
+        job(client)
+        clock.now += step
+        refreshed += cache.refresh_due()
+    polled = len(proxy.take())
+    assert 10 <= refreshed <= 10 / (1 - 1 / LEAD_SHARE), refreshed
+    assert polled == 2 + refreshed  # the first reads of the two keys, then only refreshes
+    for _ in range(40):  # a max age without a request
+        clock.now += step
+        cache.refresh_due()
+    assert len(proxy.take()) <= 1  # a refresh planned during the last max age, at most
+    for _ in range(200):
+        clock.now += step
+        cache.refresh_due()
+    assert proxy.take() == []
+    assert cache._entries == {}  # both let go: dropped when they expired
+
+
+def test_a_failed_refresh_leaves_the_key_to_expire(
+    counted: Callable[..., FlaskClient], proxy: CountingProxy
+) -> None:
+    """The database down, the refresh fails and the kept answer is not made younger: past its
+    max age the request reads, and is the 503 it was without a refresh; then the key is read
+    as usual and refreshed again."""
+    clock = Clock()
+    client = counted(clock)
+    cache = by_hand(client.application)
+    job(client)
+    job(client)
+    proxy.refuse.set()
+    proxy.drop()
+    clock.now += DUE_S
+    assert cache.refresh_due() == 1
+    clock.now += MAX_AGE_S - DUE_S - 0.001
+    assert job(client).status_code == 200  # still within its max age
+    clock.now += 0.002
+    down = get(client, f"{JOB_URL}2")
+    assert down.status_code == 503, down.get_json()
+    assert down.get_json()["code"] == "SERVICE-UNAVAILABLE"
+    proxy.refuse.clear()
+    proxy.take()
+    assert job(client).status_code == 200
+    job(client)
+    clock.now += DUE_S
+    assert cache.refresh_due() == 1
+    assert len(proxy.take()) == 2
+
+
+def read_in_background(call: Callable[[], Any]) -> tuple[list[Any], threading.Thread]:
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(call()))
+    thread.start()
+    return results, thread
+
+
+def test_requests_for_a_key_being_refreshed_wait_for_the_refresh(
+    counted: Callable[..., FlaskClient], proxy: CountingProxy, db: connection
+) -> None:
+    """A refresh that is late (the tables locked): until the kept answer expires it is answered
+    at once; then the requests wait for the refresh, the key's read in progress, and share it."""
+    clock = Clock()
+    client = counted(clock)
+    app = client.application
+    cache = by_hand(app)
+    job(client)
+    job(client)
+    proxy.take()
+    clock.now += DUE_S
+    execute(db, "BEGIN; LOCK TABLE backup, backup_info IN ACCESS EXCLUSIVE MODE")
+    try:
+        refreshed, refresher = read_in_background(cache.refresh_due)
+        assert wait_until(lambda: len(proxy.queries) == 1, 10)
+        started = time.monotonic()
+        assert job(client).status_code == 200  # young still: from memory
+        assert time.monotonic() - started < 0.5
+        clock.now += MAX_AGE_S
+        waiters = POOL_SIZE - 1  # with the refresh, every slot
+        answers, threads = wait_together(app, "2", waiters)
+        assert wait_until(lambda: len(cache.slots._held) == 1 + waiters, 10)
+    finally:
+        execute(db, "ROLLBACK")
+    for thread in [refresher, *threads]:
+        thread.join(10)
+    assert refreshed == [1]
+    assert [a.status_code for a in answers] == [200] * waiters
+    assert len(proxy.take()) == 1  # the refresh's read, and no other
+
+
+def test_a_refresh_that_began_before_a_newer_read_does_not_replace_it(
+    make_app: MakeApp, db: connection
+) -> None:
+    """The refresh reads 60% and is held; meanwhile a request that has seen newer reads 61%.
+    The refresh ends last, and what is kept, and answered, stays 61%."""
+    clock = Clock()
+    app = cached(make_app, clock)
+    cache = by_hand(app)
+    key = JobRead(2, None, JobFilters(), 1, 50, None, False)
+    hold, held, go = threading.Event(), threading.Event(), threading.Event()
+
+    def read() -> Any:
+        """Read the job; the one read made while hold is set waits, once read, for go."""
+        snapshot = state.database().read(lambda c: get_job_snapshot(c, key, timeout_ms=5000))
+        if hold.is_set():
+            hold.clear()
+            held.set()
+            assert go.wait(10)
+        return snapshot
+
+    with app.app_context():
+        cache.get(key, read)
+        cache.get(key, read)
+        clock.now += DUE_S
+        hold.set()
+        _, refresher = read_in_background(cache.refresh_due)
+        assert held.wait(10)  # the refresh has read 60% and is held
+        execute(db, "UPDATE backup_info SET percent = 61 WHERE backup_id = 2")
+        clock.now += 0.001
+        newer, read_now = cache.get(key, read, fresh=True)
+        go.set()
+        refresher.join(10)
+        assert read_now and newer.snapshot.percent == 61
+        kept, read_now = cache.get(key, read)
+    assert not read_now and kept is newer
+    assert progress(job(app.test_client()))["percent"] == "61%"
+
+
+def test_a_refresh_revives_no_key_the_cache_let_go_and_keeps_its_bytes(
+    counted: Callable[..., FlaskClient], proxy: CountingProxy
+) -> None:
+    clock = Clock()
+    client = counted(clock, ZDM_CACHE_SIZE="2")
+    app = client.application
+    cache = by_hand(app)
+    for query in ("limit=1", "limit=2", "limit=1", "limit=2", "limit=3"):
+        job(client, "bulk-data", query)  # limit=1 and 2 hot, then 1 pushed out by 3
+    proxy.take()
+    clock.now += DUE_S
+    assert cache.refresh_due() == 1  # limit=2: limit=1 is gone, limit=3 asked for by none
+    assert len(proxy.take()) == 1
+    assert [read.limit for read in cache._entries] == [3, 2]
+    assert sum(entry.size for entry in cache._entries.values()) == cache.bytes
+
+
+def test_the_refresher_runs_while_the_app_is_started_and_survives_a_failing_read(
+    make_app: MakeApp, proxy: CountingProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In real time (max age 300 ms): a hot key is read again by the worker's own thread, which
+    outlives a database that refuses it; state.close stops it; a cache that is off has none."""
+    assert state.of(make_app()).cache._thread is None  # the tests' apps: the cache off
+    app = make_app(DATABASE_URL=proxy.url, ZDM_CACHE_MAX_AGE_MS="300")
+    cache = state.of(app).cache
+    thread = cache._thread
+    assert thread is not None and thread.is_alive() and thread.name == "zdm-cache-refresher"
+    client = app.test_client()
+    job(client)
+    job(client)
+    proxy.refuse.set()
+    proxy.drop()
+    assert wait_until(lambda: cache._entries == {}, 10)  # not read again: dropped at expiry
+    assert "a refresh failed, its answer is left to expire" in caplog.text
+    assert thread.is_alive()
+    proxy.refuse.clear()
+    job(client)
+    job(client)
+    proxy.take()
+    assert wait_until(proxy.take, 10)  # read again by the thread, with no request
+    state.close(app)
+    assert not thread.is_alive() and cache._thread is None
+
+
 # --- Through real gunicorn with two workers, each with its own cache -----------------------
 
 WORKERS = "2"
@@ -532,3 +754,38 @@ def test_a_thousand_polls_of_two_unchanged_jobs_in_two_seconds_cost_at_most_20_r
     assert answers == [304] * 1000
     assert seconds < 2.5, seconds
     assert len(proxy.take()) <= 20
+
+
+@pytest.mark.slow
+def test_polled_keys_cost_a_read_a_worker_and_max_age_and_none_once_the_polls_stop(
+    served: Callable[..., str], proxy: CountingProxy
+) -> None:
+    """Four jobs polled without pause across two workers (max age 500 ms): at most workers x
+    keys reads a max age, less the lead; within two max ages of the last poll, none."""
+    max_age_s, keys = 0.5, (1, 2, 3, 4)
+    base = served(ZDM_CACHE_MAX_AGE_MS=str(int(max_age_s * 1000)))
+    polling = threading.Event()
+    polling.set()
+
+    def poll() -> None:
+        while polling.is_set():
+            for key in keys:
+                assert fetch(base, f"{JOB_URL}{key}")[0] == 200
+
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for poller in pollers:
+        poller.start()
+    time.sleep(1)  # every key read and asked for on both workers
+    proxy.take()
+    window_s = 2.0
+    time.sleep(window_s)
+    reads = len(proxy.take())
+    polling.clear()
+    for poller in pollers:
+        poller.join(10)
+    bound = int(WORKERS) * len(keys) * (window_s / (max_age_s * (1 - 1 / LEAD_SHARE)) + 1)
+    assert 0 < reads <= bound, (reads, bound)
+    time.sleep(2 * max_age_s)
+    proxy.take()
+    time.sleep(2 * max_age_s)
+    assert proxy.take() == []
