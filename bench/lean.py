@@ -13,15 +13,21 @@ from __future__ import annotations
 import json
 import os
 import threading
+from pathlib import Path
 
 import jwt
 import psycopg2
 from flask import Flask, Response, request
 from psycopg2.extensions import connection
 
-try:
+import zdm_monitor
+
+# The measured checkout's read, by its files: a release from before the modules moved into
+# subpackages has repository.py at the top (importing the newer name first would find the
+# workshop's editable install's module, not the checkout's).
+if (Path(zdm_monitor.__file__).parent / "data").is_dir():
     from zdm_monitor.data.repository import GET_JOB_SNAPSHOT, JobRead, argument_names
-except ImportError:  # a release from before the service's modules moved into subpackages
+else:
     from zdm_monitor.repository import (  # type: ignore[no-redef]
         GET_JOB_SNAPSHOT,
         JobRead,

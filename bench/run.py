@@ -409,15 +409,16 @@ def apply_measured_schema(url: str, code: Path = CODE) -> None:
     with closing(psycopg2.connect(url)) as conn, conn, conn.cursor() as cur:
         cur.execute(DROP_OURS)
     # Where apply_schema lived in earlier releases: data/database.py, and before the modules
-    # moved into subpackages, db.py.
-    script = """import sys, psycopg2
-try:
+    # moved into subpackages, db.py. Chosen by the checkout's files, not by trying imports: the
+    # workshop's editable install would answer a name the checkout lacks with this one's module.
+    script = """import pathlib, sys, psycopg2, zdm_monitor
+root = pathlib.Path(zdm_monitor.__file__).parent
+if (root / "data" / "schema.py").exists():
     from zdm_monitor.data.schema import apply_schema
-except ImportError:
-    try:
-        from zdm_monitor.data.database import apply_schema
-    except ImportError:
-        from zdm_monitor.db import apply_schema
+elif (root / "data").is_dir():
+    from zdm_monitor.data.database import apply_schema
+else:
+    from zdm_monitor.db import apply_schema
 apply_schema(psycopg2.connect(sys.argv[1]))"""
     env = {**os.environ, "PYTHONPATH": str(code)}
     subprocess.run([sys.executable, "-c", script, url], env=env, check=True, cwd=code)
@@ -560,7 +561,8 @@ def wall_polls(base: str, token: str, jobs: list[int], folder: Path) -> Path:
     """The README's polling flow for each job: page 1, then the cursor poll and its ETag."""
     lines = []
     for job in jobs:
-        _, first, _ = get(base, f"{JOB}{job}?limit=50&detail=true", token)
+        status, first, body = get(base, f"{JOB}{job}?limit=50&detail=true", token)
+        assert status == 200, (base, job, status, body[:300])
         path = f"{JOB}{job}?" + POLL_QUERY.format(cursor=first["X-Log-Cursor"])
         status, headers, _ = get(base, path, token)
         assert status == 200, (job, status)
