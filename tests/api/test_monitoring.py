@@ -18,6 +18,7 @@ from support.api import (
     LINUX_EXAMPLE,
     PROGRESS_KEYS,
     SCHEDULED_EXAMPLE,
+    SCHEDULED_PROGRESS,
     SUCCESS_KEYS,
     TIMESTAMP,
     WINDOWS_EXAMPLE,
@@ -820,14 +821,7 @@ def test_progress_of_an_inserted_job(
 
 
 def test_scheduled_job_has_dashes(get_job: GetJob) -> None:
-    assert assert_success(get_job("3"))["job"]["progressInfo"] == {
-        "status": "scheduled",
-        "percent": "0%",
-        "message": "-",
-        "start": "-",
-        "elapsed": "-",
-        "end": "-",
-    }
+    assert assert_success(get_job("3"))["job"]["progressInfo"] == SCHEDULED_PROGRESS
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from support.api import LINUX_EXAMPLE, PROGRESS_KEYS, TIMESTAMP, WINDOWS_EXAMPLE
+from support.api import (
+    LINUX_EXAMPLE,
+    PROGRESS_KEYS,
+    SCHEDULED_PROGRESS,
+    TIMESTAMP,
+    WINDOWS_EXAMPLE,
+)
 from support.jobs import START, at, snapshot
 
 from zdm_monitor.api.payloads import format_elapsed, format_time, monitoring_payload, pagination
@@ -201,14 +207,7 @@ def test_not_started_job() -> None:
         log_lines=[],
     )
     progress = monitoring_payload(job, UTC_ZONE)["job"]
-    assert progress["progressInfo"] == {
-        "status": "scheduled",
-        "percent": "0%",
-        "message": "-",
-        "start": "-",
-        "elapsed": "-",
-        "end": "-",
-    }
+    assert progress["progressInfo"] == SCHEDULED_PROGRESS
     assert progress["log"] == []
 
 

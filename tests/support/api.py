@@ -57,18 +57,19 @@ WINDOWS_EXAMPLE: dict[str, Any] = {
 
 
 # The demo's scheduled job (3), not started yet: every time is its placeholder.
+SCHEDULED_PROGRESS = {
+    "status": "scheduled",
+    "percent": "0%",
+    "message": "-",
+    "start": "-",
+    "elapsed": "-",
+    "end": "-",
+}
 SCHEDULED_EXAMPLE: dict[str, Any] = {
     "system": {"name": "linux-server-01"},
     "job": {
         "info": {"name": "weekly-smart", "partition": "/var/log"},
-        "progressInfo": {
-            "status": "scheduled",
-            "percent": "0%",
-            "message": "-",
-            "start": "-",
-            "elapsed": "-",
-            "end": "-",
-        },
+        "progressInfo": SCHEDULED_PROGRESS,
         "log": [],
     },
 }
