@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from support.api import SECRET
+from support.logs import records
 
 from zdm_monitor import create_app, state
 from zdm_monitor.config import Settings, load_settings
@@ -481,14 +482,7 @@ def test_a_listen_url_of_an_earlier_release_is_ignored_with_one_warning(
 
 
 def test_a_worker_class_is_ignored_with_one_warning() -> None:
-    said: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = said.append  # type: ignore[method-assign]
-    logger = logging.getLogger("zdm_monitor")  # it does not propagate once configured
-    logger.addHandler(handler)
-    try:
+    with records() as said:
         create_app({**BASE, "GUNICORN_WORKER_CLASS": "sync"})
-    finally:
-        logger.removeHandler(handler)
     (warning,) = [r.getMessage() for r in said if "GUNICORN_WORKER_CLASS" in r.getMessage()]
     assert "ignored" in warning and "gthread" in warning

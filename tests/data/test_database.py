@@ -17,6 +17,7 @@ from flask import Flask
 from psycopg2.extensions import connection
 from support.api import bearer
 from support.database import READER, THROUGH_PGBOUNCER
+from support.logs import records
 from support.pgwire import CountingProxy
 from support.processes import wait_until
 
@@ -389,15 +390,8 @@ def test_an_app_never_started_refuses_to_read_and_says_why(
     make_app: Callable[..., Flask],
 ) -> None:
     client = make_app(started=False).test_client()
-    said: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = said.append  # type: ignore[method-assign]
-    logger = logging.getLogger("zdm_monitor")  # it does not propagate once configured
-    logger.addHandler(handler)
-    try:
+    with records() as said:
         response = client.get("/api/backups/monitoring/job/1", headers=bearer())
-    finally:
-        logger.removeHandler(handler)
     assert response.status_code == 500
     assert response.get_json()["code"] == "INTERNAL-ERROR"
     assert client.get("/healthz").status_code == 200  # what touches no database still answers
